@@ -1,0 +1,168 @@
+"""``DataframeInput``: one Arrow column per feature, a pandas DataFrame for the function."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kappa.adapters.base import InputAdapter, positional_names
+from kappa.errors import InputError
+from kappa.types import InferenceTask
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+ORIENTS = ("records", "columns", "split", "values", "index")
+
+
+class DataframeInput(InputAdapter):
+    """Tabular input: the function receives a ``pandas.DataFrame`` of the batch.
+
+    ``columns`` names the features (in order) the function expects; ``dtype``
+    is one dtype for all of them or a mapping column -> dtype. When both are
+    given the adapter declares its Arrow schema and rejects batches that do
+    not fit it, naming the column.
+    """
+
+    single_supported = False
+
+    def __init__(
+        self,
+        orient: str = "records",
+        columns: Sequence[str] | None = None,
+        dtype: str | Mapping[str, str] | None = None,
+    ) -> None:
+        if orient not in ORIENTS:
+            raise InputError(f"DataframeInput(orient={orient!r}): orient must be one of {ORIENTS}")
+        if isinstance(dtype, Mapping) and columns is not None:
+            unknown = sorted(set(dtype) - set(columns))
+            if unknown:
+                raise InputError(
+                    f"DataframeInput: dtype names columns {unknown} that are not in columns={list(columns)}"
+                )
+        self.orient = orient
+        self.columns = list(columns) if columns is not None else None
+        self.dtype = dict(dtype) if isinstance(dtype, Mapping) else dtype
+
+    def config(self) -> dict[str, Any]:
+        return {"orient": self.orient, "columns": self.columns, "dtype": self.dtype}
+
+    def _dtype_of(self, column: str) -> str | None:
+        if isinstance(self.dtype, dict):
+            return self.dtype.get(column)
+        return self.dtype
+
+    def arrow_schema(self) -> pa.Schema | None:
+        if self.columns is None or self.dtype is None:
+            return None
+        import numpy as np
+        import pyarrow as pa
+
+        fields = []
+        for column in self.columns:
+            dtype = self._dtype_of(column)
+            if dtype is None:
+                return None
+            try:
+                fields.append(pa.field(column, pa.from_numpy_dtype(np.dtype(dtype))))
+            except (TypeError, pa.ArrowNotImplementedError):
+                return None
+        return pa.schema(fields)
+
+    # -- Python payload -> DataFrame -> Arrow ---------------------------------
+    def to_dataframe(self, payload: Any) -> pd.DataFrame:
+        """Read a payload in any of the accepted shapes into a DataFrame."""
+        import pandas as pd
+
+        if isinstance(payload, pd.DataFrame):
+            return payload
+        if hasattr(payload, "to_pandas") and hasattr(payload, "schema"):
+            return payload.to_pandas()
+        if isinstance(payload, (str, bytes)):
+            try:
+                payload = json.loads(payload)
+            except ValueError as exc:
+                raise InputError(f"DataframeInput: the payload is not valid JSON ({exc})") from None
+        if isinstance(payload, Mapping):
+            if "data" in payload and set(payload) <= {"columns", "data", "index"}:
+                data = payload["data"]
+                columns = payload.get("columns") or self.columns
+                return pd.DataFrame(data, columns=columns)
+            if self.orient == "index":
+                return pd.DataFrame.from_dict(dict(payload), orient="index")
+            return pd.DataFrame(dict(payload))
+        try:
+            frame = pd.DataFrame(payload)
+        except (ValueError, TypeError) as exc:
+            raise InputError(
+                f"DataframeInput cannot read a {type(payload).__name__} as a table ({exc}); "
+                "pass a DataFrame, a list of rows, a list of records or a dict of columns"
+            ) from None
+        if self.columns is not None and list(frame.columns) == list(range(frame.shape[1])):
+            if frame.shape[1] != len(self.columns):
+                raise InputError(
+                    f"DataframeInput expects {len(self.columns)} columns {self.columns}, "
+                    f"got rows of {frame.shape[1]} values"
+                )
+            frame.columns = self.columns
+        return frame
+
+    def to_arrow(self, payload: Any) -> pa.RecordBatch:
+        import pyarrow as pa
+
+        frame = self.to_dataframe(payload)
+        names = [str(c) for c in frame.columns]
+        if len(set(names)) != len(names):
+            raise InputError(f"DataframeInput: duplicate column names {names}")
+        frame = frame.set_axis(names, axis=1)
+        try:
+            return pa.RecordBatch.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(f"DataframeInput cannot convert the data to Arrow: {exc}") from None
+
+    # -- Arrow -> DataFrame for the function ---------------------------------
+    def from_arrow(self, batch: pa.RecordBatch, tasks: Sequence[InferenceTask[Any]]) -> pd.DataFrame:
+        frame = batch.to_pandas()
+        if list(frame.columns) == positional_names(frame.shape[1]) and frame.shape[1] > 0:
+            import pandas as pd
+
+            frame.columns = pd.RangeIndex(frame.shape[1])
+        return self.normalize(frame)
+
+    def coerce(self, payload: Any) -> pd.DataFrame:
+        return self.normalize(self.to_dataframe(payload))
+
+    def normalize(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Select the declared columns in order and apply the declared dtypes."""
+        if self.columns is not None:
+            present = [str(c) for c in frame.columns]
+            missing = [c for c in self.columns if c not in present]
+            if missing:
+                raise InputError(
+                    f"input is missing column(s) {missing}; the API expects {self.columns} "
+                    f"and got {present}"
+                )
+            frame = frame.set_axis(present, axis=1)[self.columns]
+        if self.dtype is not None:
+            frame = self._apply_dtypes(frame)
+        return frame
+
+    def _apply_dtypes(self, frame: pd.DataFrame) -> pd.DataFrame:
+        wanted = (
+            {c: self.dtype for c in frame.columns}
+            if isinstance(self.dtype, str)
+            else {c: t for c, t in (self.dtype or {}).items() if c in frame.columns}
+        )
+        for column, dtype in wanted.items():
+            if str(frame[column].dtype) == dtype:
+                continue
+            try:
+                frame[column] = frame[column].astype(dtype)
+            except (ValueError, TypeError) as exc:
+                raise InputError(
+                    f"column {column!r} should be {dtype} but holds {frame[column].dtype} "
+                    f"values that do not convert ({exc})"
+                ) from None
+        return frame

@@ -1,0 +1,118 @@
+"""Output adapters: a function's return value -> one ``RecordBatch`` row per result."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kappa.adapters._json import dumps
+from kappa.adapters.base import OutputAdapter
+from kappa.errors import InferenceError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def _is_frame(value: Any) -> bool:
+    return type(value).__name__ == "DataFrame" and hasattr(value, "columns")
+
+
+def _is_series(value: Any) -> bool:
+    return type(value).__name__ == "Series" and hasattr(value, "to_numpy")
+
+
+def _frame_to_arrow(frame: Any) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    return pa.RecordBatch.from_pandas(frame, preserve_index=False)
+
+
+def _json_column(items: Any, column: str) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    try:
+        texts = [dumps(item) for item in items]
+    except TypeError as exc:
+        raise InferenceError(f"a result is not JSON serializable ({exc})") from None
+    return pa.RecordBatch.from_arrays([pa.array(texts, pa.string())], names=[column])
+
+
+def _array_column(array: Any) -> pa.Array:
+    import pyarrow as pa
+
+    if array.ndim == 1:
+        return pa.array(array)
+    flat = array.reshape(array.shape[0], -1)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
+    return column
+
+
+class DefaultOutput(OutputAdapter):
+    """Detects the result's kind.
+
+    DataFrame -> its columns; Series, 1-D array or list of scalars -> one column
+    named ``column``; 2-D array -> one column of fixed-size lists; list of
+    dicts -> a struct column; anything else Arrow cannot type -> JSON strings.
+    """
+
+    def to_arrow(self, results: Any) -> pa.RecordBatch:
+        import numpy as np
+        import pyarrow as pa
+
+        if isinstance(results, pa.RecordBatch):
+            return results
+        if isinstance(results, pa.Table):
+            return results.combine_chunks().to_batches()[0] if results.num_rows else (
+                pa.RecordBatch.from_pylist([], schema=results.schema)
+            )
+        if _is_frame(results):
+            return _frame_to_arrow(results)
+        if _is_series(results):
+            results = results.to_numpy()
+        if isinstance(results, np.ndarray):
+            if results.dtype == object:
+                results = list(results)
+            else:
+                return pa.RecordBatch.from_arrays([_array_column(results)], names=[self.column])
+        items = list(results)
+        try:
+            column = pa.array(items)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+            return _json_column(items, self.column)
+        return pa.RecordBatch.from_arrays([column], names=[self.column])
+
+
+class JsonOutput(OutputAdapter):
+    """Every result as a JSON string in one column (``column``, default ``prediction``)."""
+
+    def arrow_schema(self) -> pa.Schema:
+        import pyarrow as pa
+
+        return pa.schema([pa.field(self.column, pa.string())])
+
+    def to_arrow(self, results: Any) -> pa.RecordBatch:
+        if _is_frame(results):
+            return _json_column(results.to_dict(orient="records"), self.column)
+        if hasattr(results, "tolist"):
+            results = results.tolist()
+        return _json_column(results, self.column)
+
+
+class DataframeOutput(OutputAdapter):
+    """The result read as a DataFrame: one Arrow column per DataFrame column."""
+
+    def to_arrow(self, results: Any) -> pa.RecordBatch:
+        import pandas as pd
+
+        if _is_series(results):
+            results = results.to_frame(name=results.name or self.column)
+        if not _is_frame(results):
+            try:
+                results = pd.DataFrame(results)
+            except (ValueError, TypeError) as exc:
+                raise InferenceError(
+                    f"DataframeOutput cannot read a {type(results).__name__} as a DataFrame ({exc})"
+                ) from None
+            if list(results.columns) == [0]:
+                results.columns = [self.column]
+        return _frame_to_arrow(results)

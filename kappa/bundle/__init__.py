@@ -1,0 +1,1 @@
+"""The bundle format: save, load, manifest, environment capture, integrity."""

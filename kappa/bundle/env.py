@@ -1,0 +1,117 @@
+"""The environment a bundle needs: ``@kappa.env`` settings and pinned requirements."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kappa._version import __version__
+from kappa.errors import BundleError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What ``@kappa.env`` declared."""
+
+    infer_pip_packages: bool = False
+    pip_packages: tuple[str, ...] = ()
+    requirements_txt_file: str | None = None
+    conda_channels: tuple[str, ...] = ()
+    conda_dependencies: tuple[str, ...] = ()
+    conda_override_channels: bool = False
+    docker_base_image: str | None = None
+    setup_sh: str | None = None
+
+
+def python_version() -> str:
+    return platform.python_version()
+
+
+def _canonical(name: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return str(canonicalize_name(name))
+
+
+def _installed_version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def _pin(requirement: str) -> tuple[str, str]:
+    """``(canonical name, requirement)``; bare names get the installed version pinned."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        parsed = Requirement(requirement)
+    except InvalidRequirement as exc:
+        raise BundleError(f"invalid pip requirement {requirement!r} in @kappa.env: {exc}") from None
+    name = _canonical(parsed.name)
+    if not parsed.specifier and not parsed.url:
+        installed = _installed_version(parsed.name)
+        if installed is not None:
+            extras = f"[{','.join(sorted(parsed.extras))}]" if parsed.extras else ""
+            marker = f"; {parsed.marker}" if parsed.marker else ""
+            return name, f"{parsed.name}{extras}=={installed}{marker}"
+    return name, str(parsed)
+
+
+def distributions_for(top_level_imports: Iterable[str]) -> list[str]:
+    """Installed distributions that provide these top-level module names."""
+    from importlib.metadata import packages_distributions
+
+    mapping = packages_distributions()
+    found: list[str] = []
+    for module in sorted(set(top_level_imports)):
+        dists = mapping.get(module)
+        if not dists:
+            log.warning("module %r is imported by the service but no installed distribution provides it", module)
+            continue
+        found.extend(dists)
+    return found
+
+
+def requirements(spec: EnvSpec, imports: Iterable[str], artifact_packages: Iterable[str]) -> list[str]:
+    """The pinned requirement lines of a bundle, ``kappa`` first."""
+    if spec.requirements_txt_file:
+        path = Path(spec.requirements_txt_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise BundleError(f"cannot read requirements_txt_file {str(path)!r}: {exc.strerror}") from None
+        return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    pinned: dict[str, str] = {"kappa": f"kappa=={__version__}"}
+    wanted = list(artifact_packages)
+    if spec.infer_pip_packages:
+        wanted += distributions_for(imports)
+    for requirement in wanted:
+        name, line = _pin(requirement)
+        pinned.setdefault(name, line)
+    for requirement in spec.pip_packages:  # explicit ones win
+        name, line = _pin(requirement)
+        pinned[name] = line
+    return [pinned["kappa"], *sorted(v for k, v in pinned.items() if k != "kappa")]
+
+
+def conda_env(spec: EnvSpec, name: str) -> dict[str, Any] | None:
+    if not spec.conda_channels and not spec.conda_dependencies:
+        return None
+    channels = list(spec.conda_channels)
+    if not spec.conda_override_channels:
+        channels.append("defaults")
+    return {
+        "name": name,
+        "channels": channels,
+        "dependencies": [f"python={python_version()}", *spec.conda_dependencies, "pip",
+                         {"pip": ["-r requirements.txt"]}],
+    }

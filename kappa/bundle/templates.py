@@ -1,0 +1,97 @@
+"""Files generated into every bundle: ``setup.py``, ``__init__.py``, ``Dockerfile``."""
+
+from __future__ import annotations
+
+import re
+
+SETUP_PY = '''\
+"""pip-installable Kappa bundle {name}:{version} (generated; do not edit)."""
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).resolve().parent
+PACKAGE = {package!r}
+REQUIREMENTS = [
+    line.strip()
+    for line in (HERE / "env" / "requirements.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+setup(
+    name={name!r},
+    version={pep440!r},
+    description="Kappa bundle {name}:{version}",
+    packages=[PACKAGE],
+    package_dir={{PACKAGE: "."}},
+    package_data={{PACKAGE: ["kappa.yml", "Dockerfile", "setup.sh", "src/**/*", "artifacts/**/*",
+                            "env/*", "web/**/*"]}},
+    include_package_data=True,
+    install_requires=REQUIREMENTS,
+    python_requires=">={python_major_minor}",
+    entry_points={{"console_scripts": [{script!r}]}},
+)
+'''
+
+INIT_PY = '''\
+"""Kappa bundle {name}:{version}, importable once the folder is pip-installed."""
+from pathlib import Path
+
+BUNDLE_DIR = Path(__file__).resolve().parent
+
+
+def load():
+    """Load this bundle's service."""
+    import kappa
+
+    return kappa.load(str(BUNDLE_DIR))
+
+
+def main(argv=None):
+    """Console script {name}: run this bundle's APIs from the command line."""
+    from kappa.bundle.entry import main as run
+
+    return run(str(BUNDLE_DIR), argv)
+'''
+
+DOCKERFILE = """\
+# Kappa bundle {name}:{version} (generated)
+FROM {base_image}
+WORKDIR /bundle
+COPY env/requirements.txt env/requirements.txt
+{setup_sh}RUN pip install --no-cache-dir -r env/requirements.txt
+COPY . /bundle
+RUN pip install --no-cache-dir --no-deps /bundle
+EXPOSE 5000
+CMD ["kappa", "serve", "/bundle", "--host", "0.0.0.0", "--port", "5000"]
+"""
+
+
+def package_name(service_name: str) -> str:
+    return "kappa_bundle_" + re.sub(r"[^0-9a-zA-Z_]", "_", service_name).lower()
+
+
+def pep440(version: str) -> str:
+    local = re.sub(r"[^A-Za-z0-9]+", ".", version).strip(".").lower() or "0"
+    return f"0+{local}"
+
+
+def render_setup_py(name: str, version: str, python_major_minor: str) -> str:
+    package = package_name(name)
+    return SETUP_PY.format(
+        name=name,
+        version=version,
+        package=package,
+        pep440=pep440(version),
+        python_major_minor=python_major_minor,
+        script=f"{name}={package}:main",
+    )
+
+
+def render_init_py(name: str, version: str) -> str:
+    return INIT_PY.format(name=name, version=version)
+
+
+def render_dockerfile(name: str, version: str, base_image: str, has_setup_sh: bool) -> str:
+    setup_sh = "COPY setup.sh setup.sh\nRUN bash setup.sh\n" if has_setup_sh else ""
+    return DOCKERFILE.format(name=name, version=version, base_image=base_image, setup_sh=setup_sh)

@@ -1,0 +1,52 @@
+"""The one exception hierarchy of Kappa.
+
+Every error a user can cause derives from :class:`KappaError` and says what is
+wrong and what to do about it. No HTTP codes here: ``kappa_online`` maps these
+classes to responses in one handler, and the CLI wraps them once.
+"""
+
+from __future__ import annotations
+
+
+class KappaError(Exception):
+    """Base class of every error Kappa raises on purpose."""
+
+
+class ConfigError(KappaError):
+    """A setting is missing, unknown or malformed."""
+
+
+class BundleError(KappaError):
+    """A bundle cannot be saved, found, verified or loaded."""
+
+
+class BundleIntegrityError(BundleError):
+    """A bundle file does not match the digest recorded in its manifest."""
+
+
+class ArtifactError(KappaError):
+    """An artifact is declared, packed or stored wrongly."""
+
+
+class MissingDependencyError(KappaError):
+    """An optional package that a feature needs is not installed."""
+
+
+class InputError(KappaError):
+    """Input data does not fit what an API accepts."""
+
+
+class InferenceError(KappaError):
+    """A user API function misbehaved (raised, or returned the wrong shape)."""
+
+
+class RepositoryError(KappaError):
+    """The model repository cannot store, find or delete a bundle."""
+
+
+def missing_dependency(package: str, extra: str, feature: str) -> MissingDependencyError:
+    """Build the error raised when an optional package is not importable."""
+    return MissingDependencyError(
+        f"{feature} needs the package {package!r}, which is not installed; "
+        f"run `pip install 'kappa[{extra}]'` (or `pip install {package}`)"
+    )

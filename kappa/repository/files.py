@@ -1,0 +1,97 @@
+"""Bundle files under an fsspec base URL (a local folder, ``s3://bucket/prefix``, ...)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from kappa.errors import MissingDependencyError, RepositoryError
+
+MANIFEST = "kappa.yml"
+
+
+def is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def local_part(url: str) -> Path:
+    return Path(url.removeprefix("file://")).expanduser()
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem for ``url`` and the path within it."""
+    try:
+        import fsspec
+        from fsspec.core import url_to_fs
+    except ImportError as exc:  # pragma: no cover - fsspec is a core dependency
+        raise MissingDependencyError(f"fsspec is not installed: {exc}") from None
+    try:
+        return url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise MissingDependencyError(
+            f"cannot open {url!r}: {exc} (for s3:// run `pip install 'kappa[s3]'`)"
+        ) from None
+    finally:
+        del fsspec
+
+
+def download(url: str, target: Path) -> Path:
+    """Copy a remote bundle folder to ``target`` (staged, then one rename)."""
+    fs, root = filesystem(url)
+    if not fs.exists(f"{root.rstrip('/')}/{MANIFEST}"):
+        raise RepositoryError(f"no bundle at {url!r}: it has no {MANIFEST}")
+    staging = target.parent / f".{target.name}.download-{secrets.token_hex(4)}"
+    staging.mkdir(parents=True)
+    try:
+        fs.get(root.rstrip("/") + "/", str(staging) + "/", recursive=True)
+        if not (staging / MANIFEST).exists():
+            raise RepositoryError(f"downloading {url!r} did not bring its {MANIFEST}")
+        try:
+            os.rename(staging, target)
+        except OSError:  # another process fetched it first
+            if not (target / MANIFEST).exists():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def upload(local_dir: Path, url: str) -> None:
+    """Copy a bundle folder to ``url``, the manifest last so readers never see half a bundle."""
+    fs, root = filesystem(url)
+    root = root.rstrip("/")
+    files = sorted(p for p in local_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
+    for file in files:
+        fs.put_file(str(file), f"{root}/{file.relative_to(local_dir).as_posix()}")
+    fs.put_file(str(local_dir / MANIFEST), f"{root}/{MANIFEST}")
+
+
+def remove(url: str) -> None:
+    if is_local(url):
+        shutil.rmtree(local_part(url), ignore_errors=True)
+        return
+    fs, root = filesystem(url)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def cache_dir() -> Path:
+    from kappa.settings import default_home
+
+    return default_home() / "cache"
+
+
+def fetch_bundle(url: str) -> Path:
+    """A local copy of the bundle at ``url``, kept in ``$KAPPA_HOME/cache``."""
+    key = hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:24]
+    target = cache_dir() / key
+    if (target / MANIFEST).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return download(url, target)

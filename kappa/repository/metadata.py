@@ -1,0 +1,175 @@
+"""The metadata store: one row per bundle version, in any SQLAlchemy database."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from kappa.errors import RepositoryError
+
+PENDING, READY, DELETED = "pending", "ready", "deleted"
+
+_meta = sa.MetaData()
+bundles = sa.Table(
+    "kappa_bundles",
+    _meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("uri", sa.Text, nullable=False),
+    sa.Column("digest", sa.String(80)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("labels", sa.Text, nullable=False, default="{}"),
+    sa.Column("summary", sa.Text, nullable=False, default="{}"),
+    sa.Column("manifest", sa.Text),
+    sa.UniqueConstraint("name", "version", name="uq_kappa_bundles_name_version"),
+    sa.Index("ix_kappa_bundles_name_status_created", "name", "status", "created_at"),
+)
+
+
+@dataclass(frozen=True)
+class BundleRecord:
+    name: str
+    version: str
+    status: str
+    uri: str
+    digest: str | None
+    created_at: float
+    labels: dict[str, str]
+    summary: dict[str, Any]
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def manifest(self, store: MetadataStore) -> dict[str, Any]:
+        return store.manifest(self.name, self.version)
+
+
+def _record(row: Any) -> BundleRecord:
+    return BundleRecord(
+        name=row.name,
+        version=row.version,
+        status=row.status,
+        uri=row.uri,
+        digest=row.digest,
+        created_at=row.created_at,
+        labels=json.loads(row.labels or "{}"),
+        summary=json.loads(row.summary or "{}"),
+    )
+
+
+def _engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class MetadataStore:
+    """Bundle rows: ``pending`` while files are written, ``ready`` once complete."""
+
+    _columns = [c for c in bundles.c if c.name != "manifest"]
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = _engine(url)
+            _meta.create_all(self.engine, checkfirst=True)
+        except sa.exc.IntegrityError:
+            pass  # another process created the table at the same moment
+        except sa.exc.ArgumentError as exc:
+            raise RepositoryError(f"bad repository.db_url {url!r}: {exc}") from None
+        except sa.exc.OperationalError as exc:
+            raise RepositoryError(f"cannot open the metadata database {url!r}: {exc.orig}") from None
+        except ModuleNotFoundError as exc:
+            raise RepositoryError(
+                f"the database driver for {url!r} is not installed ({exc.name}); "
+                "for PostgreSQL run `pip install 'kappa[postgres]'`"
+            ) from None
+
+    def add_pending(self, name: str, version: str, uri: str, labels: dict[str, str]) -> None:
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    bundles.insert().values(
+                        name=name, version=version, status=PENDING, uri=uri, created_at=now,
+                        updated_at=now, labels=json.dumps(labels, sort_keys=True), summary="{}",
+                    )
+                )
+        except sa.exc.IntegrityError:
+            raise RepositoryError(f"{name}:{version} already exists; versions are never reused") from None
+
+    def mark_ready(self, name: str, version: str, digest: str, summary: dict[str, Any], manifest: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                bundles.update()
+                .where(bundles.c.name == name, bundles.c.version == version, bundles.c.status == PENDING)
+                .values(status=READY, digest=digest, updated_at=time.time(),
+                        summary=json.dumps(summary), manifest=json.dumps(manifest))
+            )
+            if result.rowcount != 1:
+                raise RepositoryError(f"{name}:{version} is no longer pending; it cannot be completed")
+
+    def remove(self, name: str, version: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(bundles.delete().where(bundles.c.name == name, bundles.c.version == version))
+
+    def set_status(self, name: str, version: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                bundles.update()
+                .where(bundles.c.name == name, bundles.c.version == version)
+                .values(status=status, updated_at=time.time())
+            )
+
+    def get(self, name: str, version: str | None) -> BundleRecord | None:
+        """A ready bundle; ``version=None`` means the newest ready one."""
+        query = sa.select(*self._columns).where(bundles.c.name == name, bundles.c.status == READY)
+        if version is None:
+            query = query.order_by(bundles.c.created_at.desc(), bundles.c.id.desc()).limit(1)
+        else:
+            query = query.where(bundles.c.version == version)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _record(row) if row is not None else None
+
+    def manifest(self, name: str, version: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            text = conn.execute(
+                sa.select(bundles.c.manifest).where(bundles.c.name == name, bundles.c.version == version)
+            ).scalar()
+        return json.loads(text) if text else {}
+
+    def list(
+        self,
+        name: str | None = None,
+        statuses: Sequence[str] = (READY,),
+        order_by: str = "created_at",
+        descending: bool = True,
+    ) -> list[BundleRecord]:
+        column = {"created_at": bundles.c.created_at, "name": bundles.c.name, "version": bundles.c.version}.get(order_by)
+        if column is None:
+            raise RepositoryError(f"cannot order by {order_by!r}; use created_at, name or version")
+        query = sa.select(*self._columns).where(bundles.c.status.in_(list(statuses)))
+        if name is not None:
+            query = query.where(bundles.c.name == name)
+        query = query.order_by(column.desc() if descending else column.asc(), bundles.c.id.desc())
+        with self.engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query)]
