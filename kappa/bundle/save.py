@@ -178,5 +178,5 @@ def save_to_dir(
     service._bundle_path = str(target)
     service._labels = dict(labels or {})
     service._manifest = manifest
-    log.info("saved %s:%s to %s", name, version, target)
+    log.debug("wrote %s:%s to %s", name, version, target)
     return str(target)

@@ -1,0 +1,48 @@
+# Kappa: `make run` (example end to end) and `make test` (whole suite) on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev,frameworks
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+comma := ,
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export KAPPA_HOME ?= $(CURDIR)/.kappa
+export PYTHONUNBUFFERED := 1
+
+.PHONY: run test test-unit lint bench install system-deps clean
+
+run: install ## train, save and score the iris example offline
+	$(BIN)/python -m examples.iris.main --output out/iris_predictions.parquet
+	@echo "bundles are in $(KAPPA_HOME) (list them with: KAPPA_HOME=$(KAPPA_HOME) $(BIN)/kappa info)"
+
+test: install lint ## the whole suite, integration tests included
+	$(BIN)/python -m pytest -q
+
+test-unit: install ## only the fast tests
+	$(BIN)/python -m pytest -q -m "not spark and not dask and not airflow and not server and not postgres and not s3 and not slow"
+
+lint: install
+	$(BIN)/ruff check kappa kappa_batch kappa_online tests bench examples
+	$(BIN)/mypy
+
+bench: install ## benchmarks against peers; figures go to bench/RESULTS.md by hand
+	$(BIN)/python bench/run.py
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $@
+
+system-deps: ## Java for Spark (apt-get, only when missing)
+	@if ! command -v java >/dev/null 2>&1; then \
+		echo "installing Java (default-jre-headless) with apt-get"; \
+		$(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q default-jre-headless; \
+	fi
+
+clean:
+	rm -rf $(VENV) out .kappa .pytest_cache .mypy_cache .ruff_cache
