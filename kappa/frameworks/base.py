@@ -156,6 +156,9 @@ class ArtifactCollection(Mapping[str, BaseArtifact]):
                 f"no artifact named {name!r}; this service declares {sorted(self._artifacts)}"
             ) from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._artifacts
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._artifacts)
 

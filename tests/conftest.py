@@ -1,0 +1,84 @@
+"""Shared fixtures: an isolated KAPPA_HOME per test, and service modules written to disk."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+_counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def kappa_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("kappa_home")
+    monkeypatch.setenv("KAPPA_HOME", str(home))
+    for var in ("KAPPA_DB_URL", "KAPPA_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def make_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ModuleType]]:
+    """Write ``source`` as a module file (plus optional helper modules) and import it.
+
+    Services must live in real module files, as they do for users.
+    """
+    added: list[tuple[str, list[str]]] = []
+
+    def make(source: str, helpers: dict[str, str] | None = None, name: str | None = None) -> ModuleType:
+        root = tmp_path_factory.mktemp("svc")
+        module_name = name or f"svc_module_{next(_counter)}"
+        names = [module_name]
+        for helper, text in (helpers or {}).items():
+            (root / f"{helper}.py").write_text(textwrap.dedent(text))
+            names.append(helper)
+        (root / f"{module_name}.py").write_text(textwrap.dedent(source))
+        sys.path.insert(0, str(root))
+        added.append((str(root), names))
+        importlib.invalidate_caches()
+        return importlib.import_module(module_name)
+
+    yield make
+    for root, names in added:
+        sys.path.remove(root)
+        for n in names:
+            sys.modules.pop(n, None)
+
+
+@pytest.fixture(scope="session")
+def iris() -> tuple[object, object, object]:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    return X, y, LogisticRegression(max_iter=1000).fit(X, y)
+
+
+IRIS_SERVICE = """
+import kappa
+from kappa.adapters import DataframeInput, JsonInput
+from kappa.frameworks.sklearn import SklearnModelArtifact
+
+@kappa.env(infer_pip_packages=True)
+@kappa.artifacts([SklearnModelArtifact("model")])
+class IrisClassifier(kappa.BentoService):
+    @kappa.api(input=DataframeInput(), batch=True)
+    def predict(self, df):
+        return self.artifacts.model.predict(df)
+"""
+
+
+@pytest.fixture
+def iris_service(make_module: Callable[..., ModuleType], iris: tuple[object, object, object]) -> object:
+    """A packed IrisClassifier instance."""
+    module = make_module(IRIS_SERVICE)
+    svc = module.IrisClassifier()
+    svc.pack("model", iris[2], metadata={"accuracy": 0.97, "features": ["a", "b", "c", "d"]})
+    return svc
