@@ -47,7 +47,8 @@ def make_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
 
     yield make
     for root, names in added:
-        sys.path.remove(root)
+        if root in sys.path:
+            sys.path.remove(root)
         for n in names:
             sys.modules.pop(n, None)
 
