@@ -80,13 +80,15 @@ class TaskBatch(Sequence[InferenceTask[Any]]):
         return [t for t in self if not t.is_discarded]
 
 
-def _unwrap_results(results: Any, kept: Sequence[InferenceTask[Any]]) -> tuple[Any, Sequence[InferenceTask[Any]]]:
+def _unwrap_results(
+    results: Any, kept: Sequence[InferenceTask[Any]]
+) -> tuple[Any, Sequence[InferenceTask[Any]]]:
     """Turn ``InferenceError`` items into discards and ``InferenceResult`` items into values."""
     if not isinstance(results, list) or not any(isinstance(r, InferenceResult) for r in results):
         return results, kept
     values: list[Any] = []
     still_kept: list[InferenceTask[Any]] = []
-    for task, result in zip(kept, results):
+    for task, result in zip(kept, results, strict=True):
         if isinstance(result, ErrorResult):
             task.discard(result.http_status, result.err_msg)
             continue
@@ -95,7 +97,7 @@ def _unwrap_results(results: Any, kept: Sequence[InferenceTask[Any]]) -> tuple[A
     return values, still_kept
 
 
-def check_length(api: InferenceAPI, results: Any, inputs: int, discarded: int) -> None:
+def check_length(api: InferenceAPI[Any, Any], results: Any, inputs: int, discarded: int) -> None:
     """Raise when a batch function returned the wrong number of results."""
     expected = inputs - discarded
     actual = result_length(results)
@@ -108,7 +110,7 @@ def check_length(api: InferenceAPI, results: Any, inputs: int, discarded: int) -
         )
 
 
-def _null_outputs(api: InferenceAPI, size: int) -> pa.RecordBatch:
+def _null_outputs(api: InferenceAPI[Any, Any], size: int) -> pa.RecordBatch:
     import pyarrow as pa
 
     schema = api.output_adapter.arrow_schema()
@@ -117,7 +119,9 @@ def _null_outputs(api: InferenceAPI, size: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.nulls(size)], names=[api.output_adapter.column])
 
 
-def infer(api: InferenceAPI, batch: pa.RecordBatch, headers: Mapping[str, str] | None = None) -> BatchOutcome:
+def infer(
+    api: InferenceAPI[Any, Any], batch: pa.RecordBatch, headers: Mapping[str, str] | None = None
+) -> BatchOutcome:
     """Score one batch with ``api``; see the module docstring."""
     import pyarrow as pa
 
@@ -132,7 +136,7 @@ def infer(api: InferenceAPI, batch: pa.RecordBatch, headers: Mapping[str, str] |
         results, kept = _unwrap_results(results, kept)
     else:
         results, kept = [], []
-        for item, task in zip(api.input_adapter.split(value), active):
+        for item, task in zip(api.input_adapter.split(value), active, strict=True):
             try:
                 result = api.call_single(item, task)
             except Exception as exc:  # one item's failure must not fail its batch

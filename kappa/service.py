@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from kappa.errors import ArtifactError, BundleError, InferenceError, InputError
+from kappa.errors import ArtifactError, BundleError, InputError
 from kappa.frameworks.base import ArtifactCollection, BaseArtifact
 from kappa.types import InferenceTask
 

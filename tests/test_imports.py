@@ -3,8 +3,22 @@
 import subprocess
 import sys
 
-HEAVY = ["pyspark", "dask", "distributed", "airflow", "starlette", "uvicorn", "torch", "xgboost",
-         "lightgbm", "sklearn", "onnxruntime", "pandas", "pyarrow", "sqlalchemy"]
+HEAVY = [
+    "pyspark",
+    "dask",
+    "distributed",
+    "airflow",
+    "starlette",
+    "uvicorn",
+    "torch",
+    "xgboost",
+    "lightgbm",
+    "sklearn",
+    "onnxruntime",
+    "pandas",
+    "pyarrow",
+    "sqlalchemy",
+]
 
 
 def _modules_after(statement: str) -> set[str]:

@@ -141,8 +141,7 @@ class DataframeInput(InputAdapter):
             missing = [c for c in self.columns if c not in present]
             if missing:
                 raise InputError(
-                    f"input is missing column(s) {missing}; the API expects {self.columns} "
-                    f"and got {present}"
+                    f"input is missing column(s) {missing}; the API expects {self.columns} and got {present}"
                 )
             frame = frame.set_axis(present, axis=1)[self.columns]
         if self.dtype is not None:

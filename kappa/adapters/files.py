@@ -28,9 +28,7 @@ def _read_bytes(item: Any, adapter: str) -> bytes:
     if read is not None:
         data = read()
         return data.encode() if isinstance(data, str) else bytes(data)
-    raise InputError(
-        f"{adapter} takes bytes, a path or a file object per item, got {type(item).__name__}"
-    )
+    raise InputError(f"{adapter} takes bytes, a path or a file object per item, got {type(item).__name__}")
 
 
 class FileInput(InputAdapter):
@@ -51,17 +49,19 @@ class FileInput(InputAdapter):
 
         if not isinstance(payload, (list, tuple)):
             raise InputError(
-                f"{type(self).__name__} with batch=True takes a list of items, got "
-                f"{type(payload).__name__}"
+                f"{type(self).__name__} with batch=True takes a list of items, got {type(payload).__name__}"
             )
         data = [self._item_bytes(item) for item in payload]
         return pa.RecordBatch.from_arrays([pa.array(data, pa.binary())], names=[self.column])
 
     def _column(self, batch: pa.RecordBatch) -> list[Any]:
+        values: list[Any]
         if self.column in batch.schema.names:
-            return batch.column(self.column).to_pylist()
+            values = batch.column(self.column).to_pylist()
+            return values
         if batch.num_columns == 1:
-            return batch.column(0).to_pylist()
+            values = batch.column(0).to_pylist()
+            return values
         raise InputError(
             f"{type(self).__name__} expects one binary column {self.column!r}, "
             f"got columns {batch.schema.names}"
@@ -72,7 +72,7 @@ class FileInput(InputAdapter):
 
     def from_arrow(self, batch: pa.RecordBatch, tasks: Sequence[InferenceTask[Any]]) -> list[Any]:
         values: list[Any] = []
-        for task, data in zip(tasks, self._column(batch)):
+        for task, data in zip(tasks, self._column(batch), strict=True):
             if data is None:
                 task.discard(400, f"row {task.row}: empty {self.column} input")
                 continue
@@ -121,8 +121,7 @@ class ImageInput(FileInput):
             image_format = (image.format or "").lower()
             if self.accept_image_formats is not None and image_format not in self.accept_image_formats:
                 raise InputError(
-                    f"image format {image_format!r} is not accepted; use one of "
-                    f"{self.accept_image_formats}"
+                    f"image format {image_format!r} is not accepted; use one of {self.accept_image_formats}"
                 )
             return np.asarray(image.convert(self.pilmode))
         except (OSError, ValueError, pil.UnidentifiedImageError) as exc:

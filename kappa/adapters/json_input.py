@@ -56,7 +56,7 @@ class JsonInput(InputAdapter):
             or pa.types.is_binary(batch.schema.types[0])
         ):
             values: list[Any] = []
-            for task, text in zip(tasks, batch.column(0).to_pylist()):
+            for task, text in zip(tasks, batch.column(0).to_pylist(), strict=True):
                 if text is None:
                     task.discard(400, f"row {task.row}: empty JSON input")
                     continue
@@ -65,7 +65,8 @@ class JsonInput(InputAdapter):
                 except ValueError as exc:
                     task.discard(400, f"row {task.row}: invalid JSON ({exc})")
             return values
-        return batch.to_pylist()
+        records: list[Any] = batch.to_pylist()
+        return records
 
     def coerce(self, payload: Any) -> list[Any]:
         if not isinstance(payload, (list, tuple)):

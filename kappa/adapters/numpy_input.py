@@ -83,7 +83,9 @@ class NumpyInput(InputAdapter):
             array = batch.column(0).to_numpy(zero_copy_only=False)
         else:
             bad = [
-                f.name for f in batch.schema if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
+                f.name
+                for f in batch.schema
+                if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
             ]
             if bad:
                 raise InputError(f"NumpyInput needs numeric columns; {bad} are not numeric")
@@ -93,4 +95,5 @@ class NumpyInput(InputAdapter):
                 array = array.astype(self.dtype, copy=False)
             except (ValueError, TypeError) as exc:
                 raise InputError(f"NumpyInput cannot cast the input to {self.dtype} ({exc})") from None
-        return array
+        result: np.ndarray = array
+        return result

@@ -62,8 +62,10 @@ class DefaultOutput(OutputAdapter):
         if isinstance(results, pa.RecordBatch):
             return results
         if isinstance(results, pa.Table):
-            return results.combine_chunks().to_batches()[0] if results.num_rows else (
-                pa.RecordBatch.from_pylist([], schema=results.schema)
+            return (
+                results.combine_chunks().to_batches()[0]
+                if results.num_rows
+                else (pa.RecordBatch.from_pylist([], schema=results.schema))
             )
         if _is_frame(results):
             return _frame_to_arrow(results)

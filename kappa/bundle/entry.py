@@ -12,14 +12,14 @@ from collections.abc import Sequence
 
 
 def main(bundle_dir: str, argv: Sequence[str] | None = None) -> int:
+    from pathlib import Path
+
     import click
 
     from kappa.adapters._json import dumps
     from kappa.bundle.load import load_from_dir
     from kappa.bundle.manifest import load_manifest
     from kappa.errors import KappaError
-
-    from pathlib import Path
 
     @click.command(help=f"Run the APIs of the Kappa bundle in {bundle_dir}.")
     @click.argument("api_name", required=False)
@@ -29,8 +29,16 @@ def main(bundle_dir: str, argv: Sequence[str] | None = None) -> int:
         try:
             manifest = load_manifest(Path(bundle_dir))
             if info or api_name is None:
-                click.echo(json.dumps({"name": manifest.name, "version": manifest.version,
-                                       "apis": [a.name for a in manifest.apis]}, indent=2))
+                click.echo(
+                    json.dumps(
+                        {
+                            "name": manifest.name,
+                            "version": manifest.version,
+                            "apis": [a.name for a in manifest.apis],
+                        },
+                        indent=2,
+                    )
+                )
                 return
             if input_text is None:
                 raise click.UsageError("give the input with --input JSON")

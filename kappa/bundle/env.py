@@ -75,7 +75,9 @@ def distributions_for(top_level_imports: Iterable[str]) -> list[str]:
     for module in sorted(set(top_level_imports)):
         dists = mapping.get(module)
         if not dists:
-            log.warning("module %r is imported by the service but no installed distribution provides it", module)
+            log.warning(
+                "module %r is imported by the service but no installed distribution provides it", module
+            )
             continue
         found.extend(dists)
     return found
@@ -112,6 +114,10 @@ def conda_env(spec: EnvSpec, name: str) -> dict[str, Any] | None:
     return {
         "name": name,
         "channels": channels,
-        "dependencies": [f"python={python_version()}", *spec.conda_dependencies, "pip",
-                         {"pip": ["-r requirements.txt"]}],
+        "dependencies": [
+            f"python={python_version()}",
+            *spec.conda_dependencies,
+            "pip",
+            {"pip": ["-r requirements.txt"]},
+        ],
     }

@@ -17,13 +17,7 @@ if TYPE_CHECKING:
 
 
 def _looks_like_path(ref: str) -> bool:
-    return (
-        "/" in ref
-        or os.sep in ref
-        or ref.startswith((".", "~"))
-        or "://" in ref
-        or os.path.exists(ref)
-    )
+    return "/" in ref or os.sep in ref or ref.startswith((".", "~")) or "://" in ref or os.path.exists(ref)
 
 
 def resolve(ref: str | os.PathLike[str]) -> Path:

@@ -114,8 +114,10 @@ def find_service_source(module_name: str, class_name: str) -> ServiceSource:
             if top in _NEVER_LOCAL or top in sys.stdlib_module_names:
                 continue
             imported_file = _module_file(imported)
-            if imported_file is not None and imported_file.suffix == ".py" and _is_local(
-                imported_file, root, installed
+            if (
+                imported_file is not None
+                and imported_file.suffix == ".py"
+                and _is_local(imported_file, root, installed)
             ):
                 queue.append((imported, imported_file))
             elif imported_file is not None or "." not in imported:

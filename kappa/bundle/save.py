@@ -84,7 +84,9 @@ def _write_artifacts(service: BentoService, staging: Path) -> list[mf.ArtifactEn
     return entries
 
 
-def _write_env(service: BentoService, staging: Path, imports: set[str]) -> tuple[list[str], dict[str, Any] | None]:
+def _write_env(
+    service: BentoService, staging: Path, imports: set[str]
+) -> tuple[list[str], dict[str, Any] | None]:
     import yaml
 
     spec = service.env
@@ -93,8 +95,11 @@ def _write_env(service: BentoService, staging: Path, imports: set[str]) -> tuple
     folder = staging / "env"
     folder.mkdir()
     (folder / "requirements.txt").write_text("\n".join(pins) + "\n")
-    python_env = {"python": envmod.python_version(), "build_dependencies": ["pip"],
-                  "dependencies": ["-r requirements.txt"]}
+    python_env = {
+        "python": envmod.python_version(),
+        "build_dependencies": ["pip"],
+        "dependencies": ["-r requirements.txt"],
+    }
     (folder / "python_env.yaml").write_text(yaml.safe_dump(python_env, sort_keys=False))
     conda = envmod.conda_env(spec, service.name)
     if conda is not None:
@@ -149,7 +154,9 @@ def save_to_dir(
             render_dockerfile(name, version, base_image, (staging / "setup.sh").exists())
         )
         artifact_paths = {a.path for a in artifacts}
-        files = [e for e in describe_tree(staging) if not any(e.path.startswith(p + "/") for p in artifact_paths)]
+        files = [
+            e for e in describe_tree(staging) if not any(e.path.startswith(p + "/") for p in artifact_paths)
+        ]
         manifest = mf.Manifest(
             kappa_version=__version__,
             name=name,

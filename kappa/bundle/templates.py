@@ -24,7 +24,7 @@ setup(
     description="Kappa bundle {name}:{version}",
     packages=[PACKAGE],
     package_dir={{PACKAGE: "."}},
-    package_data={{PACKAGE: ["kappa.yml", "Dockerfile", "setup.sh", "src/**/*", "artifacts/**/*",
+    package_data={{PACKAGE: ["kappa.yml", "Dockerfile", "setup.sh", "setup.py", "src/**/*", "artifacts/**/*",
                             "env/*", "web/**/*"]}},
     include_package_data=True,
     install_requires=REQUIREMENTS,

@@ -19,5 +19,14 @@ def info() -> None:
         settings = KappaSettings.load()
     except KappaError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps({"version": __version__, "home": str(settings.home),
-                           "db_url": settings.db_url, "base_url": settings.base_url}, indent=2))
+    click.echo(
+        json.dumps(
+            {
+                "version": __version__,
+                "home": str(settings.home),
+                "db_url": settings.db_url,
+                "base_url": settings.base_url,
+            },
+            indent=2,
+        )
+    )

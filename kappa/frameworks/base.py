@@ -67,9 +67,7 @@ class BaseArtifact:
 
     def __init__(self, name: str) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ArtifactError(
-                f"artifact name {name!r} is not a Python identifier of at most 64 characters"
-            )
+            raise ArtifactError(f"artifact name {name!r} is not a Python identifier of at most 64 characters")
         self.name = name
         self._obj: Any = None
         self._packed = False

@@ -32,9 +32,7 @@ class OnnxModelArtifact(BaseArtifact):
             return Path(obj).read_bytes()
         serialize = getattr(obj, "SerializeToString", None)
         if serialize is None:
-            raise TypeError(
-                f"expected an onnx.ModelProto, bytes or a .onnx path, got {type(obj).__name__}"
-            )
+            raise TypeError(f"expected an onnx.ModelProto, bytes or a .onnx path, got {type(obj).__name__}")
         return bytes(serialize())
 
     def _session(self, data: bytes) -> Any:

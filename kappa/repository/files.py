@@ -30,7 +30,8 @@ def filesystem(url: str) -> tuple[Any, str]:
     except ImportError as exc:  # pragma: no cover - fsspec is a core dependency
         raise MissingDependencyError(f"fsspec is not installed: {exc}") from None
     try:
-        return url_to_fs(url)
+        fs, path = url_to_fs(url)
+        return fs, str(path)
     except (ImportError, ValueError) as exc:
         raise MissingDependencyError(
             f"cannot open {url!r}: {exc} (for s3:// run `pip install 'kappa[s3]'`)"

@@ -113,20 +113,33 @@ class MetadataStore:
             with self.engine.begin() as conn:
                 conn.execute(
                     bundles.insert().values(
-                        name=name, version=version, status=PENDING, uri=uri, created_at=now,
-                        updated_at=now, labels=json.dumps(labels, sort_keys=True), summary="{}",
+                        name=name,
+                        version=version,
+                        status=PENDING,
+                        uri=uri,
+                        created_at=now,
+                        updated_at=now,
+                        labels=json.dumps(labels, sort_keys=True),
+                        summary="{}",
                     )
                 )
         except sa.exc.IntegrityError:
             raise RepositoryError(f"{name}:{version} already exists; versions are never reused") from None
 
-    def mark_ready(self, name: str, version: str, digest: str, summary: dict[str, Any], manifest: dict[str, Any]) -> None:
+    def mark_ready(
+        self, name: str, version: str, digest: str, summary: dict[str, Any], manifest: dict[str, Any]
+    ) -> None:
         with self.engine.begin() as conn:
             result = conn.execute(
                 bundles.update()
                 .where(bundles.c.name == name, bundles.c.version == version, bundles.c.status == PENDING)
-                .values(status=READY, digest=digest, updated_at=time.time(),
-                        summary=json.dumps(summary), manifest=json.dumps(manifest))
+                .values(
+                    status=READY,
+                    digest=digest,
+                    updated_at=time.time(),
+                    summary=json.dumps(summary),
+                    manifest=json.dumps(manifest),
+                )
             )
             if result.rowcount != 1:
                 raise RepositoryError(f"{name}:{version} is no longer pending; it cannot be completed")
@@ -168,7 +181,11 @@ class MetadataStore:
         order_by: str = "created_at",
         descending: bool = True,
     ) -> list[BundleRecord]:
-        column = {"created_at": bundles.c.created_at, "name": bundles.c.name, "version": bundles.c.version}.get(order_by)
+        column = {
+            "created_at": bundles.c.created_at,
+            "name": bundles.c.name,
+            "version": bundles.c.version,
+        }.get(order_by)
         if column is None:
             raise RepositoryError(f"cannot order by {order_by!r}; use created_at, name or version")
         query = sa.select(*self._columns).where(bundles.c.status.in_(list(statuses)))

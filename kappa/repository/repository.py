@@ -71,7 +71,9 @@ class Repository:
                     files.upload(staged, uri)
             manifest = service.manifest
             assert manifest is not None
-            self.metadata.mark_ready(service.name, version, manifest.digest, summary(manifest), manifest.to_dict())
+            self.metadata.mark_ready(
+                service.name, version, manifest.digest, summary(manifest), manifest.to_dict()
+            )
         except BaseException:
             self.metadata.remove(service.name, version)
             if not explicit or files.is_local(uri):

@@ -130,7 +130,9 @@ class TestFileAndImageInput:
         images, _ = _decode(adapter, batch)
         assert images[0].shape == (3, 4, 3) and tuple(images[0][0, 0]) == (255, 0, 0)
         assert images[1].shape == (2, 2, 3)
-        images, tasks = _decode(adapter, pa.RecordBatch.from_pydict({"image": [b"not an image", _png("blue")]}))
+        images, tasks = _decode(
+            adapter, pa.RecordBatch.from_pydict({"image": [b"not an image", _png("blue")]})
+        )
         assert len(images) == 1 and tuple(images[0][0, 0]) == (0, 0, 255)
         assert "cannot decode image" in tasks.discarded()[0].error.err_msg
 
@@ -167,7 +169,10 @@ class TestOutputs:
         out = DefaultOutput()
         assert out.to_arrow(np.array([1, 2])).column(0).to_pylist() == [1, 2]
         assert out.to_arrow(pd.Series([0.5, 1.5])).schema.names == ["prediction"]
-        assert out.to_arrow(np.array([[1.0, 2.0], [3.0, 4.0]])).column(0).to_pylist() == [[1.0, 2.0], [3.0, 4.0]]
+        assert out.to_arrow(np.array([[1.0, 2.0], [3.0, 4.0]])).column(0).to_pylist() == [
+            [1.0, 2.0],
+            [3.0, 4.0],
+        ]
         frame = out.to_arrow(pd.DataFrame({"label": ["a", "b"], "p": [0.1, 0.9]}))
         assert frame.schema.names == ["label", "p"]
         structs = out.to_arrow([{"a": 1}, {"a": 2, "b": "x"}])

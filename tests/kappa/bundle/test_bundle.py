@@ -21,8 +21,15 @@ from kappa.errors import BundleError, BundleIntegrityError, RepositoryError
 def test_layout_and_manifest(iris_service, tmp_path):
     path = tmp_path / "bundle"
     iris_service.save_to_dir(str(path))
-    for part in ["kappa.yml", "src", "artifacts/model/model.joblib", "env/requirements.txt",
-                 "env/python_env.yaml", "Dockerfile", "setup.py"]:
+    for part in [
+        "kappa.yml",
+        "src",
+        "artifacts/model/model.joblib",
+        "env/requirements.txt",
+        "env/python_env.yaml",
+        "Dockerfile",
+        "setup.py",
+    ]:
         assert (path / part).exists(), part
     manifest = yaml.safe_load((path / "kappa.yml").read_text())
     assert manifest["format_version"] == 1
@@ -120,8 +127,10 @@ def test_local_modules_are_copied_and_used(make_module, tmp_path):
             def f(self, items):
                 return [features.transform(i) for i in items]
         """,
-        helpers={"features": "import util_mod\ndef transform(x):\n    return util_mod.scale(x)\n",
-                 "util_mod": "def scale(x):\n    return x * 10\n"},
+        helpers={
+            "features": "import util_mod\ndef transform(x):\n    return util_mod.scale(x)\n",
+            "util_mod": "def scale(x):\n    return x * 10\n",
+        },
     )
     path = tmp_path / "b"
     module.Svc().save_to_dir(str(path))

@@ -56,8 +56,15 @@ def test_xgboost(make_module, iris, tmp_path, kind):
         _round_trip(make_module, "xgboost", "XgboostModelArtifact", model, X, tmp_path)
     else:
         model = xgb.train({"max_depth": 2}, xgb.DMatrix(X, label=y), num_boost_round=5)
-        _round_trip(make_module, "xgboost", "XgboostModelArtifact", model, X, tmp_path,
-                    predict=lambda m, x: m.predict(xgb.DMatrix(x)))
+        _round_trip(
+            make_module,
+            "xgboost",
+            "XgboostModelArtifact",
+            model,
+            X,
+            tmp_path,
+            predict=lambda m, x: m.predict(xgb.DMatrix(x)),
+        )
 
 
 @pytest.mark.parametrize("kind", ["sklearn", "booster"])
@@ -68,8 +75,11 @@ def test_lightgbm(make_module, iris, tmp_path, kind):
     if kind == "sklearn":
         model = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
     else:
-        model = lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1},
-                          lgb.Dataset(X, label=y), num_boost_round=5)
+        model = lgb.train(
+            {"objective": "multiclass", "num_class": 3, "verbose": -1},
+            lgb.Dataset(X, label=y),
+            num_boost_round=5,
+        )
     _round_trip(make_module, "lightgbm", "LightGBMModelArtifact", model, X, tmp_path)
 
 
