@@ -26,8 +26,14 @@ lint: install
 	$(BIN)/ruff check kappa kappa_batch kappa_online tests bench examples
 	$(BIN)/mypy
 
-bench: install ## benchmarks against peers; figures go to bench/RESULTS.md by hand
+PEERS := bench/.venv-peers
+bench: install $(PEERS)/.installed ## benchmarks side by side with peers; record figures in bench/RESULTS.md
 	$(BIN)/python bench/run.py
+
+$(PEERS)/.installed: ## BentoML and MLflow in a venv of their own, so their pins never touch ours
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q "bentoml==1.4.39" "mlflow==3.17.*" scikit-learn
+	@touch $@
 
 install: $(STAMP)
 

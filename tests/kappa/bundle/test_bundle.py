@@ -304,3 +304,30 @@ def test_labels_are_validated(iris_service):
         iris_service.save(labels={"team": "-bad"})
     with pytest.raises(RepositoryError, match="invalid label key"):
         iris_service.save(labels={"x" * 64: "ok"})
+
+
+def test_web_static_content_and_docker_base_image_travel(make_module, tmp_path):
+    web = tmp_path / "site"
+    (web / "css").mkdir(parents=True)
+    (web / "index.html").write_text("<h1>iris</h1>")
+    (web / "css" / "a.css").write_text("h1{}")
+    module = make_module(
+        f"""
+        import kappa
+        from kappa.adapters import JsonInput
+
+        @kappa.web_static_content({str(web)!r})
+        @kappa.env(docker_base_image="python:3.11-bookworm")
+        class Web(kappa.BentoService):
+            @kappa.api(input=JsonInput())
+            def f(self, items):
+                return items
+        """
+    )
+    path = tmp_path / "b"
+    module.Web().save_to_dir(str(path))
+    assert (path / "web" / "index.html").read_text() == "<h1>iris</h1>"
+    assert (path / "Dockerfile").read_text().splitlines()[1] == "FROM python:3.11-bookworm"
+    manifest = kappa.load(str(path)).manifest
+    assert manifest.web_static_content == "web"
+    assert "web/css/a.css" in {f.path for f in manifest.files}

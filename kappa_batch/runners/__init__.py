@@ -1,0 +1,1 @@
+"""Engines that drive ``kappa_batch`` runners: local, Spark, Dask, Airflow."""
