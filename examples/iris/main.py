@@ -22,8 +22,7 @@ def train_and_save() -> str:
     model = LogisticRegression(max_iter=1000).fit(X, y)
     service = IrisClassifier()
     service.pack("model", model, metadata={"features": FEATURES, "train_accuracy": float(model.score(X, y))})
-    location = service.save(labels={"framework": "sklearn", "example": "iris"})
-    log.info("saved bundle %s:%s at %s", service.name, service.version, location)
+    service.save(labels={"framework": "sklearn", "example": "iris"})
     return f"{service.name}:{service.version}"
 
 
