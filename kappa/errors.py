@@ -44,6 +44,10 @@ class RepositoryError(KappaError):
     """The model repository cannot store, find or delete a bundle."""
 
 
+class SelectorError(InputError):
+    """A label selector is malformed; the message points at the bad part."""
+
+
 def missing_dependency(package: str, extra: str, feature: str) -> MissingDependencyError:
     """Build the error raised when an optional package is not importable."""
     return MissingDependencyError(

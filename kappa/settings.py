@@ -1,15 +1,23 @@
 """``KappaSettings``: one frozen object, built once and passed down explicitly.
 
-Precedence, lowest first: built-in defaults < ``conf/kappa.yaml`` shipped with
-the project < ``$KAPPA_HOME/config.yaml`` (written by ``kappa config set``) <
-``KAPPA_*`` environment variables < explicit overrides (CLI flags).
+Precedence, lowest first (as issue 3 lists it, highest first: ``kappa config
+set``, environment, ``conf/``):
+
+1. built-in defaults (everything under ``$KAPPA_HOME``, default ``~/kappa``)
+2. ``conf/kappa.yaml`` shipped with the project (or ``$KAPPA_CONF_DIR/kappa.yaml``)
+3. ``KAPPA_DB_URL`` / ``KAPPA_BASE_URL`` environment variables
+4. ``$KAPPA_HOME/config.yaml``, written by ``kappa config set``
+5. explicit overrides (command-line flags)
+
+``KappaSettings.sources`` says where each value came from (``kappa info``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +41,16 @@ def shipped_config() -> Path:
     return Path(__file__).resolve().parent.parent / "conf" / "kappa.yaml"
 
 
+def user_config(home: Path | None = None) -> Path:
+    return (home or default_home()) / USER_CONFIG
+
+
+def check_key(key: str) -> str:
+    if key not in KEYS:
+        raise ConfigError(f"unknown setting {key!r}; known settings: {sorted(KEYS)}")
+    return key
+
+
 def _flatten(data: Any, where: Path) -> dict[str, Any]:
     if data is None:
         return {}
@@ -48,7 +66,7 @@ def _flatten(data: Any, where: Path) -> dict[str, Any]:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Dotted key -> value from a YAML file; unknown keys fail."""
+    """Dotted key -> value from a YAML file; unknown keys fail, null values are skipped."""
     if not path.is_file():
         return {}
     import yaml
@@ -63,11 +81,33 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if v is not None}
 
 
+def write_user_config(values: Mapping[str, Any], home: Path | None = None) -> Path:
+    """Write dotted key -> value settings to ``$KAPPA_HOME/config.yaml`` (atomically)."""
+    import yaml
+
+    path = user_config(home)
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in sorted(values.items()):
+        section, _, name = check_key(key).partition(".")
+        nested.setdefault(section, {})[name] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(yaml.safe_dump(nested, sort_keys=True), encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def redact(url: str) -> str:
+    """Hide the password of a database URL."""
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+
+
 @dataclass(frozen=True)
 class KappaSettings:
     home: Path
     db_url: str
     base_url: str
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def load(
@@ -76,21 +116,25 @@ class KappaSettings:
         environ = os.environ if environ is None else environ
         home = default_home(environ)
         values: dict[str, Any] = {}
-        for source in (read_config_file(shipped_config()), read_config_file(home / USER_CONFIG)):
-            values.update({KEYS[k]: v for k, v in source.items()})
-        values.update({attr: environ[var] for var, attr in ENV.items() if environ.get(var)})
-        for key, value in (overrides or {}).items():
-            attr = KEYS.get(key, key)
-            if attr not in {f.name for f in fields(cls)}:
-                raise ConfigError(f"unknown setting {key!r}; known: {sorted(KEYS)}")
-            if value is not None:
+        sources: dict[str, str] = {"db_url": "default", "base_url": "default"}
+
+        def apply(found: Mapping[str, Any], source: str) -> None:
+            for attr, value in found.items():
                 values[attr] = value
-        settings = cls(
+                sources[attr] = source
+
+        shipped = shipped_config()
+        apply({KEYS[k]: v for k, v in read_config_file(shipped).items()}, str(shipped))
+        apply({attr: environ[var] for var, attr in ENV.items() if environ.get(var)}, "environment")
+        mine = user_config(home)
+        apply({KEYS[k]: v for k, v in read_config_file(mine).items()}, str(mine))
+        apply(
+            {KEYS[check_key(k)]: v for k, v in (overrides or {}).items() if v is not None},
+            "command line",
+        )
+        return cls(
             home=home,
             db_url=str(values.get("db_url") or f"sqlite:///{home / 'storage.db'}"),
             base_url=str(values.get("base_url") or home / "repository"),
+            sources=sources,
         )
-        return settings
-
-    def with_(self, **changes: Any) -> KappaSettings:
-        return replace(self, **changes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import itertools
 import sys
 import textwrap
@@ -83,3 +84,48 @@ def iris_service(make_module: Callable[..., ModuleType], iris: tuple[object, obj
     svc = module.IrisClassifier()
     svc.pack("model", iris[2], metadata={"accuracy": 0.97, "features": ["a", "b", "c", "d"]})
     return svc
+
+
+# -- team mode: a real PostgreSQL and a real S3-compatible server ------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    from tests.servers import postgres
+
+    with postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    import boto3
+
+    from tests.servers import S3_ENV, s3_server
+
+    with s3_server() as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"])
+        client.create_bucket(Bucket="kappa-test")
+        yield endpoint
+
+
+@pytest.fixture(params=["local", pytest.param("team", marks=[pytest.mark.postgres, pytest.mark.s3])])
+def repo_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test against SQLite + local files, and against PostgreSQL + S3."""
+    if request.param == "team":
+        import fsspec
+
+        from tests.servers import S3_ENV, create_database
+
+        server = request.getfixturevalue("postgres_server")
+        endpoint = request.getfixturevalue("s3_endpoint")
+        n = next(_counter)
+        monkeypatch.setenv("KAPPA_DB_URL", create_database(server, f"kappa_{os.getpid()}_{n}"))
+        monkeypatch.setenv("KAPPA_BASE_URL", f"s3://kappa-test/run-{os.getpid()}-{n}")
+        monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", endpoint)
+        for key, value in S3_ENV.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
+    return str(request.param)

@@ -1,32 +1,33 @@
-"""``kappa info``: version, settings and where the repository is."""
+"""``kappa info``: version, settings (and where they come from), repository size."""
 
 from __future__ import annotations
 
-import json
+import platform
 
 import click
 
 from kappa._version import __version__
+from kappa.cli._common import Environment, common_options, handles_errors, pass_env
 
 
 @click.command()
-def info() -> None:
+@common_options
+@pass_env
+@handles_errors
+def info(env: Environment) -> None:
     """Show Kappa's version and repository settings."""
-    from kappa.errors import KappaError
-    from kappa.settings import KappaSettings
+    from kappa.settings import redact
 
-    try:
-        settings = KappaSettings.load()
-    except KappaError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(
-        json.dumps(
-            {
-                "version": __version__,
-                "home": str(settings.home),
-                "db_url": settings.db_url,
-                "base_url": settings.base_url,
-            },
-            indent=2,
-        )
-    )
+    settings = env.settings()
+    repo = env.repository()
+    data = {
+        "kappa_version": __version__,
+        "python": platform.python_version(),
+        "home": str(settings.home),
+        "db_url": redact(settings.db_url),
+        "db_url_source": settings.sources["db_url"],
+        "base_url": settings.base_url,
+        "base_url_source": settings.sources["base_url"],
+        "bundles": repo.count()["ready"],
+    }
+    env.emit(data, ("KEY", "VALUE"), [(k, str(v)) for k, v in data.items()])

@@ -15,9 +15,17 @@ from typing import Any
 import click
 
 from kappa._version import __version__
+from kappa.cli._common import Environment, common_options
 
 BUILTIN: dict[str, str] = {
     "info": "kappa.cli.info:info",
+    "config": "kappa.cli.config:config_group",
+    "list": "kappa.cli.repo:list_command",
+    "get": "kappa.cli.repo:get_command",
+    "delete": "kappa.cli.repo:delete_command",
+    "retrieve": "kappa.cli.repo:retrieve_command",
+    "import": "kappa.cli.repo:import_command",
+    "export": "kappa.cli.repo:export_command",
 }
 ENTRY_POINT_GROUP = "kappa.commands"
 
@@ -46,13 +54,19 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kappa")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
-@click.option("--verbose", is_flag=True, help="Debug logging.")
+@click.option("--db-url", help="Metadata database (SQLAlchemy URL) for this call.")
+@click.option("--base-url", help="Bundle files location (path or fsspec URL) for this call.")
+@common_options
 @click.pass_context
-def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
+def cli(ctx: click.Context, db_url: str | None, base_url: str | None) -> None:
     """Kappa: versioned model bundles, scored offline first."""
-    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    env = ctx.ensure_object(Environment)
+    if db_url:
+        env.overrides["repository.db_url"] = db_url
+    if base_url:
+        env.overrides["repository.base_url"] = base_url
+    if not (env.quiet or env.verbose):
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ def filesystem(url: str) -> tuple[Any, str]:
 def download(url: str, target: Path) -> Path:
     """Copy a remote bundle folder to ``target`` (staged, then one rename)."""
     fs, root = filesystem(url)
+    fs.invalidate_cache()  # another process may have written it since this one last looked
     if not fs.exists(f"{root.rstrip('/')}/{MANIFEST}"):
         raise RepositoryError(f"no bundle at {url!r}: it has no {MANIFEST}")
     staging = target.parent / f".{target.name}.download-{secrets.token_hex(4)}"
@@ -78,6 +79,7 @@ def remove(url: str) -> None:
         shutil.rmtree(local_part(url), ignore_errors=True)
         return
     fs, root = filesystem(url)
+    fs.invalidate_cache()
     if fs.exists(root):
         fs.rm(root, recursive=True)
 

@@ -94,9 +94,7 @@ class MetadataStore:
         self.url = url
         try:
             self.engine = _engine(url)
-            _meta.create_all(self.engine, checkfirst=True)
-        except sa.exc.IntegrityError:
-            pass  # another process created the table at the same moment
+            self._create_schema()
         except sa.exc.ArgumentError as exc:
             raise RepositoryError(f"bad repository.db_url {url!r}: {exc}") from None
         except sa.exc.OperationalError as exc:
@@ -106,6 +104,19 @@ class MetadataStore:
                 f"the database driver for {url!r} is not installed ({exc.name}); "
                 "for PostgreSQL run `pip install 'kappa[postgres]'`"
             ) from None
+
+    def _create_schema(self) -> None:
+        """Create the table once; another process creating it at the same moment is fine."""
+        for attempt in range(5):
+            try:
+                _meta.create_all(self.engine, checkfirst=True)
+                return
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+                if sa.inspect(self.engine).has_table(bundles.name):
+                    return  # created by another process in the meantime
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def add_pending(self, name: str, version: str, uri: str, labels: dict[str, str]) -> None:
         now = time.time()

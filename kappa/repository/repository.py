@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,12 +15,12 @@ from kappa.bundle.version import new_version, validate_version
 from kappa.errors import BundleError, RepositoryError
 from kappa.repository import files
 from kappa.repository.labels import validate_labels
-from kappa.repository.metadata import MetadataStore
+from kappa.repository.metadata import DELETED, READY, BundleRecord, MetadataStore
 from kappa.repository.reference import BundleRef, parse_ref
+from kappa.repository.selectors import parse_selector
 
 if TYPE_CHECKING:
     from kappa.bundle.manifest import Manifest
-    from kappa.repository.metadata import BundleRecord
     from kappa.service import BentoService
     from kappa.settings import KappaSettings
 
@@ -41,48 +44,105 @@ class Repository:
     def location(self, name: str, version: str) -> str:
         return f"{self.base_url}/{name}/{version}"
 
-    def save(
-        self, service: BentoService, labels: Mapping[str, str] | None = None, version: str | None = None
-    ) -> str:
-        """Store a new version; the row turns ready only once every file is in place."""
-        from kappa.bundle.save import save_to_dir
-
-        clean = validate_labels(labels)
+    # -- writing -------------------------------------------------------------
+    def _reserve(self, name: str, version: str | None, labels: dict[str, str]) -> tuple[str, str]:
+        """Insert the ``pending`` row; a generated version is re-drawn on a clash."""
         explicit = version is not None
-        version = validate_version(version) if version is not None else new_version()
+        current = validate_version(version) if version is not None else new_version()
         for _attempt in range(5):
-            uri = self.location(service.name, version)
+            uri = self.location(name, current)
             try:
-                self.metadata.add_pending(service.name, version, uri, clean)
-                break
+                self.metadata.add_pending(name, current, uri, labels)
+                return current, uri
             except RepositoryError:
                 if explicit:
                     raise
-                version = new_version()
-        else:  # pragma: no cover - 32 random bits collided five times
-            raise RepositoryError(f"could not allocate a new version for {service.name}")
+                current = new_version()
+        raise RepositoryError(f"could not allocate a new version for {name}")  # pragma: no cover
+
+    @contextmanager
+    def _pending(self, name: str, version: str, uri: str) -> Iterator[None]:
+        """Undo a pending row and its partial files if storing fails."""
         try:
+            yield
+        except BaseException:
+            self.metadata.remove(name, version)
+            if not files.is_local(uri):
+                files.remove(uri)  # local saves stage and rename, so nothing partial is left
+            raise
+
+    def save(
+        self, service: BentoService, labels: Mapping[str, str] | None = None, version: str | None = None
+    ) -> str:
+        """Store a new version; its row turns ``ready`` only once every file is in place."""
+        from kappa.bundle.save import save_to_dir
+
+        clean = validate_labels(labels)
+        version, uri = self._reserve(service.name, version, clean)
+        with self._pending(service.name, version, uri):
             if files.is_local(uri):
                 save_to_dir(service, files.local_part(uri), version=version, labels=clean)
             else:
                 with tempfile.TemporaryDirectory(prefix="kappa-save-") as tmp:
-                    staged = Path(tmp) / version
-                    save_to_dir(service, staged, version=version, labels=clean)
-                    files.upload(staged, uri)
+                    save_to_dir(service, Path(tmp) / version, version=version, labels=clean)
+                    files.upload(Path(tmp) / version, uri)
             manifest = service.manifest
             assert manifest is not None
             self.metadata.mark_ready(
                 service.name, version, manifest.digest, summary(manifest), manifest.to_dict()
             )
-        except BaseException:
-            self.metadata.remove(service.name, version)
-            if not explicit or files.is_local(uri):
-                files.remove(uri) if not files.is_local(uri) else None
-            raise
         service._bundle_path = uri
         log.info("saved %s:%s to %s", service.name, version, uri)
         return uri
 
+    def add_folder(self, bundle_dir: Path) -> BundleRecord:
+        """Store a complete, verified bundle folder under the name and version of its manifest."""
+        from kappa.bundle.integrity import verify
+        from kappa.bundle.manifest import load_manifest
+
+        manifest = load_manifest(bundle_dir)
+        verify(bundle_dir, manifest.all_files)
+        labels = validate_labels(manifest.labels)
+        version, uri = self._reserve(manifest.name, manifest.version, labels)
+        with self._pending(manifest.name, version, uri):
+            if files.is_local(uri):
+                target = files.local_part(uri)
+                staging = target.parent / f".{target.name}.import-{os.getpid()}"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(bundle_dir, staging, ignore=shutil.ignore_patterns("__pycache__"))
+                os.rename(staging, target)
+            else:
+                files.upload(bundle_dir, uri)
+            self.metadata.mark_ready(
+                manifest.name, version, manifest.digest, summary(manifest), manifest.to_dict()
+            )
+        return self.get(f"{manifest.name}:{version}")
+
+    def import_bundle(self, source: str) -> BundleRecord:
+        """Import a bundle folder, a ``.tar.gz`` from ``export``, or either at an fsspec URL."""
+        from kappa.repository.archive import extract_archive
+
+        with tempfile.TemporaryDirectory(prefix="kappa-import-") as tmp:
+            work = Path(tmp)
+            if source.endswith((".tar.gz", ".tgz", ".tar")):
+                archive = work / "bundle.tar.gz"
+                if files.is_local(source):
+                    archive = files.local_part(source)
+                    if not archive.is_file():
+                        raise RepositoryError(f"cannot import {source!r}: no such file")
+                else:
+                    fs, path = files.filesystem(source)
+                    fs.get_file(path, str(archive))
+                folder = extract_archive(archive, work / "extracted")
+            elif files.is_local(source):
+                folder = files.local_part(source)
+                if not folder.is_dir():
+                    raise RepositoryError(f"cannot import {source!r}: no such folder or .tar.gz file")
+            else:
+                folder = files.download(source, work / "downloaded")
+            return self.add_folder(folder)
+
+    # -- reading -------------------------------------------------------------
     def get(self, ref: str | BundleRef) -> BundleRecord:
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
         record = self.metadata.get(parsed.name, None if parsed.is_latest else parsed.version)
@@ -96,9 +156,77 @@ class Repository:
             raise BundleError(f"bundle {parsed} not found: {hint}; see `kappa list`")
         return record
 
+    def list(
+        self,
+        name: str | None = None,
+        labels: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: str = "created_at",
+        ascending: bool = False,
+    ) -> list[BundleRecord]:
+        selector = parse_selector(labels) if labels else None
+        records = self.metadata.list(name, order_by=order_by, descending=not ascending)
+        if selector is not None:
+            records = [r for r in records if selector.matches(r.labels)]
+        end = None if limit is None else offset + limit
+        return records[offset:end]
+
+    def manifest(self, ref: str | BundleRef) -> dict[str, Any]:
+        record = self.get(ref)
+        return self.metadata.manifest(record.name, record.version)
+
     def local_path(self, ref: str | BundleRef) -> Path:
         """A local folder holding the bundle (downloaded into the cache when remote)."""
         record = self.get(ref)
         if files.is_local(record.uri):
             return files.local_part(record.uri)
         return files.fetch_bundle(record.uri)
+
+    def retrieve(self, ref: str, target_dir: Path) -> Path:
+        """Copy a bundle into ``target_dir``, which must not exist."""
+        if target_dir.exists():
+            raise RepositoryError(
+                f"{str(target_dir)!r} already exists; retrieve never overwrites, pick a new folder"
+            )
+        record = self.get(ref)
+        target_dir.parent.mkdir(parents=True, exist_ok=True)
+        if files.is_local(record.uri):
+            staging = target_dir.parent / f".{target_dir.name}.retrieve-{os.getpid()}"
+            shutil.copytree(
+                files.local_part(record.uri), staging, ignore=shutil.ignore_patterns("__pycache__")
+            )
+            os.rename(staging, target_dir)
+        else:
+            files.download(record.uri, target_dir)
+        return target_dir
+
+    def export(self, ref: str, target: Path) -> Path:
+        from kappa.repository.archive import write_archive
+
+        if target.exists():
+            raise RepositoryError(f"{str(target)!r} already exists; pick a new file name")
+        record = self.get(ref)
+        write_archive(self.local_path(record.tag), target, arcname=f"{record.name}-{record.version}")
+        return target
+
+    # -- deleting ------------------------------------------------------------
+    def deletable(self, ref: str) -> BundleRecord:
+        """The bundle ``ref`` names, if it may be deleted: an explicit, existing version."""
+        parsed = parse_ref(ref)
+        if parsed.is_latest:
+            raise RepositoryError(
+                f"name the version to delete, not {parsed}; `kappa get {parsed.name}` lists them"
+            )
+        return self.get(parsed)
+
+    def delete(self, ref: str) -> BundleRecord:
+        """Soft-delete the row (the bundle disappears from list and latest), then remove its files."""
+        record = self.deletable(ref)
+        self.metadata.set_status(record.name, record.version, DELETED)
+        files.remove(record.uri)
+        log.info("deleted %s", record.tag)
+        return record
+
+    def count(self) -> dict[str, int]:
+        return {"ready": len(self.metadata.list(statuses=(READY,)))}

@@ -1,0 +1,171 @@
+"""Repository commands: list, get, delete, retrieve, import, export."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from kappa.cli._common import Environment, age, common_options, handles_errors, pass_env
+
+if TYPE_CHECKING:
+    from kappa.repository.metadata import BundleRecord
+
+LIST_COLUMNS = ("MODEL_VERSION", "AGE", "APIS", "ARTIFACTS", "LABELS")
+
+
+def _record_dict(record: BundleRecord) -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    return {
+        "name": record.name,
+        "version": record.version,
+        "created_at": datetime.fromtimestamp(record.created_at, timezone.utc).isoformat(),
+        "uri": record.uri,
+        "digest": record.digest,
+        "apis": record.summary.get("apis", []),
+        "artifacts": record.summary.get("artifacts", []),
+        "labels": record.labels,
+    }
+
+
+def _emit_records(env: Environment, records: list[BundleRecord]) -> None:
+    rows = [
+        (
+            record.tag,
+            age(record.created_at),
+            ", ".join(record.summary.get("apis", [])),
+            ", ".join(record.summary.get("artifacts", [])),
+            ", ".join(f"{k}={v}" for k, v in sorted(record.labels.items())),
+        )
+        for record in records
+    ]
+    env.emit([_record_dict(r) for r in records], LIST_COLUMNS, rows)
+
+
+@click.command("list")
+@click.argument("name", required=False)
+@click.option("--labels", "selector", help="Label selector, e.g. 'framework=sklearn, stage In (prod, qa)'.")
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many bundles.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Skip this many.")
+@click.option(
+    "--order-by",
+    type=click.Choice(["created_at", "name", "version"]),
+    default="created_at",
+    show_default=True,
+)
+@click.option("--ascending-order", is_flag=True, help="Oldest (or A-Z) first.")
+@common_options
+@pass_env
+@handles_errors
+def list_command(
+    env: Environment,
+    name: str | None,
+    selector: str | None,
+    limit: int | None,
+    offset: int,
+    order_by: str,
+    ascending_order: bool,
+) -> None:
+    """List ready bundles, newest first."""
+    records = env.repository().list(name, selector, limit, offset, order_by, ascending_order)
+    _emit_records(env, records)
+
+
+@click.command("get")
+@click.argument("ref", metavar="NAME[:VERSION|:latest]")
+@click.option("--print-location", is_flag=True, help="Print only where the bundle's files are.")
+@click.option("--labels", "selector", help="With NAME alone: only versions matching this selector.")
+@common_options
+@pass_env
+@handles_errors
+def get_command(env: Environment, ref: str, print_location: bool, selector: str | None) -> None:
+    """Show one bundle's full metadata (NAME:VERSION) or the versions of NAME."""
+    repo = env.repository()
+    if ":" not in ref and not print_location:
+        _emit_records(env, repo.list(ref, selector))
+        return
+    record = repo.get(ref)
+    if print_location:
+        click.echo(record.uri)
+        return
+    manifest = repo.manifest(record.tag)
+    for api in manifest.get("apis", []):  # the IPC form is for engines, not people
+        for key in ("input_schema", "output_schema"):
+            if api.get(key):
+                api[key] = api[key]["fields"]
+    manifest["uri"] = record.uri
+    if env.output == "table":
+        env.output = "yaml"
+    env.emit(manifest)
+
+
+@click.command("delete")
+@click.argument("refs", nargs=-1, required=True, metavar="NAME:VERSION... | NAME --all")
+@click.option("--all", "delete_all", is_flag=True, help="Delete every version of NAME.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@common_options
+@pass_env
+@handles_errors
+def delete_command(env: Environment, refs: tuple[str, ...], delete_all: bool, yes: bool) -> None:
+    """Delete bundles: the row is marked deleted first, then the files are removed."""
+    from kappa.errors import RepositoryError
+
+    repo = env.repository()
+    if delete_all:
+        if any(":" in r for r in refs):
+            raise RepositoryError("--all takes service NAMEs, not NAME:VERSION")
+        targets = [r.tag for name in refs for r in repo.list(name)]
+    else:
+        targets = [repo.deletable(r).tag for r in refs]
+    if not targets:
+        env.info("nothing to delete")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException(
+                f"refusing to delete {len(targets)} bundle(s) without -y (no terminal to ask)"
+            )
+        click.confirm(f"Delete {', '.join(targets)}?", abort=True)
+    for tag in targets:
+        repo.delete(tag)
+        env.info(f"deleted {tag}")
+
+
+@click.command("retrieve")
+@click.argument("ref", metavar="NAME[:VERSION|:latest]")
+@click.option("--target_dir", "--target-dir", "target_dir", required=True, type=click.Path(path_type=Path))
+@common_options
+@pass_env
+@handles_errors
+def retrieve_command(env: Environment, ref: str, target_dir: Path) -> None:
+    """Copy a bundle into a new folder (never overwrites one)."""
+    path = env.repository().retrieve(ref, target_dir)
+    env.info(f"retrieved {ref} into {path}")
+
+
+@click.command("import")
+@click.argument("source", metavar="DIR|FILE.tar.gz|URL")
+@common_options
+@pass_env
+@handles_errors
+def import_command(env: Environment, source: str) -> None:
+    """Add a bundle folder or archive to the repository, after verifying every file."""
+    record = env.repository().import_bundle(source)
+    env.info(f"imported {record.tag}")
+    if env.output != "table":
+        env.emit(_record_dict(record))
+
+
+@click.command("export")
+@click.argument("ref", metavar="NAME[:VERSION|:latest]")
+@click.argument("target", type=click.Path(path_type=Path), metavar="FILE.tar.gz")
+@common_options
+@pass_env
+@handles_errors
+def export_command(env: Environment, ref: str, target: Path) -> None:
+    """Write a bundle as a .tar.gz archive that `kappa import` reads."""
+    path = env.repository().export(ref, target)
+    env.info(f"exported {ref} to {path}")
