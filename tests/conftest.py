@@ -104,9 +104,13 @@ def s3_endpoint() -> Iterator[str]:
     from tests.servers import S3_ENV, s3_server
 
     with s3_server() as endpoint:
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                              aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
-                              aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"])
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        )
         client.create_bucket(Bucket="kappa-test")
         yield endpoint
 

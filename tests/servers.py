@@ -37,7 +37,9 @@ def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen[by
 def _pg_bin(tool: str) -> str:
     found = shutil.which(tool) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"))), None)
     if found is None:
-        raise RuntimeError(f"PostgreSQL's {tool} is not installed; `make test` installs it (apt-get install postgresql)")
+        raise RuntimeError(
+            f"PostgreSQL's {tool} is not installed; `make test` installs it (apt-get install postgresql)"
+        )
     return found
 
 
@@ -53,19 +55,34 @@ def postgres() -> Iterator[str]:
     port = free_port()
     subprocess.run(
         [*prefix, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={data} -c fsync=off"
     subprocess.run(
-        [*prefix, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-o", options, "-l", str(data / "log"), "-w", "start"],
-        check=True, capture_output=True,
+        [
+            *prefix,
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data / "db"),
+            "-o",
+            options,
+            "-l",
+            str(data / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         wait_for_port(port)
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run([*prefix, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*prefix, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -92,7 +109,8 @@ def s3_server() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port, process=process)

@@ -53,8 +53,18 @@ def test_the_database_enforces_unique_name_and_version(repo_mode, iris_service):
     iris_service.save(version="v1")
     repo = _repo()
     with pytest.raises(sa.exc.IntegrityError), repo.metadata.engine.begin() as conn:
-        conn.execute(bundles.insert().values(name="IrisClassifier", version="v1", status=PENDING, uri="x",
-                                             created_at=0.0, updated_at=0.0, labels="{}", summary="{}"))
+        conn.execute(
+            bundles.insert().values(
+                name="IrisClassifier",
+                version="v1",
+                status=PENDING,
+                uri="x",
+                created_at=0.0,
+                updated_at=0.0,
+                labels="{}",
+                summary="{}",
+            )
+        )
     with pytest.raises(RepositoryError, match="IrisClassifier:v1 already exists"):
         iris_service.save(version="v1")
 
@@ -113,8 +123,9 @@ def test_ten_processes_saving_at_once_get_ten_versions(repo_mode, make_module):
     root = os.path.dirname(module.__file__)
     code = SAVER.format(root=root, module=module.__name__)
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for i in range(10)
     ]
     results = [p.communicate(timeout=300) for p in procs]
@@ -160,7 +171,10 @@ def test_delete_is_soft_first_then_removes_files(repo_mode, iris_service):
     fs, root = filesystem(repo.location("IrisClassifier", "v2"))
     fs.invalidate_cache()
     assert not fs.exists(root)
-    assert kappa.load("IrisClassifier:v1").bundle_path in (first, str(_repo().local_path("IrisClassifier:v1")))
+    assert kappa.load("IrisClassifier:v1").bundle_path in (
+        first,
+        str(_repo().local_path("IrisClassifier:v1")),
+    )
     with pytest.raises(RepositoryError, match="already exists"):
         iris_service.save(version="v2")  # a deleted version is never reused
 
@@ -204,8 +218,12 @@ def _archive(tmp_path, member: tarfile.TarInfo, data: bytes = b"") -> str:
 
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("absolute", "absolute path"), ("dotdot", r"outside the archive \(\.\.\)"),
-     ("symlink", "the link"), ("device", "device or pipe")],
+    [
+        ("absolute", "absolute path"),
+        ("dotdot", r"outside the archive \(\.\.\)"),
+        ("symlink", "the link"),
+        ("device", "device or pipe"),
+    ],
 )
 def test_import_refuses_dangerous_archives(tmp_path, kind, message):
     member = tarfile.TarInfo({"absolute": "/tmp/kappa-evil", "dotdot": "b/../../evil"}.get(kind, "b/x"))
@@ -236,16 +254,21 @@ def test_settings_precedence(tmp_path, monkeypatch, kappa_home):
 
     conf = tmp_path / "conf"
     conf.mkdir()
-    (conf / "kappa.yaml").write_text(textwrap.dedent(
-        """
+    (conf / "kappa.yaml").write_text(
+        textwrap.dedent(
+            """
         repository:
           db_url: sqlite:///from-conf.db
           base_url: /from/conf
         """
-    ))
+        )
+    )
     monkeypatch.setenv("KAPPA_CONF_DIR", str(conf))
     settings = KappaSettings.load()
-    assert (settings.db_url, settings.sources["db_url"]) == ("sqlite:///from-conf.db", str(conf / "kappa.yaml"))
+    assert (settings.db_url, settings.sources["db_url"]) == (
+        "sqlite:///from-conf.db",
+        str(conf / "kappa.yaml"),
+    )
     monkeypatch.setenv("KAPPA_DB_URL", "sqlite:///from-env.db")
     monkeypatch.setenv("KAPPA_BASE_URL", "/from/env")
     settings = KappaSettings.load()
