@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import os
 import itertools
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
