@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["import_time.py"]
+BENCHMARKS = ["import_time.py", "cli_list.py"]
 
 
 def main() -> int:
