@@ -33,6 +33,8 @@ def test_save_stores_files_and_a_ready_row(repo_mode, iris_service, kappa_home, 
     if repo_mode == "local":
         assert location == str(kappa_home / "repository" / "IrisClassifier" / iris_service.version)
         assert repo.metadata.url == f"sqlite:///{kappa_home / 'storage.db'}"
+        with repo.metadata.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     else:
         assert location.startswith("s3://kappa-test/") and repo.metadata.url.startswith("postgresql")
     loaded = kappa.load("IrisClassifier:latest")
@@ -193,9 +195,12 @@ def test_export_then_import_into_another_repository(repo_mode, iris_service, tmp
     with pytest.raises(RepositoryError, match="already exists"):
         _repo().import_bundle(str(archive))
     monkeypatch.setenv("KAPPA_HOME", str(tmp_path / "other-home"))
+    source_uri = None  # team mode imports straight from the bundle's S3 URL
+    if repo_mode == "team":
+        source_uri = f"{os.environ['KAPPA_BASE_URL']}/IrisClassifier/v1"
     monkeypatch.delenv("KAPPA_DB_URL", raising=False)
     monkeypatch.delenv("KAPPA_BASE_URL", raising=False)
-    record = _repo().import_bundle(str(archive))
+    record = _repo().import_bundle(source_uri or str(archive))
     assert (record.tag, record.labels) == ("IrisClassifier:v1", {"team": "fraud"})
     loaded = kappa.load("IrisClassifier:latest")
     assert list(loaded.predict(iris[0][:3])) == list(iris_service.predict(iris[0][:3]))
