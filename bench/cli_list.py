@@ -40,7 +40,8 @@ repo = open_repository()
 m = svc.manifest
 for i in range({count - 1}):
     v = f"bench-{{i:05d}}"
-    repo.metadata.add_pending(m.name, v, repo.location(m.name, v), {{"framework": "sklearn", "i": str(i % 10)}})
+    labels = {{"framework": "sklearn", "i": str(i % 10)}}
+    repo.metadata.add_pending(m.name, v, repo.location(m.name, v), labels)
     repo.metadata.mark_ready(m.name, v, m.digest, summary(m), m.to_dict())
 """
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
