@@ -12,9 +12,12 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: run test test-unit lint bench install system-deps clean
 
-run: install ## train, save and score the iris example offline
-	$(BIN)/python -m examples.iris.main --output out/iris_predictions.parquet
-	@echo "bundles are in $(KAPPA_HOME) (list them with: KAPPA_HOME=$(KAPPA_HOME) $(BIN)/kappa info)"
+run: install ## train and save the iris example, then score the shipped data set offline
+	$(BIN)/python -m examples.iris.main
+	$(BIN)/kappa run IrisClassifier:latest predict --input-file examples/iris/iris.csv --id-column id \
+		--output-file out/iris_predictions.parquet --report out/iris_report.json --overwrite
+	@echo "predictions: $(CURDIR)/out/iris_predictions.parquet (report: out/iris_report.json)"
+	@echo "bundles: KAPPA_HOME=$(KAPPA_HOME) $(BIN)/kappa list"
 
 test: install lint ## the whole suite, integration tests included
 	$(BIN)/python -m pytest -q

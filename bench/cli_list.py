@@ -72,8 +72,11 @@ def main() -> None:
             ("kappa get NAME:latest", [KAPPA, "get", "IrisClassifier:latest", "-o", "json"], base),
         ]
         if (PEERS_BIN / "bentoml").exists():
-            peer_env = {**os.environ, "BENTOML_HOME": str(Path(tmp) / "bentoml"),
-                        "MLFLOW_TRACKING_URI": f"sqlite:///{Path(tmp) / 'mlflow.db'}"}
+            peer_env = {
+                **os.environ,
+                "BENTOML_HOME": str(Path(tmp) / "bentoml"),
+                "MLFLOW_TRACKING_URI": f"sqlite:///{Path(tmp) / 'mlflow.db'}",
+            }
             cases += [
                 ("bentoml list (empty store)", [str(PEERS_BIN / "bentoml"), "list"], peer_env),
                 ("mlflow experiments search", [str(PEERS_BIN / "mlflow"), "experiments", "search"], peer_env),

@@ -110,7 +110,7 @@ def check_length(api: InferenceAPI[Any, Any], results: Any, inputs: int, discard
         )
 
 
-def _null_outputs(api: InferenceAPI[Any, Any], size: int) -> pa.RecordBatch:
+def null_outputs(api: InferenceAPI[Any, Any], size: int) -> pa.RecordBatch:
     import pyarrow as pa
 
     schema = api.output_adapter.arrow_schema()
@@ -148,7 +148,7 @@ def infer(
                 results.append(result.data if isinstance(result, InferenceResult) else result)
                 kept.append(task)
     if len(kept) == 0:
-        outputs = _null_outputs(api, size)
+        outputs = null_outputs(api, size)
     else:
         outputs = api.output_adapter.to_arrow(results)
         if outputs.num_rows != len(kept):

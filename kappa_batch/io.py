@@ -1,0 +1,217 @@
+"""Inputs and outputs of scoring runs: files, folders, globs or fsspec URLs, read as Arrow batches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from kappa.errors import InputError
+
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+}
+OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
+
+
+@dataclass
+class InputSource:
+    """A stream of record batches and what is known about it up front."""
+
+    batches: Iterator[pa.RecordBatch]
+    total_rows: int | None
+    description: str
+    files: list[str]
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    from kappa.repository.files import filesystem as fs_for
+
+    return fs_for(url)
+
+
+def format_of(path: str, explicit: str | None = None) -> str:
+    if explicit:
+        if explicit not in {*FORMATS.values()}:
+            raise InputError(f"unknown input format {explicit!r}; use one of {sorted(set(FORMATS.values()))}")
+        return explicit
+    for suffix, name in FORMATS.items():
+        if path.lower().endswith(suffix):
+            return name
+    raise InputError(
+        f"cannot tell the format of {path!r} from its name; name it .parquet, .csv, .jsonl or .json, "
+        "or pass --input-format"
+    )
+
+
+def list_files(spec: str, suffixes: tuple[str, ...] | None = None) -> tuple[Any, list[str]]:
+    """The files a path, folder, glob or URL names, sorted (so every run reads them in one order)."""
+    fs, path = filesystem(spec)
+    if any(ch in path for ch in "*?["):
+        found = [p for p in fs.glob(path) if fs.isfile(p)]
+    elif fs.isdir(path):
+        found = [p for p in fs.find(path) if not _hidden(p[len(path) :])]
+    elif fs.exists(path):
+        found = [path]
+    else:
+        raise InputError(f"cannot read input {spec!r}: no such file or folder")
+    if suffixes is not None:
+        found = [p for p in found if p.lower().endswith(suffixes)]
+    if not found:
+        raise InputError(f"no input files match {spec!r}")
+    return fs, sorted(found)
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith((".", "_")) for part in relative.strip("/").split("/"))
+
+
+def inline_source(text: str, adapter: Any) -> InputSource:
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"--input is not valid JSON: {exc}") from None
+    batch = adapter.to_arrow(payload)
+    return InputSource(iter([batch]), batch.num_rows, "inline input", [])
+
+
+def file_source(spec: str, fmt: str | None, batch_size: int) -> InputSource:
+    """Stream a tabular input (Parquet, CSV, JSON Lines, or a JSON array) batch by batch."""
+    import pyarrow.dataset as ds
+
+    kind = format_of("", fmt) if fmt else None
+    suffixes = tuple(s for s, f in FORMATS.items() if kind is None or f == kind)
+    fs, files = list_files(spec, suffixes)
+    if kind is None:
+        kind = format_of(files[0])
+        files = [f for f in files if format_of(f) == kind]
+    if kind == "json":
+        return _json_array_source(fs, files, spec)
+    filesystem = None if type(fs).__name__ == "LocalFileSystem" else fs
+    dataset_format: Any = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}[kind]
+    try:
+        dataset = ds.dataset(files, format=dataset_format, filesystem=filesystem)
+        total = dataset.count_rows() if kind == "parquet" else None
+        scanner = dataset.scanner(batch_size=batch_size, use_threads=True)
+        batches = scanner.to_batches()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot read input {spec!r} as {kind}: {exc}") from None
+    return InputSource(_guard(batches, spec, kind), total, f"{len(files)} {kind} file(s) from {spec}", files)
+
+
+def _guard(batches: Iterator[pa.RecordBatch], spec: str, kind: str) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from batches
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot read input {spec!r} as {kind}: {exc}") from None
+
+
+def _json_array_source(fs: Any, files: list[str], spec: str) -> InputSource:
+    def read() -> Iterator[pa.RecordBatch]:
+        for file in files:
+            with fs.open(file, "rb") as handle:
+                try:
+                    records = json.load(handle)
+                except ValueError as exc:
+                    raise InputError(f"{file} is not valid JSON: {exc}") from None
+            if not isinstance(records, list):
+                raise InputError(f"{file} must hold a JSON array of records (or use .jsonl)")
+            yield from pa.Table.from_pylist(records).to_batches()
+
+    return InputSource(read(), None, f"{len(files)} json file(s) from {spec}", files)
+
+
+def binary_source(spec: str, column: str, batch_size: int) -> InputSource:
+    """Every file under a folder (or glob) as one row: ``path`` and the file's bytes in ``column``."""
+    fs, files = list_files(spec)
+    base = spec.split("://", 1)[-1].rstrip("/") if not any(ch in spec for ch in "*?[") else ""
+
+    def read() -> Iterator[pa.RecordBatch]:
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
+            data = [fs.cat_file(f) for f in chunk]
+            names = [f[len(base) :].lstrip("/") if base and f.startswith(base) else f for f in chunk]
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(names, pa.string()), pa.array(data, pa.binary())], names=["path", column]
+            )
+
+    return InputSource(read(), len(files), f"{len(files)} file(s) from {spec}", files)
+
+
+def _flatten_for_text(table: pa.Table) -> pa.Table:
+    """CSV cannot hold lists or structs: write those columns as JSON text."""
+    from kappa.adapters._json import dumps
+
+    columns = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_nested(field.type):
+            column = pa.array([None if v is None else dumps(v) for v in column.to_pylist()], pa.string())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+class TableWriter:
+    """Streams tables into one file: Parquet, CSV (nested columns as JSON) or JSON Lines."""
+
+    def __init__(self, fs: Any, path: str, fmt: str, schema: pa.Schema) -> None:
+        if fmt not in OUTPUT_FORMATS:
+            raise InputError(f"unknown output format {fmt!r}; use one of {OUTPUT_FORMATS}")
+        self.fmt = fmt
+        self.schema = schema
+        self._handle = fs.open(path, "wb")
+        self._writer: Any = None
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self._handle, schema)
+        elif fmt == "csv":
+            import pyarrow.csv as pacsv
+
+            text_schema = _flatten_for_text(schema.empty_table()).schema
+            self._writer = pacsv.CSVWriter(self._handle, text_schema)
+
+    def write(self, table: pa.Table) -> None:
+        if self.fmt == "parquet":
+            self._writer.write_table(table)
+        elif self.fmt == "csv":
+            self._writer.write_table(_flatten_for_text(table))
+        else:
+            from kappa.adapters._json import dumps
+
+            self._handle.write(b"".join(dumps(r).encode() + b"\n" for r in table.to_pylist()))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._handle.close()
+
+
+def write_table(table: pa.Table, fs: Any, path: str, fmt: str) -> None:
+    """Write one table to ``path`` in ``fmt`` (the caller makes it atomic)."""
+    writer = TableWriter(fs, path, fmt, table.schema)
+    try:
+        writer.write(table)
+    finally:
+        writer.close()
+
+
+def read_parquet(fs: Any, path: str) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    with fs.open(path, "rb") as handle:
+        return pq.read_table(handle)
+
+
+def parquet_schema(fs: Any, path: str) -> pa.Schema:
+    import pyarrow.parquet as pq
+
+    with fs.open(path, "rb") as handle:
+        return pq.read_schema(handle)

@@ -1,0 +1,67 @@
+"""What a scoring run is asked to do, and what it reports back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_BATCH_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    bundle: str
+    api: str
+    input_text: str | None = None
+    input_file: str | None = None
+    input_format: str | None = None
+    output_file: str | None = None
+    output_format: str | None = None
+    errors_file: str | None = None
+    id_column: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    workers: int = 1
+    max_error_rate: float | None = None
+    resume: bool = False
+    overwrite: bool = False
+    report_file: str | None = None
+    progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
+
+
+@dataclass
+class Report:
+    bundle: str
+    digest: str
+    api: str
+    engine: str = "local"
+    input: str = ""
+    output: str | None = None
+    errors_file: str | None = None
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_error: int = 0
+    shards: int = 0
+    shards_resumed: int = 0
+    workers: int = 1
+    seconds: float = 0.0
+    rows_per_second: float = 0.0
+    error_rate: float = 0.0
+    status: str = "running"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def finish(self, seconds: float, max_error_rate: float | None) -> None:
+        self.seconds = round(seconds, 3)
+        self.rows_per_second = round(self.rows_in / seconds, 1) if seconds > 0 else 0.0
+        self.error_rate = round(self.rows_error / self.rows_in, 6) if self.rows_in else 0.0
+        over = max_error_rate is not None and self.rows_in and self.rows_error / self.rows_in > max_error_rate
+        self.status = "failed: error rate over --max-error-rate" if over else "succeeded"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if not data["extra"]:
+            data.pop("extra")
+        return data

@@ -1,0 +1,122 @@
+"""``BatchRunner``: score Arrow batches with one API of a bundle.
+
+Outputs come back aligned to the input rows (null where a row failed) with an
+error table (``row``, ``status``, ``message``). A row the function discards, or
+that makes it raise, never fails its batch: the runner splits a raising batch in
+halves until the failing rows stand alone. Data that does not fit the API
+(a missing column) raises :class:`kappa.errors.InputError`, and an API that
+returns the wrong number of results fails every row of that batch with a message
+naming the API and both lengths.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from kappa.errors import InferenceError, InputError
+
+if TYPE_CHECKING:
+    from kappa.bundle.manifest import Manifest
+    from kappa.service import BentoService, InferenceAPI
+
+log = logging.getLogger(__name__)
+
+ERROR_SCHEMA = pa.schema([("row", pa.int64()), ("status", pa.int32()), ("message", pa.string())])
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outputs aligned to the input rows, and the rows that failed."""
+
+    outputs: pa.Table
+    errors: pa.Table
+
+    @property
+    def ok_mask(self) -> pa.Array:
+        """True for rows that got a prediction."""
+        import pyarrow.compute as pc
+
+        failed = pa.array([False] * self.outputs.num_rows)
+        if self.errors.num_rows:
+            failed = pc.is_in(
+                pa.array(range(self.outputs.num_rows), pa.int64()), value_set=self.errors["row"]
+            )
+        return pc.invert(failed)
+
+
+def _errors(rows: list[int], statuses: list[int], messages: list[str]) -> pa.Table:
+    return pa.table(
+        [pa.array(rows, pa.int64()), pa.array(statuses, pa.int32()), pa.array(messages, pa.string())],
+        schema=ERROR_SCHEMA,
+    )
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+class BatchRunner:
+    """Scores batches with ``api_name`` of ``service`` (a loaded service or a bundle reference)."""
+
+    def __init__(self, service: BentoService | str | os.PathLike[str], api_name: str) -> None:
+        from kappa.service import BentoService
+
+        self.manifest: Manifest | None
+        if isinstance(service, BentoService):
+            self.service, self.manifest = service, service.manifest
+        else:
+            from kappa_batch.cache import load_service
+
+            self.service, self.manifest = load_service(service)
+        self.api: InferenceAPI[Any, Any] = self.service.get_inference_api(api_name)
+
+    @property
+    def bundle_tag(self) -> str:
+        return self.manifest.tag if self.manifest else f"{self.service.name}:{self.service.version}"
+
+    def run(self, data: pa.RecordBatch | pa.Table) -> RunResult:
+        batch = (
+            data.combine_chunks().to_batches()[0] if isinstance(data, pa.Table) and data.num_rows else data
+        )
+        if isinstance(batch, pa.Table):  # an empty table
+            batch = pa.RecordBatch.from_pylist([], schema=batch.schema)
+        outputs, errors = self._run(batch, 0)
+        return RunResult(outputs=outputs, errors=errors)
+
+    def _run(self, batch: pa.RecordBatch, offset: int) -> tuple[pa.Table, pa.Table]:
+        try:
+            outcome = self.api.infer(batch)
+        except InputError:
+            raise
+        except InferenceError as exc:  # wrong shape of results: the whole batch fails
+            rows = list(range(offset, offset + batch.num_rows))
+            return self._nulls(batch.num_rows), _errors(rows, [500] * len(rows), [str(exc)] * len(rows))
+        except Exception as exc:
+            if batch.num_rows <= 1:
+                message = f"{type(exc).__name__}: {exc}"
+                log.debug("row %d failed: %s", offset, message)
+                return self._nulls(batch.num_rows), _errors([offset] * batch.num_rows, [500], [message])
+            half = batch.num_rows // 2
+            left = self._run(batch.slice(0, half), offset)
+            right = self._run(batch.slice(half), offset + half)
+            return _concat([left[0], right[0]]), _concat([left[1], right[1]])
+        outputs = pa.Table.from_batches([outcome.outputs])
+        if not outcome.errors:
+            return outputs, _errors([], [], [])
+        return outputs, _errors(
+            [offset + e.row for e in outcome.errors],
+            [e.status for e in outcome.errors],
+            [e.message for e in outcome.errors],
+        )
+
+    def _nulls(self, size: int) -> pa.Table:
+        from kappa.inference import null_outputs
+
+        return pa.Table.from_batches([null_outputs(self.api, size)])

@@ -1,0 +1,202 @@
+"""The local engine behind ``kappa run``: stream the input, score shard by shard, commit.
+
+With ``workers > 1`` the shards are scored and written by forked worker processes
+that inherit the already-loaded model, so no worker loads or unpickles it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+
+from kappa.errors import InputError
+from kappa_batch.batching import rebatch
+from kappa_batch.io import InputSource, binary_source, file_source, filesystem, inline_source
+from kappa_batch.job import Report, ScoreJob
+from kappa_batch.progress import Progress
+from kappa_batch.runner import BatchRunner
+from kappa_batch.scoring import ScoredShard, score_shard
+from kappa_batch.shards import OutputSpec, ShardedOutput
+
+log = logging.getLogger(__name__)
+
+# Set in the parent before forking; the workers inherit it.
+_worker_state: tuple[BatchRunner, ShardedOutput, str | None] | None = None
+
+
+def _score_and_write(index: int, offset: int, batch: pa.RecordBatch) -> tuple[int, int, int]:
+    assert _worker_state is not None, "worker started without its state"
+    runner, output, id_column = _worker_state
+    shard = score_shard(runner, batch, offset, id_column)
+    output.write_shard(index, shard.outputs, shard.errors)
+    return shard.rows_in, shard.rows_out, shard.rows_error
+
+
+def _ready(_: int) -> bool:
+    return _worker_state is not None
+
+
+def open_source(job: ScoreJob, runner: BatchRunner) -> tuple[InputSource, str | None]:
+    """The job's input as batches, and the id column to use."""
+    from kappa.adapters.files import FileInput
+
+    adapter = runner.api.input_adapter
+    if job.input_text is not None:
+        return inline_source(job.input_text, adapter), job.id_column
+    if job.input_file is None:
+        raise InputError("give the input with --input JSON or --input-file PATH")
+    if isinstance(adapter, FileInput):
+        return binary_source(job.input_file, adapter.column, job.batch_size), job.id_column or "path"
+    return file_source(job.input_file, job.input_format, job.batch_size), job.id_column
+
+
+def _run_params(job: ScoreJob, runner: BatchRunner, id_column: str | None, fmt: str) -> dict[str, Any]:
+    return {
+        "bundle": runner.bundle_tag,
+        "bundle_digest": runner.manifest.digest if runner.manifest else None,
+        "api": job.api,
+        "input": job.input_file if job.input_text is None else f"inline:{job.input_text}",
+        "batch_size": job.batch_size,
+        "format": fmt,
+        "id_column": id_column,
+    }
+
+
+def score_inline(job: ScoreJob) -> tuple[Report, ScoredShard]:
+    """Score ``--input`` JSON in memory (no output files); for printing."""
+    runner = BatchRunner(job.bundle, job.api)
+    source, id_column = open_source(job, runner)
+    report = _new_report(job, runner, source)
+    start = time.monotonic()
+    batch = next(iter(rebatch(source.batches, max(job.batch_size, 1))), None)
+    if batch is None:
+        raise InputError("--input holds no rows")
+    shard = score_shard(runner, batch, 0, id_column)
+    report.rows_in, report.rows_out, report.rows_error, report.shards = (
+        shard.rows_in,
+        shard.rows_out,
+        shard.rows_error,
+        1,
+    )
+    report.finish(time.monotonic() - start, job.max_error_rate)
+    return report, shard
+
+
+def _new_report(job: ScoreJob, runner: BatchRunner, source: InputSource) -> Report:
+    return Report(
+        bundle=runner.bundle_tag,
+        digest=runner.manifest.digest if runner.manifest else "",
+        api=job.api,
+        input=source.description,
+        workers=job.workers,
+    )
+
+
+def run(job: ScoreJob) -> Report:
+    """Score ``job.input_*`` into ``job.output_file``; returns the report (also written to --report)."""
+    global _worker_state
+    if job.output_file is None:
+        raise InputError("give --output-file PATH for file input (stdout is for small --input JSON)")
+    if job.workers < 1 or job.batch_size < 1:
+        raise InputError("--workers and --batch-size must be at least 1")
+    runner = BatchRunner(job.bundle, job.api)
+    log.info(
+        "scoring with %s (%s), api %s",
+        runner.bundle_tag,
+        (runner.manifest.digest if runner.manifest else "")[:19],
+        job.api,
+    )
+    spec = OutputSpec.parse(job.output_file, job.output_format, job.errors_file)
+    output = ShardedOutput(spec)
+    pool: ProcessPoolExecutor | None = None
+    if job.workers > 1:  # fork before the input is opened, so no reader thread is copied
+        _worker_state = (runner, output, None)
+        pool = ProcessPoolExecutor(job.workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        source, id_column = open_source(job, runner)
+        _worker_state = (runner, output, id_column)
+        if pool is not None:
+            list(pool.map(_ready, range(job.workers)))
+        done = output.prepare(_run_params(job, runner, id_column, spec.fmt), job.resume, job.overwrite)
+        committed = output.committed() if job.resume else None
+        if committed is not None:
+            log.info("%s is already complete; nothing to resume", spec.url)
+            return Report(
+                **{k: v for k, v in committed["report"].items() if k in Report.__dataclass_fields__}
+            )
+        report = _new_report(job, runner, source)
+        report.output, report.errors_file = spec.url, spec.errors_url
+        start = time.monotonic()
+        progress = Progress(source.total_rows, job.progress)
+        try:
+            _score_all(job, runner, output, source, id_column, done, report, progress, pool)
+        finally:
+            progress.close()
+        report.finish(time.monotonic() - start, job.max_error_rate)
+        output.commit(report.shards, report.to_dict(), report.succeeded)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        _worker_state = None
+    if job.report_file:
+        fs, path = filesystem(job.report_file)
+        fs.pipe_file(path, json.dumps(report.to_dict(), indent=2).encode())
+    return report
+
+
+def _shards(source: InputSource, batch_size: int) -> Iterator[tuple[int, int, pa.RecordBatch]]:
+    for index, batch in enumerate(rebatch(source.batches, batch_size)):
+        yield index, index * batch_size, batch
+
+
+def _score_all(
+    job: ScoreJob,
+    runner: BatchRunner,
+    output: ShardedOutput,
+    source: InputSource,
+    id_column: str | None,
+    done: set[int],
+    report: Report,
+    progress: Progress,
+    pool: ProcessPoolExecutor | None,
+) -> None:
+    inflight: deque[Future[tuple[int, int, int]]] = deque()
+
+    def account(rows_in: int, rows_out: int, rows_error: int) -> None:
+        report.rows_in += rows_in
+        report.rows_out += rows_out
+        report.rows_error += rows_error
+        progress.update(rows_in, rows_error)
+
+    for index, offset, batch in _shards(source, job.batch_size):
+        report.shards += 1
+        if index in done:
+            errors = _error_rows(output, index)
+            report.shards_resumed += 1
+            account(batch.num_rows, batch.num_rows - errors, errors)
+            continue
+        if pool is None:
+            shard = score_shard(runner, batch, offset, id_column)
+            output.write_shard(index, shard.outputs, shard.errors)
+            account(shard.rows_in, shard.rows_out, shard.rows_error)
+            continue
+        inflight.append(pool.submit(_score_and_write, index, offset, batch))
+        while len(inflight) >= 2 * job.workers:
+            account(*inflight.popleft().result())
+    while inflight:
+        account(*inflight.popleft().result())
+
+
+def _error_rows(output: ShardedOutput, index: int) -> int:
+    import pyarrow.parquet as pq
+
+    with output.fs.open(output.error_path(index), "rb") as handle:
+        return int(pq.ParquetFile(handle).metadata.num_rows)

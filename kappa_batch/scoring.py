@@ -1,0 +1,63 @@
+"""Score one shard: keep the row ids beside the outputs, split good rows from failed ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from kappa.errors import InputError
+from kappa_batch.runner import BatchRunner
+
+POSITION_COLUMN = "_row"
+
+
+@dataclass(frozen=True)
+class ScoredShard:
+    outputs: pa.Table  # id column + outputs, only rows that got a prediction
+    errors: pa.Table  # id column + status + message
+    rows_in: int
+
+    @property
+    def rows_out(self) -> int:
+        return int(self.outputs.num_rows)
+
+    @property
+    def rows_error(self) -> int:
+        return int(self.errors.num_rows)
+
+
+def split_ids(
+    batch: pa.RecordBatch, offset: int, id_column: str | None
+) -> tuple[str, pa.Array, pa.RecordBatch]:
+    """The id column (named, or the rows' positions) and the batch the API sees."""
+    if id_column is None:
+        ids = pa.array(range(offset, offset + batch.num_rows), pa.int64())
+        return POSITION_COLUMN, ids, batch
+    if id_column not in batch.schema.names:
+        raise InputError(
+            f"--id-column {id_column!r} is not in the input; its columns are {batch.schema.names}"
+        )
+    index = batch.schema.get_field_index(id_column)
+    return id_column, batch.column(index), batch.remove_column(index)
+
+
+def score_shard(
+    runner: BatchRunner, batch: pa.RecordBatch, offset: int, id_column: str | None
+) -> ScoredShard:
+    name, ids, inputs = split_ids(batch, offset, id_column)
+    result = runner.run(inputs)
+    if name in result.outputs.column_names:
+        raise InputError(
+            f"the API output has a column named {name!r}, like the id column; pass another --id-column"
+        )
+    outputs = result.outputs.add_column(0, name, ids)
+    if result.errors.num_rows:
+        outputs = outputs.filter(result.ok_mask)
+        error_ids = ids.take(result.errors["row"])
+    else:
+        error_ids = ids.slice(0, 0)
+    errors = pa.table(
+        {name: error_ids, "status": result.errors["status"], "message": result.errors["message"]}
+    )
+    return ScoredShard(outputs=outputs, errors=errors, rows_in=batch.num_rows)

@@ -1,0 +1,226 @@
+"""Output written as shards plus a manifest committed last.
+
+Directory mode (``--output-file out/``)::
+
+    out/part-00000.parquet ...       one shard per input batch: the rows that got a prediction
+    out/_kappa/run.json              what this output is being made from (written first)
+    out/_kappa/errors-00000.parquet  the rows of shard 0 that failed (written before the shard)
+    out/_kappa/manifest.json         shards and totals, written when every shard is done
+    out/_SUCCESS                     the run met its error budget
+
+Single-file mode (``--output-file preds.csv``) keeps the same layout in
+``preds.csv.kappa-parts/`` and, at commit, joins the shards into ``preds.csv``.
+
+A shard file appears in one atomic rename, after its error shard, so after a crash
+every shard is either complete or absent: ``--resume`` skips the complete ones and
+no input row is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from kappa.errors import InputError
+from kappa_batch.io import OUTPUT_FORMATS, TableWriter, filesystem, parquet_schema, read_parquet, write_table
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = "_kappa"
+RUN_FILE = "run.json"
+MANIFEST_FILE = "manifest.json"
+SUCCESS_FILE = "_SUCCESS"
+_PART = re.compile(r"part-(\d{5,})\.(parquet|csv|jsonl)$")
+# What must match for --resume to continue an output.
+RESUME_KEYS = ("bundle_digest", "api", "input", "batch_size", "format", "id_column")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    url: str
+    fmt: str
+    single_file: bool
+    shard_dir: str
+    errors_url: str
+
+    @classmethod
+    def parse(cls, url: str, fmt: str | None, errors_url: str | None) -> OutputSpec:
+        stripped = url.rstrip("/")
+        suffix = stripped.rsplit(".", 1)[-1].lower() if "." in stripped.rsplit("/", 1)[-1] else ""
+        single = not url.endswith("/") and suffix in OUTPUT_FORMATS
+        chosen = fmt or (suffix if single else "parquet")
+        if chosen not in OUTPUT_FORMATS:
+            raise InputError(f"unknown output format {chosen!r}; use one of {OUTPUT_FORMATS}")
+        if single and fmt and fmt != suffix:
+            raise InputError(f"--format {fmt} does not match the output file name {url!r}")
+        shard_dir = f"{stripped}.kappa-parts" if single else stripped
+        errors = errors_url or (
+            f"{stripped.rsplit('.', 1)[0]}.errors.parquet" if single else f"{stripped}/_errors.parquet"
+        )
+        return cls(url=stripped, fmt=chosen, single_file=single, shard_dir=shard_dir, errors_url=errors)
+
+
+class ShardedOutput:
+    def __init__(self, spec: OutputSpec) -> None:
+        self.spec = spec
+        self.fs, self.root = filesystem(spec.shard_dir)
+        self.root = self.root.rstrip("/")
+        self.state = f"{self.root}/{STATE_DIR}"
+
+    # -- paths ------------------------------------------------------------------
+    @property
+    def shard_format(self) -> str:
+        """Shards of a single-file output are Parquet; the join writes the requested format."""
+        return "parquet" if self.spec.single_file else self.spec.fmt
+
+    def shard_path(self, index: int) -> str:
+        return f"{self.root}/part-{index:05d}.{self.shard_format}"
+
+    def error_path(self, index: int) -> str:
+        return f"{self.state}/errors-{index:05d}.parquet"
+
+    # -- lifecycle ----------------------------------------------------------------
+    def exists(self) -> bool:
+        target_fs, target = filesystem(self.spec.url)
+        return bool(self.fs.exists(self.root) or target_fs.exists(target))
+
+    def committed(self) -> dict[str, Any] | None:
+        path = f"{self.state}/{MANIFEST_FILE}"
+        if not self.fs.exists(path):
+            return None
+        manifest: dict[str, Any] = json.loads(self.fs.cat_file(path))
+        return manifest
+
+    def prepare(self, run: Mapping[str, Any], resume: bool, overwrite: bool) -> set[int]:
+        """Start (or continue) the output; returns the shards already complete."""
+        self.fs.invalidate_cache()
+        if self.exists():
+            if overwrite:
+                self.remove()
+            elif resume:
+                return self._resume(run)
+            else:
+                raise InputError(
+                    f"output {self.spec.url!r} already exists; pass --overwrite to replace it "
+                    "or --resume to finish an interrupted run"
+                )
+        self.fs.makedirs(self.state, exist_ok=True)
+        self._put_json(f"{self.state}/{RUN_FILE}", dict(run))
+        return set()
+
+    def _resume(self, run: Mapping[str, Any]) -> set[int]:
+        path = f"{self.state}/{RUN_FILE}"
+        if not self.fs.exists(path):
+            raise InputError(
+                f"cannot resume into {self.spec.url!r}: it was not written by `kappa run`; "
+                "use --overwrite or another output"
+            )
+        previous = json.loads(self.fs.cat_file(path))
+        changed = [k for k in RESUME_KEYS if previous.get(k) != run.get(k)]
+        if changed:
+            details = ", ".join(f"{k}: {previous.get(k)!r} -> {run.get(k)!r}" for k in changed)
+            raise InputError(
+                f"cannot resume {self.spec.url!r}: it was started with other settings ({details}); "
+                "use --overwrite to start over"
+            )
+        if self.committed() is not None:
+            return set()
+        for leftover in self.fs.glob(f"{self.root}/.tmp-*") + self.fs.glob(f"{self.state}/.tmp-*"):
+            self.fs.rm(leftover)
+        done = set()
+        for name in self.fs.ls(self.root, detail=False):
+            match = _PART.search(name.rsplit("/", 1)[-1])
+            if (
+                match
+                and match.group(2) == self.shard_format
+                and self.fs.exists(self.error_path(int(match[1])))
+            ):
+                done.add(int(match.group(1)))
+        log.info("resuming %s: %d shard(s) already complete", self.spec.url, len(done))
+        return done
+
+    def remove(self) -> None:
+        for url in {self.spec.shard_dir, self.spec.url}:
+            fs, path = filesystem(url)
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+        fs, path = filesystem(self.spec.errors_url)
+        if fs.exists(path):
+            fs.rm(path)
+
+    # -- writing ------------------------------------------------------------------
+    def _atomic(self, path: str, write: Any) -> None:
+        folder, name = path.rsplit("/", 1)
+        temporary = f"{folder}/.tmp-{secrets.token_hex(4)}-{name}"
+        write(temporary)
+        self.fs.mv(temporary, path)
+
+    def _put_json(self, path: str, data: Mapping[str, Any]) -> None:
+        text = json.dumps(data, indent=2, sort_keys=True, default=str).encode()
+        self._atomic(path, lambda tmp: self.fs.pipe_file(tmp, text))
+
+    def write_shard(self, index: int, outputs: pa.Table, errors: pa.Table) -> None:
+        """Errors first, then the shard: a shard file on disk means the whole shard is done."""
+        self._atomic(self.error_path(index), lambda tmp: write_table(errors, self.fs, tmp, "parquet"))
+        self._atomic(
+            self.shard_path(index), lambda tmp: write_table(outputs, self.fs, tmp, self.shard_format)
+        )
+
+    def commit(self, shards: int, report: Mapping[str, Any], success: bool) -> None:
+        """Join the error shards (and, in single-file mode, the shards), then write the manifest."""
+        self._join([self.error_path(i) for i in range(shards)], self.spec.errors_url)
+        if self.spec.single_file:
+            self._join([self.shard_path(i) for i in range(shards)], self.spec.url)
+        manifest = {
+            "shards": shards,
+            "format": self.spec.fmt,
+            "output": self.spec.url,
+            "errors": self.spec.errors_url,
+            "success": success,
+            "report": dict(report),
+        }
+        self._put_json(f"{self.state}/{MANIFEST_FILE}", manifest)
+        if success:
+            self.fs.pipe_file(f"{self.root}/{SUCCESS_FILE}", b"")
+        if self.spec.single_file:  # the joined file holds it all; keep only the run's state
+            for index in range(shards):
+                self.fs.rm([self.shard_path(index), self.error_path(index)])
+
+    def _join(self, parts: list[str], target_url: str) -> None:
+        """Stream Parquet parts into one file, one part in memory at a time."""
+        fs, target = filesystem(target_url)
+        schemas = [parquet_schema(self.fs, p) for p in parts]
+        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+        folder = target.rsplit("/", 1)[0] if "/" in target else "."
+        fs.makedirs(folder, exist_ok=True)
+        temporary = f"{folder}/.tmp-{secrets.token_hex(4)}-{target.rsplit('/', 1)[-1]}"
+        writer = TableWriter(fs, temporary, _format_for(target), schema)
+        try:
+            for part in parts:
+                writer.write(conform(read_parquet(self.fs, part), schema))
+        finally:
+            writer.close()
+        fs.mv(temporary, target)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns: cast where present, null where missing."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.table(columns, schema=schema)
+
+
+def _format_for(url: str) -> str:
+    suffix = url.rsplit(".", 1)[-1].lower()
+    return suffix if suffix in OUTPUT_FORMATS else "parquet"
