@@ -100,7 +100,8 @@ def file_source(spec: str, fmt: str | None, batch_size: int) -> InputSource:
     try:
         dataset = ds.dataset(files, format=dataset_format, filesystem=filesystem)
         total = dataset.count_rows() if kind == "parquet" else None
-        scanner = dataset.scanner(batch_size=batch_size, use_threads=True)
+        # Bounded readahead keeps memory proportional to the batch size, not the input.
+        scanner = dataset.scanner(batch_size=batch_size, use_threads=True, batch_readahead=2, fragment_readahead=1)
         batches = scanner.to_batches()
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read input {spec!r} as {kind}: {exc}") from None
