@@ -22,14 +22,31 @@ FORMATS = {
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 
 
+@dataclass(frozen=True)
+class PlannedShard:
+    """Rows of one Parquet file, by row group, that a worker reads for itself."""
+
+    index: int
+    file: str
+    row_groups: tuple[int, ...]
+    offset: int  # position of the shard's first row in the whole input
+    rows: int
+
+
 @dataclass
 class InputSource:
-    """A stream of record batches and what is known about it up front."""
+    """A stream of record batches and what is known about it up front.
+
+    Parquet inputs also carry a ``plan``: shards of whole row groups, so that
+    workers read their own rows and no data passes through the parent process.
+    """
 
     batches: Iterator[pa.RecordBatch]
     total_rows: int | None
     description: str
     files: list[str]
+    fs: Any = None
+    plan: list[PlannedShard] | None = None
 
 
 def filesystem(url: str) -> tuple[Any, str]:
@@ -88,24 +105,72 @@ def file_source(spec: str, fmt: str | None, batch_size: int) -> InputSource:
     import pyarrow.dataset as ds
 
     kind = format_of("", fmt) if fmt else None
-    suffixes = tuple(s for s, f in FORMATS.items() if kind is None or f == kind)
-    fs, files = list_files(spec, suffixes)
+    fs, files = list_files(spec)
     if kind is None:
-        kind = format_of(files[0])
-        files = [f for f in files if format_of(f) == kind]
+        known = [f for f in files if f.lower().endswith(tuple(FORMATS))]
+        kind = format_of(known[0] if known else files[0])  # says what to do when no name fits
+        files = [f for f in known if format_of(f) == kind]
     if kind == "json":
         return _json_array_source(fs, files, spec)
+    if kind == "parquet":
+        plan = plan_parquet(fs, files, batch_size)
+        total = sum(shard.rows for shard in plan)
+        description = f"{len(files)} parquet file(s) from {spec}"
+        return InputSource(iter(()), total, description, files, fs=fs, plan=plan)
     filesystem = None if type(fs).__name__ == "LocalFileSystem" else fs
     dataset_format: Any = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}[kind]
     try:
         dataset = ds.dataset(files, format=dataset_format, filesystem=filesystem)
-        total = dataset.count_rows() if kind == "parquet" else None
         # Bounded readahead keeps memory proportional to the batch size, not the input.
-        scanner = dataset.scanner(batch_size=batch_size, use_threads=True, batch_readahead=2, fragment_readahead=1)
+        scanner = dataset.scanner(
+            batch_size=batch_size, use_threads=True, batch_readahead=2, fragment_readahead=1
+        )
         batches = scanner.to_batches()
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read input {spec!r} as {kind}: {exc}") from None
-    return InputSource(_guard(batches, spec, kind), total, f"{len(files)} {kind} file(s) from {spec}", files)
+    return InputSource(_guard(batches, spec, kind), None, f"{len(files)} {kind} file(s) from {spec}", files)
+
+
+def _open_parquet(fs: Any, file: str) -> Any:
+    import pyarrow.parquet as pq
+
+    try:
+        if type(fs).__name__ == "LocalFileSystem":
+            return pq.ParquetFile(file, memory_map=True)
+        return pq.ParquetFile(fs.open(file, "rb"))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot read input {file!r} as parquet: {exc}") from None
+
+
+def plan_parquet(fs: Any, files: list[str], batch_size: int) -> list[PlannedShard]:
+    """Whole row groups, gathered until a shard holds at least ``batch_size`` rows (never across files)."""
+    plan: list[PlannedShard] = []
+    offset = 0
+    for file in files:
+        metadata = _open_parquet(fs, file).metadata
+        groups: list[int] = []
+        rows = 0
+        for group in range(metadata.num_row_groups):
+            groups.append(group)
+            rows += metadata.row_group(group).num_rows
+            if rows >= batch_size or group == metadata.num_row_groups - 1:
+                plan.append(PlannedShard(len(plan), file, tuple(groups), offset, rows))
+                offset += rows
+                groups, rows = [], 0
+    return plan
+
+
+def read_planned(
+    fs: Any, shard: PlannedShard, batch_size: int, use_threads: bool = True
+) -> Iterator[pa.RecordBatch]:
+    """The batches of one planned shard, at most ``batch_size`` rows each.
+
+    Worker processes pass ``use_threads=False``: together they already keep every core busy.
+    """
+    parquet = _open_parquet(fs, shard.file)
+    groups = list(shard.row_groups)
+    batches = parquet.iter_batches(batch_size=batch_size, row_groups=groups, use_threads=use_threads)
+    return _guard(batches, shard.file, "parquet")
 
 
 def _guard(batches: Iterator[pa.RecordBatch], spec: str, kind: str) -> Iterator[pa.RecordBatch]:

@@ -39,14 +39,11 @@ class RunResult:
     @property
     def ok_mask(self) -> pa.Array:
         """True for rows that got a prediction."""
-        import pyarrow.compute as pc
+        import numpy as np
 
-        failed = pa.array([False] * self.outputs.num_rows)
-        if self.errors.num_rows:
-            failed = pc.is_in(
-                pa.array(range(self.outputs.num_rows), pa.int64()), value_set=self.errors["row"]
-            )
-        return pc.invert(failed)
+        ok = np.ones(self.outputs.num_rows, dtype=bool)
+        ok[self.errors["row"].to_numpy()] = False
+        return pa.array(ok)
 
 
 def _errors(rows: list[int], statuses: list[int], messages: list[str]) -> pa.Table:

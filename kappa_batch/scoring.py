@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from kappa.errors import InputError
@@ -32,7 +33,7 @@ def split_ids(
 ) -> tuple[str, pa.Array, pa.RecordBatch]:
     """The id column (named, or the rows' positions) and the batch the API sees."""
     if id_column is None:
-        ids = pa.array(range(offset, offset + batch.num_rows), pa.int64())
+        ids = pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64))
         return POSITION_COLUMN, ids, batch
     if id_column not in batch.schema.names:
         raise InputError(
@@ -40,6 +41,17 @@ def split_ids(
         )
     index = batch.schema.get_field_index(id_column)
     return id_column, batch.column(index), batch.remove_column(index)
+
+
+def combine(parts: list[ScoredShard]) -> ScoredShard:
+    """One shard from the scored batches it was read in."""
+    if len(parts) == 1:
+        return parts[0]
+    return ScoredShard(
+        outputs=pa.concat_tables([p.outputs for p in parts], promote_options="permissive"),
+        errors=pa.concat_tables([p.errors for p in parts], promote_options="permissive"),
+        rows_in=sum(p.rows_in for p in parts),
+    )
 
 
 def score_shard(

@@ -13,35 +13,88 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from kappa.errors import InputError
 from kappa_batch.batching import rebatch
-from kappa_batch.io import InputSource, binary_source, file_source, filesystem, inline_source
+from kappa_batch.io import (
+    InputSource,
+    PlannedShard,
+    binary_source,
+    file_source,
+    filesystem,
+    inline_source,
+    read_planned,
+)
 from kappa_batch.job import Report, ScoreJob
 from kappa_batch.progress import Progress
 from kappa_batch.runner import BatchRunner
-from kappa_batch.scoring import ScoredShard, score_shard
+from kappa_batch.scoring import POSITION_COLUMN, ScoredShard, combine, score_shard
 from kappa_batch.shards import OutputSpec, ShardedOutput
 
 log = logging.getLogger(__name__)
 
-# Set in the parent before forking; the workers inherit it.
-_worker_state: tuple[BatchRunner, ShardedOutput, str | None] | None = None
+
+@dataclass(frozen=True)
+class WorkerState:
+    """What a worker needs; set in the parent before forking, so workers inherit it."""
+
+    runner: BatchRunner
+    output: ShardedOutput
+    id_column: str | None
+    fs: Any
+    batch_size: int
+    in_worker_pool: bool = False
 
 
-def _score_and_write(index: int, offset: int, batch: pa.RecordBatch) -> tuple[int, int, int]:
-    assert _worker_state is not None, "worker started without its state"
-    runner, output, id_column = _worker_state
-    shard = score_shard(runner, batch, offset, id_column)
-    output.write_shard(index, shard.outputs, shard.errors)
+_state: WorkerState | None = None
+Task = PlannedShard | tuple[int, int, Any]  # a planned shard, or (index, offset, batch or IPC bytes)
+
+
+def _to_ipc(batch: pa.RecordBatch) -> Any:
+    """IPC bytes of a batch: unlike pickling, this copies only the rows of a sliced batch."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def _score_task(state: WorkerState, task: Task) -> tuple[int, ScoredShard]:
+    if isinstance(task, PlannedShard):
+        parts, offset = [], task.offset
+        for batch in read_planned(state.fs, task, state.batch_size, use_threads=not state.in_worker_pool):
+            parts.append(score_shard(state.runner, batch, offset, state.id_column))
+            offset += batch.num_rows
+        if not parts:  # a row group without rows
+            ids = pa.array([], pa.int64())
+            errors = pa.table(
+                {
+                    state.id_column or POSITION_COLUMN: ids,
+                    "status": pa.array([], pa.int32()),
+                    "message": pa.array([], pa.string()),
+                }
+            )
+            return task.index, ScoredShard(errors.select([0]), errors, 0)
+        return task.index, combine(parts)
+    index, offset, batch = task
+    if not isinstance(batch, pa.RecordBatch):
+        batch = pa.ipc.open_stream(batch).read_next_batch()
+    return index, score_shard(state.runner, batch, offset, state.id_column)
+
+
+def _work(task: Task) -> tuple[int, int, int]:
+    """Score one shard and write it (in a worker process, or inline with one worker)."""
+    assert _state is not None, "worker started without its state"
+    index, shard = _score_task(_state, task)
+    _state.output.write_shard(index, shard.outputs, shard.errors)
     return shard.rows_in, shard.rows_out, shard.rows_error
 
 
 def _ready(_: int) -> bool:
-    return _worker_state is not None
+    return _state is not None
 
 
 def open_source(job: ScoreJob, runner: BatchRunner) -> tuple[InputSource, str | None]:
@@ -102,29 +155,20 @@ def _new_report(job: ScoreJob, runner: BatchRunner, source: InputSource) -> Repo
 
 def run(job: ScoreJob) -> Report:
     """Score ``job.input_*`` into ``job.output_file``; returns the report (also written to --report)."""
-    global _worker_state
+    global _state
     if job.output_file is None:
         raise InputError("give --output-file PATH for file input (stdout is for small --input JSON)")
     if job.workers < 1 or job.batch_size < 1:
         raise InputError("--workers and --batch-size must be at least 1")
     runner = BatchRunner(job.bundle, job.api)
-    log.info(
-        "scoring with %s (%s), api %s",
-        runner.bundle_tag,
-        (runner.manifest.digest if runner.manifest else "")[:19],
-        job.api,
-    )
+    digest = runner.manifest.digest if runner.manifest else ""
+    log.info("scoring with %s (%s), api %s", runner.bundle_tag, digest[:19], job.api)
     spec = OutputSpec.parse(job.output_file, job.output_format, job.errors_file)
     output = ShardedOutput(spec)
+    source, id_column = open_source(job, runner)
+    _state = WorkerState(runner, output, id_column, source.fs, job.batch_size, in_worker_pool=job.workers > 1)
     pool: ProcessPoolExecutor | None = None
-    if job.workers > 1:  # fork before the input is opened, so no reader thread is copied
-        _worker_state = (runner, output, None)
-        pool = ProcessPoolExecutor(job.workers, mp_context=multiprocessing.get_context("fork"))
     try:
-        source, id_column = open_source(job, runner)
-        _worker_state = (runner, output, id_column)
-        if pool is not None:
-            list(pool.map(_ready, range(job.workers)))
         done = output.prepare(_run_params(job, runner, id_column, spec.fmt), job.resume, job.overwrite)
         committed = output.committed() if job.resume else None
         if committed is not None:
@@ -132,12 +176,15 @@ def run(job: ScoreJob) -> Report:
             return Report(
                 **{k: v for k, v in committed["report"].items() if k in Report.__dataclass_fields__}
             )
+        if job.workers > 1:  # forked workers inherit the loaded model and the state above
+            pool = ProcessPoolExecutor(job.workers, mp_context=multiprocessing.get_context("fork"))
+            list(pool.map(_ready, range(job.workers)))
         report = _new_report(job, runner, source)
         report.output, report.errors_file = spec.url, spec.errors_url
         start = time.monotonic()
         progress = Progress(source.total_rows, job.progress)
         try:
-            _score_all(job, runner, output, source, id_column, done, report, progress, pool)
+            _score_all(job, output, source, done, report, progress, pool)
         finally:
             progress.close()
         report.finish(time.monotonic() - start, job.max_error_rate)
@@ -145,24 +192,30 @@ def run(job: ScoreJob) -> Report:
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-        _worker_state = None
+        _state = None
     if job.report_file:
         fs, path = filesystem(job.report_file)
         fs.pipe_file(path, json.dumps(report.to_dict(), indent=2).encode())
     return report
 
 
-def _shards(source: InputSource, batch_size: int) -> Iterator[tuple[int, int, pa.RecordBatch]]:
-    for index, batch in enumerate(rebatch(source.batches, batch_size)):
-        yield index, index * batch_size, batch
+def _tasks(
+    job: ScoreJob, source: InputSource, pool: ProcessPoolExecutor | None
+) -> Iterator[tuple[int, int, Task]]:
+    """(index, rows, task) for every shard: planned ones, or batches cut from the stream."""
+    if source.plan is not None:
+        for shard in source.plan:
+            yield shard.index, shard.rows, shard
+        return
+    for index, batch in enumerate(rebatch(source.batches, job.batch_size)):
+        payload = _to_ipc(batch) if pool is not None else batch
+        yield index, batch.num_rows, (index, index * job.batch_size, payload)
 
 
 def _score_all(
     job: ScoreJob,
-    runner: BatchRunner,
     output: ShardedOutput,
     source: InputSource,
-    id_column: str | None,
     done: set[int],
     report: Report,
     progress: Progress,
@@ -176,21 +229,18 @@ def _score_all(
         report.rows_error += rows_error
         progress.update(rows_in, rows_error)
 
-    for index, offset, batch in _shards(source, job.batch_size):
+    for index, rows, task in _tasks(job, source, pool):
         report.shards += 1
         if index in done:
             errors = _error_rows(output, index)
             report.shards_resumed += 1
-            account(batch.num_rows, batch.num_rows - errors, errors)
-            continue
-        if pool is None:
-            shard = score_shard(runner, batch, offset, id_column)
-            output.write_shard(index, shard.outputs, shard.errors)
-            account(shard.rows_in, shard.rows_out, shard.rows_error)
-            continue
-        inflight.append(pool.submit(_score_and_write, index, offset, batch))
-        while len(inflight) >= 2 * job.workers:
-            account(*inflight.popleft().result())
+            account(rows, rows - errors, errors)
+        elif pool is None:
+            account(*_work(task))
+        else:
+            inflight.append(pool.submit(_work, task))
+            while len(inflight) >= 2 * job.workers:
+                account(*inflight.popleft().result())
     while inflight:
         account(*inflight.popleft().result())
 
