@@ -82,23 +82,46 @@ def save_bundle(model: object, folder: Path) -> tuple[str, str]:
 def run_kappa(bundle: str, source: Path, target: Path, workers: int) -> tuple[float, float]:
     report = target.with_suffix(".json")
     start = time.perf_counter()
-    subprocess.run([KAPPA, "run", bundle, "predict", "--input-file", str(source), "--output-file", str(target),
-                    "--workers", str(workers), "--overwrite", "--report", str(report), "-q"], check=True)
+    subprocess.run(
+        [
+            KAPPA,
+            "run",
+            bundle,
+            "predict",
+            "--input-file",
+            str(source),
+            "--output-file",
+            str(target),
+            "--workers",
+            str(workers),
+            "--overwrite",
+            "--report",
+            str(report),
+            "-q",
+        ],
+        check=True,
+    )
     wall = time.perf_counter() - start
     return json.loads(report.read_text())["seconds"], wall
 
 
 def run_bare(model_path: str, source: Path, target: Path) -> tuple[float, float]:
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, str(HERE / "bare_loop.py"), model_path, str(source), str(target)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(HERE / "bare_loop.py"), model_path, str(source), str(target)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     return float(out.stdout.split()[1]), wall
 
 
 def peak_rss_mb(cmd: list[str]) -> float:
-    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    wrapper = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     out = subprocess.run([sys.executable, "-c", wrapper, *cmd], check=True, capture_output=True, text=True)
     return int(out.stdout.split()[-1]) / 1024
 
@@ -118,8 +141,11 @@ def main() -> None:
             folder = work / kind
             folder.mkdir()
             bundle, model_path = save_bundle(train(kind), folder)
-            results: dict[str, list[tuple[float, float]]] = {"bare loop": [], "kappa 1 worker": [],
-                                                             "kappa 2 workers": []}
+            results: dict[str, list[tuple[float, float]]] = {
+                "bare loop": [],
+                "kappa 1 worker": [],
+                "kappa 2 workers": [],
+            }
             for _ in range(args.repeat):
                 results["bare loop"].append(run_bare(model_path, source, folder / "bare.parquet"))
                 results["kappa 1 worker"].append(run_kappa(bundle, source, folder / "k1", 1))
@@ -130,10 +156,14 @@ def main() -> None:
                 loop = rows / statistics.median(v[0] for v in values)
                 wall = rows / statistics.median(v[1] for v in values)
                 rows_out.append((kind.upper(), rows, name, loop, loop / bare_loop, wall, wall / bare_wall))
-        print(f"{'model':<5} {'rows':>9} {'contender':<16} {'loop rows/s':>12} {'x bare':>7} "
-              f"{'wall rows/s':>12} {'x bare':>7}")
+        print(
+            f"{'model':<5} {'rows':>9} {'contender':<16} {'loop rows/s':>12} {'x bare':>7} "
+            f"{'wall rows/s':>12} {'x bare':>7}"
+        )
         for kind, rows, name, loop, loop_x, wall, wall_x in rows_out:
-            print(f"{kind:<5} {rows:>9} {name:<16} {loop:>12,.0f} {loop_x:>7.2f} {wall:>12,.0f} {wall_x:>7.2f}")
+            print(
+                f"{kind:<5} {rows:>9} {name:<16} {loop:>12,.0f} {loop_x:>7.2f} {wall:>12,.0f} {wall_x:>7.2f}"
+            )
         if args.skip_memory:
             return
         small, large = int(1_000_000 * args.scale), int(10_000_000 * args.scale)
@@ -141,11 +171,23 @@ def main() -> None:
         peaks = []
         for rows in (small, large):
             source = make_data(rows, f"mem_{rows}")
-            cmd = [KAPPA, "run", bundle, "predict", "--input-file", str(source), "--output-file",
-                   str(work / f"mem{rows}"), "--overwrite", "-q"]
+            cmd = [
+                KAPPA,
+                "run",
+                bundle,
+                "predict",
+                "--input-file",
+                str(source),
+                "--output-file",
+                str(work / f"mem{rows}"),
+                "--overwrite",
+                "-q",
+            ]
             peaks.append(statistics.median(peak_rss_mb(cmd) for _ in range(max(1, args.repeat - 1))))
-        print(f"peak RSS kappa run (LR): {small:,} rows {peaks[0]:.0f} MiB, {large:,} rows {peaks[1]:.0f} MiB, "
-              f"growth {peaks[1] / peaks[0] - 1:+.1%} for {large // small}x the rows")
+        print(
+            f"peak RSS kappa run (LR): {small:,} rows {peaks[0]:.0f} MiB, {large:,} rows {peaks[1]:.0f} MiB, "
+            f"growth {peaks[1] / peaks[0] - 1:+.1%} for {large // small}x the rows"
+        )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ declaring a service stays cheap.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kappa.errors import InputError
 from kappa.types import InferenceTask
 
 if TYPE_CHECKING:
@@ -78,6 +79,22 @@ class OutputAdapter(ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+def decode_rows(
+    tasks: Sequence[InferenceTask[Any]], raw: Sequence[Any], decode: Callable[[Any], Any], what: str
+) -> list[Any]:
+    """Decode each row; a row that is null or fails to decode is discarded (400), never the batch."""
+    values: list[Any] = []
+    for task, item in zip(tasks, raw, strict=True):
+        if item is None:
+            task.discard(400, f"row {task.row}: empty {what} input")
+            continue
+        try:
+            values.append(decode(item))
+        except (InputError, ValueError) as exc:
+            task.discard(400, f"row {task.row}: {exc}")
+    return values
 
 
 def result_length(value: Any) -> int | None:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from kappa.adapters.base import InputAdapter
+from kappa.adapters.base import InputAdapter, decode_rows
 from kappa.errors import InputError, missing_dependency
 from kappa.types import InferenceTask
 
@@ -71,16 +71,7 @@ class FileInput(InputAdapter):
         return io.BytesIO(data)
 
     def from_arrow(self, batch: pa.RecordBatch, tasks: Sequence[InferenceTask[Any]]) -> list[Any]:
-        values: list[Any] = []
-        for task, data in zip(tasks, self._column(batch), strict=True):
-            if data is None:
-                task.discard(400, f"row {task.row}: empty {self.column} input")
-                continue
-            try:
-                values.append(self._decode(data))
-            except InputError as exc:
-                task.discard(400, f"row {task.row}: {exc}")
-        return values
+        return decode_rows(tasks, self._column(batch), self._decode, self.column)
 
 
 class ImageInput(FileInput):

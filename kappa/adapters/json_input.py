@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from kappa.adapters._json import dumps
-from kappa.adapters.base import InputAdapter
+from kappa.adapters.base import InputAdapter, decode_rows
 from kappa.errors import InputError
 from kappa.types import InferenceTask
 
@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 COLUMN = "json"
+
+
+def _parse(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"invalid JSON ({exc})") from None
 
 
 class JsonInput(InputAdapter):
@@ -55,16 +62,7 @@ class JsonInput(InputAdapter):
             or pa.types.is_large_string(batch.schema.types[0])
             or pa.types.is_binary(batch.schema.types[0])
         ):
-            values: list[Any] = []
-            for task, text in zip(tasks, batch.column(0).to_pylist(), strict=True):
-                if text is None:
-                    task.discard(400, f"row {task.row}: empty JSON input")
-                    continue
-                try:
-                    values.append(json.loads(text))
-                except ValueError as exc:
-                    task.discard(400, f"row {task.row}: invalid JSON ({exc})")
-            return values
+            return decode_rows(tasks, batch.column(0).to_pylist(), _parse, "JSON")
         records: list[Any] = batch.to_pylist()
         return records
 

@@ -24,8 +24,10 @@ def test_parquet_plan_gathers_whole_row_groups_within_a_file(tmp_path):
     fs, files = list_files(str(tmp_path))
     plan = plan_parquet(fs, files, batch_size=5)
     assert [(s.file.rsplit("/", 1)[1], s.row_groups, s.offset, s.rows) for s in plan] == [
-        ("a.parquet", (0, 1), 0, 6), ("a.parquet", (2, 3), 6, 4),
-        ("b.parquet", (0, 1), 10, 6), ("b.parquet", (2,), 16, 1),
+        ("a.parquet", (0, 1), 0, 6),
+        ("a.parquet", (2, 3), 6, 4),
+        ("b.parquet", (0, 1), 10, 6),
+        ("b.parquet", (2,), 16, 1),
     ]
     rows = [v for s in plan for b in read_planned(fs, s, 2) for v in b.column(0).to_pylist()]
     assert rows == list(range(10)) + list(range(7))
