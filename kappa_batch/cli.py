@@ -7,7 +7,7 @@ import json
 import click
 
 from kappa.cli._common import Environment, common_options, handles_errors, pass_env
-from kappa_batch.job import DEFAULT_BATCH_SIZE, ScoreJob
+from kappa_batch.job import DEFAULT_BATCH_SIZE, Report, ScoreJob
 
 
 @click.command("run")
@@ -42,12 +42,21 @@ from kappa_batch.job import DEFAULT_BATCH_SIZE, ScoreJob
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--report", "report_file", help="Write the run report (JSON) here.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True)
+@click.option("--master", help="Spark master URL with --engine spark (default: local[*]).")
+@click.option("--partition-by", multiple=True, help="Output partition column(s), with --engine spark.")
 @common_options
 @pass_env
 @handles_errors
 def run_command(env: Environment, /, **options: object) -> None:
     """Score INPUT with API of BUNDLE (a path, URL or NAME[:VERSION|:latest])."""
+    engine, master, partition_by = options.pop("engine"), options.pop("master"), options.pop("partition_by")
     job = ScoreJob(**options)  # type: ignore[arg-type]
+    if engine == "spark":
+        _run_spark(env, job, str(master) if master else None, list(partition_by))  # type: ignore[call-overload]
+        return
+    if master or partition_by:
+        raise click.UsageError("--master and --partition-by need --engine spark")
     if job.resume and job.overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     if job.input_text is not None and job.input_file is not None:
@@ -58,13 +67,7 @@ def run_command(env: Environment, /, **options: object) -> None:
     from kappa_batch.runners.local import run
 
     report = run(job)
-    if env.output == "table":
-        env.info(
-            f"{report.status}: {report.rows_in} rows in, {report.rows_out} out, {report.rows_error} in "
-            f"error, {report.rows_per_second:.0f} rows/s with {report.bundle}; output: {report.output}"
-        )
-    else:
-        env.emit(report.to_dict())
+    _show(env, report)
     if not report.succeeded:
         raise click.ClickException(
             f"{report.rows_error} of {report.rows_in} rows failed ({report.error_rate:.2%}), more than "
@@ -88,3 +91,46 @@ def _print_inline(env: Environment, job: ScoreJob) -> None:
         )
     if not report.succeeded:
         raise click.ClickException(f"{report.rows_error} of {report.rows_in} rows failed")
+
+
+def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by: list[str]) -> None:
+    from kappa.errors import InputError
+    from kappa_batch.runners import spark_job
+
+    if job.input_file is None or job.output_file is None:
+        raise InputError("--engine spark needs --input-file and --output-file")
+    if job.resume or job.workers != 1:
+        raise InputError("--resume and --workers are for the local engine; Spark retries and scales itself")
+    spark = spark_job.session(master)
+    try:
+        report = spark_job.run(
+            spark,
+            job.bundle,
+            job.api,
+            job.input_file,
+            job.output_file,
+            job.output_format or "parquet",
+            job.input_format,
+            job.id_column,
+            partition_by,
+            job.errors_file,
+        )
+    finally:
+        spark.stop()
+    if job.report_file:
+        from kappa_batch.io import filesystem
+
+        fs, path = filesystem(job.report_file)
+        fs.pipe_file(path, json.dumps(report.to_dict(), indent=2).encode())
+    _show(env, report)
+
+
+def _show(env: Environment, report: Report) -> None:
+    if env.output != "table":
+        env.emit(report.to_dict())
+        return
+    env.info(
+        f"{report.status}: {report.rows_in} rows in, {report.rows_out} out, {report.rows_error} in error, "
+        f"{report.rows_per_second:.0f} rows/s on {report.engine} with {report.bundle}; "
+        f"output: {report.output}"
+    )

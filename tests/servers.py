@@ -120,3 +120,80 @@ def s3_server() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+@contextmanager
+def spark_standalone(workdir: Path) -> Iterator[str]:
+    """A Spark standalone master and one worker from the installed pyspark; yields ``spark://...``."""
+    import json
+
+    home = spark_home()
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(home),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOG_DIR": str(workdir / "logs"),
+        "SPARK_WORKER_DIR": str(workdir / "work"),
+    }
+    port, ui = free_port(), free_port()
+    master = subprocess.Popen(
+        [
+            str(home / "bin" / "spark-class"),
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(ui),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "master.log").open("wb"),
+    )
+    worker = None
+    try:
+        wait_for_port(port, timeout=60, process=master)
+        url = f"spark://127.0.0.1:{port}"
+        worker = subprocess.Popen(
+            [
+                str(home / "bin" / "spark-class"),
+                "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                "127.0.0.1",
+                "--webui-port",
+                str(free_port()),
+                "--cores",
+                "2",
+                "--memory",
+                "2g",
+                url,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(workdir / "worker.log").open("wb"),
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as response:
+                if json.load(response).get("aliveworkers", 0) >= 1:
+                    break
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(f"no Spark worker registered with {url} within 60 s")
+        yield url
+    finally:
+        for process in (worker, master):
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()

@@ -121,3 +121,27 @@ def conda_env(spec: EnvSpec, name: str) -> dict[str, Any] | None:
             {"pip": ["-r requirements.txt"]},
         ],
     }
+
+
+def environment_differences(pins: Iterable[str]) -> list[str]:
+    """How the running interpreter differs from a bundle's pinned requirements (empty if it matches)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    differences = []
+    for line in pins:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        installed = _installed_version(requirement.name)
+        if installed is None:
+            differences.append(
+                f"{requirement.name}: bundle needs {requirement.specifier or 'it'}, not installed"
+            )
+        elif requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+            differences.append(
+                f"{requirement.name}: bundle needs {requirement.specifier}, installed {installed}"
+            )
+    return differences

@@ -1,0 +1,339 @@
+"""Spark: bundles as Arrow-native UDFs, and DataFrame scoring for ``spark-submit`` jobs.
+
+* :func:`udf` gives a column UDF: ``df.withColumn("prediction", udf(*feature_cols))``
+  (or ``udf(struct(...))``); data stays Arrow from the JVM to the model and back.
+* :func:`score` maps a whole DataFrame through the API with ``mapInArrow``, keeping an
+  id column and splitting failed rows out; ``spark_jobs/score.py`` is built on it.
+
+The bundle reaches executors without a shared file system: a local bundle is shipped
+with ``SparkContext.addFile``; a remote one (``s3://...``) is read by each executor.
+Each Python worker verifies it by digest and loads it once (``kappa_batch.cache``), and
+by default refuses to run when its packages differ from the bundle's pins.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from kappa.errors import InferenceError, InputError, KappaError, missing_dependency
+
+log = logging.getLogger(__name__)
+
+ERROR_TYPE = pa.struct([("status", pa.int32()), ("message", pa.string())])
+ENV_CHECKS = ("fail", "warn", "ignore")
+_checked: set[str] = set()
+_shipped: dict[tuple[str, str], str] = {}  # (SparkContext app id, digest) -> shipped name
+
+
+def _pyspark() -> Any:
+    try:
+        import pyspark
+    except ImportError:
+        raise missing_dependency("pyspark", "spark", "Spark scoring") from None
+    return pyspark
+
+
+@dataclass(frozen=True)
+class BundleHandle:
+    """How executors find a bundle: a name shipped with ``addFile`` or a URL they read."""
+
+    digest: str
+    tag: str
+    shipped_name: str | None = None
+    url: str | None = None
+
+    def local_path(self) -> str:
+        if self.shipped_name is not None:
+            from pyspark import SparkFiles
+
+            return SparkFiles.get(self.shipped_name)
+        assert self.url is not None
+        return self.url
+
+
+def ship(spark: Any, bundle: str | os.PathLike[str]) -> BundleHandle:
+    """Make ``bundle`` reachable from every executor (once per Spark application)."""
+    from kappa.bundle.load import resolve
+    from kappa.bundle.manifest import load_manifest
+
+    text = os.fspath(bundle)
+    path = resolve(text)
+    manifest = load_manifest(path)
+    if "://" in text and not text.startswith("file://"):
+        return BundleHandle(manifest.digest, manifest.tag, url=text)  # executors read it themselves
+    context = spark.sparkContext
+    key = (context.applicationId, manifest.digest)
+    if key not in _shipped:
+        name = f"kappa-bundle-{manifest.digest.removeprefix('sha256:')[:16]}"
+        staging = Path(tempfile.mkdtemp(prefix="kappa-ship-")) / name
+        shutil.copytree(path, staging, ignore=shutil.ignore_patterns("__pycache__"))
+        context.addFile(str(staging), recursive=True)
+        _shipped[key] = name
+    return BundleHandle(manifest.digest, manifest.tag, shipped_name=_shipped[key])
+
+
+def _runner(handle: BundleHandle, api: str, env_check: str) -> Any:
+    """The runner for this Python worker; loaded and checked once per process."""
+    from kappa.bundle.env import environment_differences
+    from kappa_batch.cache import load_service
+    from kappa_batch.runner import BatchRunner
+
+    service, manifest = load_service(handle.local_path())
+    if manifest.digest != handle.digest:
+        raise KappaError(f"executor got bundle {manifest.digest}, the driver shipped {handle.digest}")
+    if env_check != "ignore" and manifest.digest not in _checked:
+        differences = environment_differences(manifest.pip_packages)
+        _checked.add(manifest.digest)
+        if differences:
+            message = (
+                f"this executor's Python packages differ from what bundle {manifest.tag} pins: "
+                + "; ".join(differences)
+                + " (install the bundle's env/requirements.txt on the executors, or pass env_check='warn')"
+            )
+            if env_check == "fail":
+                _checked.discard(manifest.digest)
+                raise KappaError(message)
+            log.warning(message)
+    return BatchRunner(service, api)
+
+
+def spark_type(arrow_type: pa.DataType) -> Any:
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    return from_arrow_type(arrow_type)
+
+
+def _output_arrow_type(handle_path: str, api: str, return_type: Any) -> tuple[Any, pa.DataType]:
+    """The Spark and Arrow types of a UDF's result: given, or declared by the API's output adapter."""
+    from pyspark.sql.pandas.types import to_arrow_type
+    from pyspark.sql.types import DataType, _parse_datatype_string
+
+    from kappa.bundle.manifest import load_manifest, schema_from_dict
+
+    if return_type is None:
+        manifest = load_manifest(Path(handle_path))
+        schema = schema_from_dict(manifest.api(api).output_schema)
+        if schema is None:
+            raise InputError(
+                f"API {manifest.name}.{api} does not declare its output type; pass return_type= "
+                "(e.g. 'double', 'array<double>', 'label string, score double'), or use "
+                "kappa_batch.spark.score(df, ...), which reads it from a sample of the data"
+            )
+        arrow = schema.field(0).type if len(schema) == 1 else pa.struct(list(schema))
+        return spark_type(arrow), arrow
+    spark = return_type if isinstance(return_type, DataType) else _parse_datatype_string(return_type)
+    return spark, to_arrow_type(spark)
+
+
+def _as_array(outputs: pa.Table, arrow_type: pa.DataType) -> pa.Array:
+    """The outputs as one Arrow array of ``arrow_type`` (a struct for several columns)."""
+    columns = [c.combine_chunks() for c in outputs.columns]
+    if pa.types.is_struct(arrow_type) and len(columns) > 1:
+        arrays = []
+        for field in arrow_type:
+            if field.name not in outputs.column_names:
+                raise InferenceError(
+                    f"the API output has no column {field.name!r} for the struct return type"
+                )
+            arrays.append(outputs.column(field.name).combine_chunks().cast(field.type))
+        return pa.StructArray.from_arrays(arrays, fields=list(arrow_type))
+    if len(columns) != 1:
+        raise InferenceError(
+            f"the API returned {len(columns)} columns {outputs.column_names}; declare a struct return type"
+        )
+    return columns[0].cast(arrow_type)
+
+
+def _error_columns(errors: pa.Table, size: int) -> tuple[pa.Array, pa.Array]:
+    """``status`` and ``message`` aligned to the batch's rows (null where the row succeeded)."""
+    if errors.num_rows == 0:
+        return pa.nulls(size, pa.int32()), pa.nulls(size, pa.string())
+    import pyarrow.compute as pc
+
+    positions: list[int | None] = [None] * size
+    for index, row in enumerate(errors["row"].to_pylist()):
+        positions[row] = index
+    take = pa.array(positions, pa.int64())
+    return pc.take(errors["status"], take).combine_chunks(), pc.take(errors["message"], take).combine_chunks()
+
+
+def _errors_array(errors: pa.Table, size: int) -> pa.Array:
+    import pyarrow.compute as pc
+
+    status, message = _error_columns(errors, size)
+    return pa.StructArray.from_arrays([status, message], fields=list(ERROR_TYPE), mask=pc.is_null(status))
+
+
+def _raise_first(errors: pa.Table, tag: str, api: str) -> None:
+    first = errors.slice(0, 1).to_pylist()[0]
+    raise KappaError(
+        f"{errors.num_rows} row(s) failed in {tag} API {api}; first: status {first['status']}: "
+        f"{first['message']} (use errors='column' to keep failures as data)"
+    )
+
+
+class KappaUDF:
+    """A column UDF over a bundle's API; call it with columns (names or ``Column`` objects)."""
+
+    def __init__(self, spark: Any, bundle: str, api: str, return_type: Any, errors: str, env_check: str):
+        if errors not in ("raise", "column"):
+            raise InputError(f"errors must be 'raise' or 'column', not {errors!r}")
+        if env_check not in ENV_CHECKS:
+            raise InputError(f"env_check must be one of {ENV_CHECKS}, not {env_check!r}")
+        self.handle = ship(spark, bundle)
+        from kappa.bundle.load import resolve
+
+        value_spark, self.arrow_type = _output_arrow_type(str(resolve(bundle)), api, return_type)
+        self.api, self.errors, self.env_check = api, errors, env_check
+        if errors == "column":
+            from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+
+            error_struct = StructType(
+                [StructField("status", IntegerType()), StructField("message", StringType())]
+            )
+            self.return_type = StructType(
+                [StructField("value", value_spark), StructField("error", error_struct)]
+            )
+        else:
+            self.return_type = value_spark
+
+    def __call__(self, *columns: Any) -> Any:
+        from pyspark.sql.pandas.functions import ArrowUDFType, arrow_udf
+
+        if not columns:
+            raise InputError("call the UDF with the input columns, e.g. udf('a', 'b') or udf(struct(...))")
+        names = [c if isinstance(c, str) else None for c in columns]
+        function = _udf_function(self.handle, self.api, self.arrow_type, self.errors, self.env_check, names)
+        make: Any = arrow_udf  # pyspark's overloads do not cover a variable number of columns
+        return make(function, self.return_type, ArrowUDFType.SCALAR_ITER)(*columns)
+
+
+def _udf_function(
+    handle: BundleHandle,
+    api: str,
+    arrow_type: pa.DataType,
+    errors: str,
+    env_check: str,
+    names: Sequence[str | None],
+) -> Callable[[Iterator[Any]], Iterator[pa.Array]]:
+    def score(iterator: Iterator[Any]) -> Iterator[pa.Array]:
+        runner = _runner(handle, api, env_check)
+        declared = getattr(runner.api.input_adapter, "columns", None)
+        for item in iterator:
+            arrays = list(item) if isinstance(item, tuple) else [item]
+            if len(arrays) == 1 and pa.types.is_struct(arrays[0].type):
+                batch = pa.RecordBatch.from_struct_array(arrays[0])
+            else:
+                if all(n is not None for n in names):
+                    labels = [str(n) for n in names]
+                elif declared is not None and len(declared) == len(arrays):
+                    labels = list(declared)
+                else:
+                    labels = [str(i) for i in range(len(arrays))]
+                batch = pa.RecordBatch.from_arrays(arrays, names=labels)
+            result = runner.run(batch)
+            if errors == "raise" and result.errors.num_rows:
+                _raise_first(result.errors, handle.tag, api)
+            values = _as_array(result.outputs, arrow_type)
+            if errors == "column":
+                yield pa.StructArray.from_arrays(
+                    [values, _errors_array(result.errors, batch.num_rows)], names=["value", "error"]
+                )
+            else:
+                yield values
+
+    return score
+
+
+def udf(
+    spark: Any,
+    bundle: str,
+    api: str = "predict",
+    return_type: Any = None,
+    errors: str = "raise",
+    env_check: str = "fail",
+) -> KappaUDF:
+    """A Spark column UDF scoring with ``api`` of ``bundle`` (path, URL or ``NAME[:VERSION|:latest]``).
+
+    ``return_type``: a Spark type or DDL string; by default the type the API's output
+    adapter declares. ``errors="column"`` returns ``struct<value, error struct<status,
+    message>>`` instead of failing the task on the first failed row.
+    """
+    _pyspark()
+    return KappaUDF(spark, bundle, api, return_type, errors, env_check)
+
+
+# -- whole DataFrames (spark-submit jobs, `kappa run --engine spark`) ---------------------
+
+
+def _sample_output_schema(df: Any, bundle_path: str, api: str, id_column: str | None) -> pa.Schema:
+    """The API's output schema: declared by its adapter, or read from scoring real rows in the driver."""
+    from kappa_batch.runner import BatchRunner
+
+    runner = BatchRunner(bundle_path, api)
+    declared = runner.api.output_adapter.arrow_schema()
+    if declared is not None:
+        return declared
+    sample = df.limit(256).toArrow()
+    if id_column is not None:
+        sample = sample.drop_columns([id_column])
+    result = runner.run(sample)
+    if result.errors.num_rows == result.outputs.num_rows:
+        why = result.errors.to_pylist()[0]["message"] if result.errors.num_rows else "the input is empty"
+        raise InputError(f"cannot tell the output type of API {api}: no sampled row got a prediction ({why})")
+    return result.outputs.schema
+
+
+def score(
+    df: Any,
+    bundle: str,
+    api: str = "predict",
+    id_column: str | None = None,
+    env_check: str = "fail",
+) -> Any:
+    """``df`` scored by ``api``: the id column (if any), the API's output columns, and
+    ``_status``/``_message`` (null where the row got a prediction). Runs on ``mapInArrow``."""
+    from kappa.bundle.load import resolve
+
+    handle = ship(df.sparkSession, bundle)
+    if id_column is not None and id_column not in df.columns:
+        raise InputError(f"id column {id_column!r} is not in the input; its columns are {df.columns}")
+    outputs = _sample_output_schema(df, str(resolve(bundle)), api, id_column)
+    fields = [df.schema[id_column]] if id_column else []
+    from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+
+    schema = StructType(
+        fields
+        + [StructField(f.name, spark_type(f.type)) for f in outputs]
+        + [StructField("_status", IntegerType()), StructField("_message", StringType())]
+    )
+    output_schema = outputs
+
+    def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        runner = _runner(handle, api, env_check)
+        for batch in batches:
+            ids = None
+            if id_column is not None:
+                index = batch.schema.get_field_index(id_column)
+                ids, batch = batch.column(index), batch.remove_column(index)
+            result = runner.run(batch)
+            columns = [] if ids is None else [ids]
+            for field in output_schema:
+                present = field.name in result.outputs.column_names
+                column = (
+                    result.outputs.column(field.name) if present else pa.nulls(batch.num_rows, field.type)
+                )
+                columns.append(column.combine_chunks().cast(field.type))
+            columns += list(_error_columns(result.errors, batch.num_rows))
+            yield pa.RecordBatch.from_arrays(columns, names=schema.fieldNames())
+
+    return df.mapInArrow(score_batches, schema)

@@ -1,0 +1,167 @@
+"""A Spark scoring job: read files, score with :func:`kappa_batch.runners.spark.score`, write.
+
+Writes are idempotent: the output (and errors) are written with ``mode("overwrite")``
+(per partition with ``--partition-by``), so a retried task or a re-run job replaces
+what an earlier attempt wrote instead of adding to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kappa.errors import InputError
+from kappa_batch.io import format_of
+from kappa_batch.job import Report
+
+log = logging.getLogger(__name__)
+
+
+def session(master: str | None = None, app_name: str = "kappa-score") -> Any:
+    """A SparkSession whose Python workers use this interpreter (and so find kappa)."""
+    from kappa_batch.runners.spark import _pyspark
+
+    _pyspark()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name).config(
+        "spark.pyspark.python", os.environ["PYSPARK_PYTHON"]
+    )
+    if master is None and "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit sets the master itself
+        master = "local[*]"
+    if master:
+        builder = builder.master(master)
+    if master and master.startswith("local"):  # a local session needs no network beyond loopback
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.host", "127.0.0.1").config(
+            "spark.driver.bindAddress", "127.0.0.1"
+        )
+    return builder.getOrCreate()
+
+
+def read(spark: Any, url: str, fmt: str | None) -> Any:
+    kind = format_of(url.rstrip("/*"), fmt) if fmt or "." in url.rsplit("/", 1)[-1] else "parquet"
+    reader = spark.read
+    if kind == "csv":
+        reader = reader.option("header", True).option("inferSchema", True)
+    return reader.format({"jsonl": "json", "json": "json"}.get(kind, kind)).load(url)
+
+
+def run(
+    spark: Any,
+    bundle: str,
+    api: str,
+    input_url: str,
+    output_url: str,
+    fmt: str = "parquet",
+    input_format: str | None = None,
+    id_column: str | None = None,
+    partition_by: Sequence[str] = (),
+    errors_output: str | None = None,
+    env_check: str = "fail",
+) -> Report:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from kappa_batch.runners.spark import score, ship
+
+    if fmt not in ("parquet", "csv", "json", "jsonl", "orc"):
+        raise InputError(f"unknown output format {fmt!r}; use parquet, csv, jsonl or orc")
+    start = time.monotonic()
+    df = read(spark, input_url, input_format)
+    if id_column is None:
+        id_column = "_row"
+        df = df.withColumn(id_column, F.monotonically_increasing_id())
+    missing = [c for c in partition_by if c not in df.columns]
+    if missing:
+        raise InputError(f"--partition-by column(s) {missing} are not in the input; it has {df.columns}")
+    handle = ship(spark, bundle)
+    carried = [c for c in partition_by if c != id_column]
+    scored = score(df.drop(*carried) if carried else df, bundle, api, id_column, env_check)
+    if carried:  # partition columns travel beside the id, not into the model
+        scored = scored.join(df.select(id_column, *carried), on=id_column, how="left")
+    scored = scored.persist(StorageLevel.DISK_ONLY)
+    try:
+        good = scored.filter(F.col("_status").isNull()).drop("_status", "_message")
+        bad = scored.filter(F.col("_status").isNotNull()).select(
+            id_column, F.col("_status").alias("status"), F.col("_message").alias("message")
+        )
+        writer = good.write.mode("overwrite")
+        if partition_by:
+            spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+            writer = writer.partitionBy(*partition_by)
+        writer.format("json" if fmt == "jsonl" else fmt).save(output_url)
+        errors_url = errors_output or f"{output_url.rstrip('/')}/_errors"
+        bad.write.mode("overwrite").parquet(errors_url)
+        rows_in, rows_error = scored.count(), bad.count()
+    finally:
+        scored.unpersist()
+    report = Report(
+        bundle=handle.tag,
+        digest=handle.digest,
+        api=api,
+        engine="spark",
+        input=input_url,
+        output=output_url,
+        errors_file=errors_url,
+        rows_in=rows_in,
+        rows_out=rows_in - rows_error,
+        rows_error=rows_error,
+        workers=spark.sparkContext.defaultParallelism,
+    )
+    report.finish(time.monotonic() - start, None)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``spark-submit spark_jobs/score.py --bundle REF --api predict --input URL --output URL ...``"""
+    import json
+
+    from kappa.errors import KappaError
+
+    parser = argparse.ArgumentParser(prog="score.py", description="Score files with a Kappa bundle on Spark.")
+    parser.add_argument("--bundle", required=True, help="bundle path, URL or NAME[:VERSION|:latest]")
+    parser.add_argument("--api", default="predict")
+    parser.add_argument("--input", required=True, help="input path or URL (Parquet, CSV, JSON Lines)")
+    parser.add_argument("--input-format", choices=["parquet", "csv", "jsonl", "json"])
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl", "orc"])
+    parser.add_argument("--id-column")
+    parser.add_argument("--partition-by", action="append", default=[])
+    parser.add_argument("--errors-output")
+    parser.add_argument("--env-check", default="fail", choices=["fail", "warn", "ignore"])
+    parser.add_argument("--report", help="write the run report (JSON) here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    spark = session(app_name=f"kappa-score-{args.api}")
+    try:
+        report = run(
+            spark,
+            args.bundle,
+            args.api,
+            args.input,
+            args.output,
+            args.format,
+            args.input_format,
+            args.id_column,
+            args.partition_by,
+            args.errors_output,
+            args.env_check,
+        )
+    except KappaError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        spark.stop()
+    text = json.dumps(report.to_dict(), indent=2)
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    sys.stdout.write(text + "\n")
+    return 0

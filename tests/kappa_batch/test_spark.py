@@ -1,0 +1,296 @@
+"""Spark: the Arrow UDF and DataFrame scoring in local mode, and spark-submit on a real standalone cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.spark
+ROOT = Path(__file__).resolve().parents[2]
+KAPPA = str(Path(sys.executable).parent / "kappa")
+
+SERVICE = """
+import kappa
+from kappa.adapters import DataframeInput, JsonOutput
+from kappa.frameworks.sklearn import SklearnModelArtifact
+
+@kappa.artifacts([SklearnModelArtifact("model")])
+class SparkIris(kappa.BentoService):
+    @kappa.api(input=DataframeInput(), batch=True)
+    def predict(self, df):
+        if (df.iloc[:, 0] < 0).any():
+            raise ValueError("negative sepal length")
+        return self.artifacts.model.predict(df.to_numpy())
+
+    @kappa.api(input=DataframeInput(), output=JsonOutput(), batch=True)
+    def labels(self, df):
+        return [{"class": int(v)} for v in self.artifacts.model.predict(df.to_numpy())]
+"""
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+SPARK_ENV = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+
+
+@pytest.fixture(scope="module")
+def spark():
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    from kappa_batch.runners.spark_job import session
+
+    session_ = session("local[2]", "kappa-tests")
+    yield session_
+    session_.stop()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    root = tmp_path_factory.mktemp("spark_svc")
+    (root / "spark_iris_service.py").write_text(SERVICE)
+    sys.path.insert(0, str(root))
+    try:
+        import spark_iris_service
+    finally:
+        sys.path.remove(str(root))
+    X, y = load_iris(return_X_y=True)
+    svc = spark_iris_service.SparkIris().pack("model", LogisticRegression(max_iter=1000).fit(X, y))
+    path = svc.save_to_dir(str(tmp_path_factory.mktemp("bundle") / "iris"))
+    sys.modules.pop("spark_iris_service", None)
+    return path
+
+
+@pytest.fixture(scope="module")
+def iris_frame():
+    from sklearn.datasets import load_iris
+
+    data = load_iris(as_frame=True).frame.iloc[:, :4]
+    data.columns = FEATURES
+    data.insert(0, "id", [f"row{i}" for i in range(len(data))])
+    data.loc[7, "sepal_length"] = -1.0
+    return data
+
+
+def local_predictions(bundle, data: pd.DataFrame, api: str = "predict") -> pd.DataFrame:
+    from kappa_batch.runner import BatchRunner
+
+    result = BatchRunner(bundle, api).run(__import__("pyarrow").Table.from_pandas(data[FEATURES]))
+    return pd.DataFrame({"id": data["id"], "prediction": result.outputs.column(0).to_pylist()})
+
+
+def test_udf_scores_columns_and_structs(spark, bundle, iris_frame):
+    from pyspark.sql.functions import struct
+
+    from kappa_batch import spark as kspark
+
+    good = iris_frame.drop(index=7)
+    df = spark.createDataFrame(good)
+    udf = kspark.udf(spark, bundle, "predict", return_type="long")
+    by_name = df.withColumn("prediction", udf(*FEATURES)).toPandas()
+    by_struct = df.withColumn("prediction", udf(struct(*FEATURES))).toPandas()
+    expected = local_predictions(bundle, good)["prediction"].tolist()
+    assert by_name["prediction"].tolist() == expected
+    assert by_struct["prediction"].tolist() == expected
+    labels = kspark.udf(spark, bundle, "labels")  # JsonOutput declares a string column
+    first = df.withColumn("label", labels(*FEATURES)).limit(1).toPandas()["label"][0]
+    assert json.loads(first) == {"class": expected[0]}
+
+
+def test_udf_errors_as_a_column_or_a_failed_task(spark, bundle, iris_frame):
+    from kappa_batch import spark as kspark
+
+    df = spark.createDataFrame(iris_frame)
+    column = kspark.udf(spark, bundle, "predict", return_type="long", errors="column")
+    rows = df.withColumn("p", column(*FEATURES)).select("id", "p.value", "p.error").toPandas()
+    failed = rows[rows["error"].notna()]
+    assert failed["id"].tolist() == ["row7"]
+    assert failed["error"].iloc[0]["message"] == "ValueError: negative sepal length"
+    assert rows["value"].notna().sum() == len(iris_frame) - 1
+    raising = kspark.udf(spark, bundle, "predict", return_type="long")
+    with pytest.raises(Exception, match="1 row\\(s\\) failed .* negative sepal length"):
+        df.withColumn("p", raising(*FEATURES)).collect()
+
+
+def test_undeclared_output_type_is_a_clear_error(spark, bundle):
+    from kappa.errors import InputError
+    from kappa_batch import spark as kspark
+
+    with pytest.raises(InputError, match="does not declare its output type; pass return_type="):
+        kspark.udf(spark, bundle, "predict")
+
+
+def test_executors_with_other_packages_fail_fast(spark, make_module, tmp_path, iris_frame):
+    from kappa_batch import spark as kspark
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy==0.0.1\nnot-a-real-package-kappa==1.0\n")
+    module = make_module(
+        f"""
+        import kappa
+        from kappa.adapters import DataframeInput
+
+        @kappa.env(requirements_txt_file={str(requirements)!r})
+        class Pinned(kappa.BentoService):
+            @kappa.api(input=DataframeInput(), batch=True)
+            def predict(self, df):
+                return df.iloc[:, 0].tolist()
+        """
+    )
+    path = module.Pinned().save_to_dir(str(tmp_path / "pinned"))
+    df = spark.createDataFrame(iris_frame[FEATURES].head(3))
+    strict = kspark.udf(spark, path, "predict", return_type="double")
+    with pytest.raises(Exception) as info:
+        df.withColumn("p", strict(*FEATURES)).collect()
+    message = str(info.value)
+    assert "packages differ" in message and "numpy: bundle needs ==0.0.1, installed" in message
+    assert "not-a-real-package-kappa: bundle needs ==1.0, not installed" in message
+    lenient = kspark.udf(spark, path, "predict", return_type="double", env_check="warn")
+    assert df.withColumn("p", lenient(*FEATURES)).count() == 3
+
+
+def test_score_dataframe_keeps_ids_and_splits_failures(spark, bundle, iris_frame):
+    from kappa_batch import spark as kspark
+
+    scored = kspark.score(spark.createDataFrame(iris_frame), bundle, "predict", id_column="id").toPandas()
+    assert list(scored.columns) == ["id", "prediction", "_status", "_message"]
+    ok = scored[scored["_status"].isna()].sort_values("id")
+    expected = local_predictions(bundle, iris_frame.drop(index=7)).sort_values("id")
+    assert ok["id"].tolist() == expected["id"].tolist()
+    assert ok["prediction"].astype(int).tolist() == expected["prediction"].tolist()
+    assert scored.loc[scored["_status"].notna(), "id"].tolist() == ["row7"]
+
+
+def _write_input(iris_frame, folder: Path, partitioned: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    big = pd.concat([iris_frame] * 20, ignore_index=True)
+    big["id"] = [f"row{i}" for i in range(len(big))]
+    if partitioned:
+        big["part"] = np.arange(len(big)) % 3
+    path = folder / ("iris-part.parquet" if partitioned else "iris.parquet")
+    big.to_parquet(path, row_group_size=500)
+    return path
+
+
+def _read(folder: Path) -> pd.DataFrame:
+    files = sorted(p for p in folder.rglob("part-*.parquet") if not {"_errors", "_kappa"} & set(p.parts))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+def _local_run(bundle, source: Path, target: Path) -> pd.DataFrame:
+    result = subprocess.run(
+        [
+            KAPPA,
+            "run",
+            bundle,
+            "predict",
+            "--input-file",
+            str(source),
+            "--output-file",
+            str(target),
+            "--id-column",
+            "id",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return _read(target).sort_values("id").reset_index(drop=True)
+
+
+def test_kappa_run_engine_spark_matches_the_local_engine(bundle, iris_frame, tmp_path):
+    source = _write_input(iris_frame, tmp_path / "in")
+    expected = _local_run(bundle, source, tmp_path / "local")
+    assert len(expected) == 2980  # 20 copies of iris, each with one bad row
+    args = [
+        KAPPA,
+        "run",
+        bundle,
+        "predict",
+        "--input-file",
+        str(source),
+        "--output-file",
+        str(tmp_path / "spark"),
+        "--id-column",
+        "id",
+        "--engine",
+        "spark",
+        "--master",
+        "local[2]",
+        "--report",
+        str(tmp_path / "r.json"),
+    ]
+    for _ in range(2):  # the second run replaces the output instead of adding to it
+        result = subprocess.run(args, capture_output=True, text=True, env=SPARK_ENV)
+        assert result.returncode == 0, result.stderr[-3000:]
+    got = _read(tmp_path / "spark").sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        got[["id", "prediction"]], expected[["id", "prediction"]], check_dtype=False
+    )
+    errors = pq.read_table(tmp_path / "spark" / "_errors").to_pandas()
+    assert sorted(errors["id"]) == sorted(f"row{7 + 150 * i}" for i in range(20))
+    assert set(errors["status"]) == {500}
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["engine"], report["rows_in"], report["rows_error"]) == ("spark", 3000, 20)
+
+
+@pytest.mark.slow
+def test_spark_submit_on_a_standalone_cluster(bundle, iris_frame, tmp_path):
+    from tests.servers import spark_home, spark_standalone
+
+    expected = _local_run(bundle, _write_input(iris_frame, tmp_path / "in"), tmp_path / "local")
+    source = _write_input(iris_frame, tmp_path / "in", partitioned=True)  # `part` is not a feature
+    output = tmp_path / "spark-out"
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_HOME": str(spark_home()),
+    }
+    with spark_standalone(tmp_path / "cluster") as master:
+        command = [
+            str(spark_home() / "bin" / "spark-submit"),
+            "--master",
+            master,
+            "--conf",
+            f"spark.pyspark.python={sys.executable}",
+            "--conf",
+            "spark.executor.memory=1g",
+            str(ROOT / "spark_jobs" / "score.py"),
+            "--bundle",
+            bundle,
+            "--api",
+            "predict",
+            "--input",
+            str(source),
+            "--output",
+            str(output),
+            "--id-column",
+            "id",
+            "--partition-by",
+            "part",
+            "--errors-output",
+            str(tmp_path / "errors"),
+        ]
+        for _ in range(2):  # a re-run never leaves duplicate rows
+            result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+            assert result.returncode == 0, result.stderr[-4000:]
+    got = _read(output).sort_values("id").reset_index(drop=True)
+    assert len(got) == len(expected) == 2980
+    pd.testing.assert_frame_equal(
+        got[["id", "prediction"]], expected[["id", "prediction"]], check_dtype=False
+    )
+    assert sorted(p.name for p in output.iterdir() if p.name.startswith("part=")) == [
+        "part=0",
+        "part=1",
+        "part=2",
+    ]
+    assert len(pq.read_table(tmp_path / "errors")) == 20
