@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,frameworks,postgres,s3
+EXTRAS ?= dev,frameworks,postgres,s3,spark
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -35,7 +35,7 @@ bench: install $(PEERS)/.installed ## benchmarks side by side with peers; record
 
 $(PEERS)/.installed: ## BentoML and MLflow in a venv of their own, so their pins never touch ours
 	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
-	$(PEERS)/bin/python -m pip install -q "bentoml==1.4.39" "mlflow==3.17.*" scikit-learn
+	$(PEERS)/bin/python -m pip install -q "bentoml==1.4.39" "mlflow==3.17.*" scikit-learn "pyspark==4.3.0"
 	@touch $@
 
 install: $(STAMP)

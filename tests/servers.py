@@ -134,6 +134,7 @@ def spark_standalone(workdir: Path) -> Iterator[str]:
     import json
 
     home = spark_home()
+    workdir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "SPARK_HOME": str(home),
@@ -182,9 +183,12 @@ def spark_standalone(workdir: Path) -> Iterator[str]:
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as response:
-                if json.load(response).get("aliveworkers", 0) >= 1:
-                    break
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as response:
+                    if json.load(response).get("aliveworkers", 0) >= 1:
+                        break
+            except OSError:
+                pass  # the web UI starts after the RPC port
             time.sleep(0.5)
         else:
             raise TimeoutError(f"no Spark worker registered with {url} within 60 s")

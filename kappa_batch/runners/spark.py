@@ -55,9 +55,29 @@ class BundleHandle:
         if self.shipped_name is not None:
             from pyspark import SparkFiles
 
-            return SparkFiles.get(self.shipped_name)
+            return _unpacked(Path(SparkFiles.get(self.shipped_name)), self.digest)
         assert self.url is not None
         return self.url
+
+
+def _unpacked(archive: Path, digest: str) -> str:
+    """The shipped archive unpacked next to it, once per executor (atomically, by rename)."""
+    from kappa.repository.archive import extract_archive
+
+    target = archive.parent / f"{archive.name}.d"
+    if (target / "kappa.yml").exists():
+        return str(target)
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=archive.parent))
+    try:
+        folder = extract_archive(archive, staging)
+        try:
+            os.rename(folder, target)
+        except OSError:  # another Python worker of this executor unpacked it first
+            if not (target / "kappa.yml").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(target)
 
 
 def ship(spark: Any, bundle: str | os.PathLike[str]) -> BundleHandle:
@@ -72,11 +92,13 @@ def ship(spark: Any, bundle: str | os.PathLike[str]) -> BundleHandle:
         return BundleHandle(manifest.digest, manifest.tag, url=text)  # executors read it themselves
     context = spark.sparkContext
     key = (context.applicationId, manifest.digest)
-    if key not in _shipped:
-        name = f"kappa-bundle-{manifest.digest.removeprefix('sha256:')[:16]}"
-        staging = Path(tempfile.mkdtemp(prefix="kappa-ship-")) / name
-        shutil.copytree(path, staging, ignore=shutil.ignore_patterns("__pycache__"))
-        context.addFile(str(staging), recursive=True)
+    if key not in _shipped:  # directories cannot be shipped to a cluster: send the export archive
+        from kappa.repository.archive import write_archive
+
+        name = f"kappa-bundle-{manifest.digest.removeprefix('sha256:')[:16]}.tar.gz"
+        archive = Path(tempfile.mkdtemp(prefix="kappa-ship-")) / name
+        write_archive(path, archive, arcname="bundle")
+        context.addFile(str(archive))
         _shipped[key] = name
     return BundleHandle(manifest.digest, manifest.tag, shipped_name=_shipped[key])
 
