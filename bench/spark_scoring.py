@@ -1,0 +1,76 @@
+"""Spark scoring, local[2]: Kappa's Arrow UDF and `score()` (what spark_jobs/score.py runs)
+next to MLflow's spark_udf (env_manager="local"), a hand-written iterator pandas UDF, a
+hand-written mapInArrow and a mapInArrow that scores nothing (Spark's own ceiling).
+
+Same Parquet files and models as bench/batch_scoring.py (LR on 2M rows, RF on 1M rows,
+16 features). Each contender runs in its own process (MLflow in bench/.venv-peers) and
+times one full pass into Spark's noop sink after a warm-up; medians of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PEERS = HERE / ".venv-peers" / "bin" / "python"
+CONTENDERS = ["noop_arrow", "hand_arrow", "hand_pandas", "mlflow", "kappa_udf", "kappa_score"]
+
+
+def save_mlflow(kind: str, folder: Path) -> str:
+    target = folder / "mlflow-model"
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from batch_scoring import train; import mlflow.sklearn; "
+        "mlflow.sklearn.save_model(train(sys.argv[2]), sys.argv[3], serialization_format='cloudpickle')"
+    )
+    subprocess.run([str(PEERS), "-c", code, str(HERE), kind, str(target)], check=True, capture_output=True)
+    return str(target)
+
+
+def run(kind: str, model: str, source: Path) -> float:
+    python = str(PEERS) if kind == "mlflow" else sys.executable
+    out = subprocess.run([python, str(HERE / "spark_contender.py"), kind, model, str(source)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{out.stderr[-3000:]}")
+    parts = out.stdout.split()
+    return int(parts[parts.index("ROWS") + 1]) / float(parts[parts.index("SECONDS") + 1])
+
+
+def main() -> None:
+    sys.path.insert(0, str(HERE))
+    from batch_scoring import make_data, save_bundle, train
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--scale", type=float, default=1.0)
+    args = parser.parse_args()
+    if not PEERS.exists():
+        raise SystemExit(f"{PEERS} is missing; `make bench` installs the peers")
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="kappa-spark-bench-") as tmp:
+        for kind, rows in (("lr", int(2_000_000 * args.scale)), ("rf", int(1_000_000 * args.scale))):
+            source = make_data(rows, f"{kind}_{rows}")
+            folder = Path(tmp) / kind
+            folder.mkdir()
+            bundle, joblib_path = save_bundle(train(kind), folder)
+            models = {"kappa_udf": bundle, "kappa_score": bundle, "mlflow": save_mlflow(kind, folder)}
+            rates: dict[str, list[float]] = {c: [] for c in CONTENDERS}
+            for _ in range(args.repeat):
+                for contender in CONTENDERS:
+                    rates[contender].append(run(contender, models.get(contender, joblib_path), source))
+            medians = {c: statistics.median(v) for c, v in rates.items()}
+            for contender in CONTENDERS:
+                lines.append((kind.upper(), rows, contender, medians[contender],
+                              medians[contender] / medians["mlflow"], medians[contender] / medians["hand_arrow"]))
+    print(f"{'model':<5} {'rows':>9} {'contender':<12} {'rows/s':>10} {'x mlflow':>9} {'x hand arrow':>13}")
+    for kind, rows, contender, rate, vs_mlflow, vs_arrow in lines:
+        print(f"{kind:<5} {rows:>9} {contender:<12} {rate:>10,.0f} {vs_mlflow:>9.2f} {vs_arrow:>13.2f}")
+
+
+if __name__ == "__main__":
+    main()
