@@ -297,14 +297,27 @@ def udf(
 # -- whole DataFrames (spark-submit jobs, `kappa run --engine spark`) ---------------------
 
 
+_output_schemas: dict[tuple[str, str, str], pa.Schema] = {}
+
+
 def _sample_output_schema(df: Any, bundle_path: str, api: str, id_column: str | None) -> pa.Schema:
-    """The API's output schema: declared by its adapter, or read from scoring real rows in the driver."""
+    """The API's output schema: declared by its adapter, or read from scoring real rows in the driver.
+
+    Remembered per bundle digest, API and input schema, so only the first call pays the sample job.
+    """
     from kappa_batch.runner import BatchRunner
 
     runner = BatchRunner(bundle_path, api)
     declared = runner.api.output_adapter.arrow_schema()
     if declared is not None:
         return declared
+    key = (runner.manifest.digest if runner.manifest else bundle_path, api, df.schema.simpleString())
+    if key not in _output_schemas:
+        _output_schemas[key] = _score_sample(df, runner, api, id_column)
+    return _output_schemas[key]
+
+
+def _score_sample(df: Any, runner: Any, api: str, id_column: str | None) -> pa.Schema:
     sample = df.limit(256).toArrow()
     if id_column is not None:
         sample = sample.drop_columns([id_column])
