@@ -124,7 +124,9 @@ class DataframeInput(InputAdapter):
 
     # -- Arrow -> DataFrame for the function ---------------------------------
     def from_arrow(self, batch: pa.RecordBatch, tasks: Sequence[InferenceTask[Any]]) -> pd.DataFrame:
-        frame = batch.to_pandas()
+        frame = _feature_matrix_frame(batch)
+        if frame is None:
+            frame = batch.to_pandas()
         if list(frame.columns) == positional_names(frame.shape[1]) and frame.shape[1] > 0:
             import pandas as pd
 
@@ -165,3 +167,29 @@ class DataframeInput(InputAdapter):
                     f"values that do not convert ({exc})"
                 ) from None
         return frame
+
+
+def _feature_matrix_frame(batch: pa.RecordBatch) -> pd.DataFrame | None:
+    """The DataFrame ``batch.to_pandas()`` gives, built faster for feature matrices.
+
+    When every column has one numeric type and no nulls, each column is copied once,
+    contiguously, into a column-major matrix that the DataFrame wraps without copying;
+    ``df.to_numpy()`` in the user function then returns that matrix as is.
+    """
+    import pyarrow as pa
+
+    types = set(batch.schema.types)
+    if batch.num_columns < 2 or batch.num_rows == 0 or len(types) != 1:
+        return None
+    (arrow_type,) = types
+    if not (pa.types.is_floating(arrow_type) or pa.types.is_integer(arrow_type)):
+        return None
+    if any(column.null_count for column in batch.columns):
+        return None
+    import numpy as np
+    import pandas as pd
+
+    matrix = np.empty((batch.num_columns, batch.num_rows), dtype=arrow_type.to_pandas_dtype())
+    for index, column in enumerate(batch.columns):
+        matrix[index] = column.to_numpy()
+    return pd.DataFrame(matrix.T, columns=batch.schema.names, copy=False)

@@ -19,7 +19,8 @@ KAPPA = str(Path(sys.executable).parent / "kappa")
 
 SERVICE = """
 import kappa
-from kappa.adapters import DataframeInput, JsonOutput
+import pandas as pd
+from kappa.adapters import DataframeInput, DataframeOutput, JsonOutput
 from kappa.frameworks.sklearn import SklearnModelArtifact
 
 @kappa.artifacts([SklearnModelArtifact("model")])
@@ -33,6 +34,15 @@ class SparkIris(kappa.BentoService):
     @kappa.api(input=DataframeInput(), output=JsonOutput(), batch=True)
     def labels(self, df):
         return [{"class": int(v)} for v in self.artifacts.model.predict(df.to_numpy())]
+
+    @kappa.api(input=DataframeInput(), batch=True)
+    def proba(self, df):
+        return self.artifacts.model.predict_proba(df.to_numpy())
+
+    @kappa.api(input=DataframeInput(), output=DataframeOutput(), batch=True)
+    def both(self, df):
+        probabilities = self.artifacts.model.predict_proba(df.to_numpy())
+        return pd.DataFrame({"label": probabilities.argmax(axis=1), "score": probabilities.max(axis=1)})
 """
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SPARK_ENV = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
@@ -102,6 +112,20 @@ def test_udf_scores_columns_and_structs(spark, bundle, iris_frame):
     labels = kspark.udf(spark, bundle, "labels")  # JsonOutput declares a string column
     first = df.withColumn("label", labels(*FEATURES)).limit(1).toPandas()["label"][0]
     assert json.loads(first) == {"class": expected[0]}
+
+
+def test_udf_array_and_struct_results(spark, bundle, iris_frame):
+    from kappa_batch import spark as kspark
+
+    good = iris_frame.drop(index=7)
+    df = spark.createDataFrame(good)
+    proba = kspark.udf(spark, bundle, "proba", return_type="array<double>")
+    rows = df.select(proba(*FEATURES).alias("p")).toPandas()["p"]
+    assert all(len(r) == 3 and abs(sum(r) - 1) < 1e-9 for r in rows)
+    both = kspark.udf(spark, bundle, "both", return_type="label long, score double")
+    result = df.select(both(*FEATURES).alias("r")).select("r.label", "r.score").toPandas()
+    assert result["label"].tolist() == local_predictions(bundle, good)["prediction"].tolist()
+    assert ((result["score"] > 0.3) & (result["score"] <= 1)).all()
 
 
 def test_udf_errors_as_a_column_or_a_failed_task(spark, bundle, iris_frame):

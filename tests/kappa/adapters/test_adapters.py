@@ -189,3 +189,14 @@ class TestOutputs:
         assert DataframeOutput().to_arrow([1, 2]).schema.names == ["prediction"]
         batch = DataframeOutput().to_arrow([{"x": 1, "y": 2}])
         assert batch.to_pylist() == [{"x": 1, "y": 2}]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int64"])
+def test_feature_matrices_decode_exactly_like_to_pandas(dtype):
+    rng = np.random.default_rng(1)
+    batch = pa.RecordBatch.from_pydict({f"f{i}": (rng.random(100) * 100).astype(dtype) for i in range(5)})
+    frame, _ = _decode(DataframeInput(), batch)
+    pd.testing.assert_frame_equal(frame, batch.to_pandas())
+    np.testing.assert_array_equal(frame.to_numpy(), batch.to_pandas().to_numpy())
+    with_null = pa.RecordBatch.from_pydict({"a": [1.0, None], "b": [2.0, 3.0]})
+    pd.testing.assert_frame_equal(_decode(DataframeInput(), with_null)[0], with_null.to_pandas())
