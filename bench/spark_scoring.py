@@ -33,8 +33,9 @@ def save_mlflow(kind: str, folder: Path) -> str:
 
 def run(kind: str, model: str, source: Path) -> float:
     python = str(PEERS) if kind == "mlflow" else sys.executable
-    out = subprocess.run([python, str(HERE / "spark_contender.py"), kind, model, str(source)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [python, str(HERE / "spark_contender.py"), kind, model, str(source)], capture_output=True, text=True
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{out.stderr[-3000:]}")
     parts = out.stdout.split()
@@ -65,8 +66,16 @@ def main() -> None:
                     rates[contender].append(run(contender, models.get(contender, joblib_path), source))
             medians = {c: statistics.median(v) for c, v in rates.items()}
             for contender in CONTENDERS:
-                lines.append((kind.upper(), rows, contender, medians[contender],
-                              medians[contender] / medians["mlflow"], medians[contender] / medians["hand_arrow"]))
+                lines.append(
+                    (
+                        kind.upper(),
+                        rows,
+                        contender,
+                        medians[contender],
+                        medians[contender] / medians["mlflow"],
+                        medians[contender] / medians["hand_arrow"],
+                    )
+                )
     print(f"{'model':<5} {'rows':>9} {'contender':<12} {'rows/s':>10} {'x mlflow':>9} {'x hand arrow':>13}")
     for kind, rows, contender, rate, vs_mlflow, vs_arrow in lines:
         print(f"{kind:<5} {rows:>9} {contender:<12} {rate:>10,.0f} {vs_mlflow:>9.2f} {vs_arrow:>13.2f}")

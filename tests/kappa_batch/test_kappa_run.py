@@ -169,7 +169,8 @@ def test_existing_output_needs_overwrite_or_resume(bundle, tmp_path):
     assert kappa(*args).returncode == 0
     again = kappa(*args)
     assert again.returncode == 1 and "already exists; pass --overwrite" in again.stderr
-    assert kappa(*args, "--overwrite").returncode == 0
+    replaced = kappa(*args, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
     done = kappa(*args, "--resume")
     assert done.returncode == 0 and "nothing to resume" in done.stderr
     other = kappa(*args, "--resume", "--batch-size", "3")
