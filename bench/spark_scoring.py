@@ -24,8 +24,8 @@ CONTENDERS = ["noop_arrow", "hand_arrow", "hand_pandas", "mlflow", "kappa_udf", 
 def save_mlflow(kind: str, folder: Path) -> str:
     target = folder / "mlflow-model"
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from batch_scoring import train; import mlflow.sklearn; "
-        "mlflow.sklearn.save_model(train(sys.argv[2]), sys.argv[3], serialization_format='cloudpickle')"
+        "import sys; sys.path.insert(0, sys.argv[1]); from batch_scoring import train; "
+        "import mlflow.sklearn; mlflow.sklearn.save_model(train(sys.argv[2]), sys.argv[3], serialization_format='cloudpickle')"
     )
     subprocess.run([str(PEERS), "-c", code, str(HERE), kind, str(target)], check=True, capture_output=True)
     return str(target)
