@@ -25,7 +25,8 @@ def save_mlflow(kind: str, folder: Path) -> str:
     target = folder / "mlflow-model"
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); from batch_scoring import train; "
-        "import mlflow.sklearn; mlflow.sklearn.save_model(train(sys.argv[2]), sys.argv[3], serialization_format='cloudpickle')"
+        "import mlflow.sklearn; "
+        "mlflow.sklearn.save_model(train(sys.argv[2]), sys.argv[3], serialization_format='cloudpickle')"
     )
     subprocess.run([str(PEERS), "-c", code, str(HERE), kind, str(target)], check=True, capture_output=True)
     return str(target)
