@@ -118,10 +118,7 @@ def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by
     finally:
         spark.stop()
     if job.report_file:
-        from kappa_batch.io import filesystem
-
-        fs, path = filesystem(job.report_file)
-        fs.pipe_file(path, json.dumps(report.to_dict(), indent=2).encode())
+        report.write(job.report_file)
     _show(env, report)
 
 

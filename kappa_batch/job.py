@@ -60,6 +60,15 @@ class Report:
     def succeeded(self) -> bool:
         return self.status == "succeeded"
 
+    def write(self, url: str) -> None:
+        """Write the report as JSON to a local path or fsspec URL."""
+        import json
+
+        from kappa_batch.io import filesystem
+
+        fs, path = filesystem(url)
+        fs.pipe_file(path, json.dumps(self.to_dict(), indent=2).encode())
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if not data["extra"]:

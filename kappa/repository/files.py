@@ -24,20 +24,15 @@ def local_part(url: str) -> Path:
 
 def filesystem(url: str) -> tuple[Any, str]:
     """The fsspec filesystem for ``url`` and the path within it."""
-    try:
-        import fsspec
-        from fsspec.core import url_to_fs
-    except ImportError as exc:  # pragma: no cover - fsspec is a core dependency
-        raise MissingDependencyError(f"fsspec is not installed: {exc}") from None
+    from fsspec.core import url_to_fs
+
     try:
         fs, path = url_to_fs(url)
-        return fs, str(path)
     except (ImportError, ValueError) as exc:
         raise MissingDependencyError(
             f"cannot open {url!r}: {exc} (for s3:// run `pip install 'kappa[s3]'`)"
         ) from None
-    finally:
-        del fsspec
+    return fs, str(path)
 
 
 def download(url: str, target: Path) -> Path:

@@ -6,7 +6,6 @@ that inherit the already-loaded model, so no worker loads or unpickles it again.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import time
@@ -25,7 +24,6 @@ from kappa_batch.io import (
     PlannedShard,
     binary_source,
     file_source,
-    filesystem,
     inline_source,
     read_planned,
 )
@@ -194,8 +192,7 @@ def run(job: ScoreJob) -> Report:
             pool.shutdown(cancel_futures=True)
         _state = None
     if job.report_file:
-        fs, path = filesystem(job.report_file)
-        fs.pipe_file(path, json.dumps(report.to_dict(), indent=2).encode())
+        report.write(job.report_file)
     return report
 
 

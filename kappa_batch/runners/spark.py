@@ -338,6 +338,7 @@ def score(
     """``df`` scored by ``api``: the id column (if any), the API's output columns, and
     ``_status``/``_message`` (null where the row got a prediction). Runs on ``mapInArrow``."""
     from kappa.bundle.load import resolve
+    from kappa_batch.scoring import split_ids
 
     handle = ship(df.sparkSession, bundle)
     if id_column is not None and id_column not in df.columns:
@@ -356,12 +357,11 @@ def score(
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         runner = _runner(handle, api, env_check)
         for batch in batches:
-            ids = None
+            columns = []
             if id_column is not None:
-                index = batch.schema.get_field_index(id_column)
-                ids, batch = batch.column(index), batch.remove_column(index)
+                _, ids, batch = split_ids(batch, 0, id_column)
+                columns.append(ids)
             result = runner.run(batch)
-            columns = [] if ids is None else [ids]
             for field in output_schema:
                 present = field.name in result.outputs.column_names
                 column = (

@@ -161,7 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         spark.stop()
     text = json.dumps(report.to_dict(), indent=2)
     if args.report:
-        with open(args.report, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        report.write(args.report)
     sys.stdout.write(text + "\n")
     return 0
