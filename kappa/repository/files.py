@@ -59,6 +59,18 @@ def download(url: str, target: Path) -> Path:
     return target
 
 
+def copy_folder(source: Path, target: Path) -> None:
+    """Copy a bundle folder to ``target`` through a staging folder and one rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.copy-{secrets.token_hex(4)}"
+    try:
+        shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"))
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def upload(local_dir: Path, url: str) -> None:
     """Copy a bundle folder to ``url``, the manifest last so readers never see half a bundle."""
     fs, root = filesystem(url)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -106,11 +104,7 @@ class Repository:
         version, uri = self._reserve(manifest.name, manifest.version, labels)
         with self._pending(manifest.name, version, uri):
             if files.is_local(uri):
-                target = files.local_part(uri)
-                staging = target.parent / f".{target.name}.import-{os.getpid()}"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copytree(bundle_dir, staging, ignore=shutil.ignore_patterns("__pycache__"))
-                os.rename(staging, target)
+                files.copy_folder(bundle_dir, files.local_part(uri))
             else:
                 files.upload(bundle_dir, uri)
             self.metadata.mark_ready(
@@ -192,11 +186,7 @@ class Repository:
         record = self.get(ref)
         target_dir.parent.mkdir(parents=True, exist_ok=True)
         if files.is_local(record.uri):
-            staging = target_dir.parent / f".{target_dir.name}.retrieve-{os.getpid()}"
-            shutil.copytree(
-                files.local_part(record.uri), staging, ignore=shutil.ignore_patterns("__pycache__")
-            )
-            os.rename(staging, target_dir)
+            files.copy_folder(files.local_part(record.uri), target_dir)
         else:
             files.download(record.uri, target_dir)
         return target_dir
