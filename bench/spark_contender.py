@@ -50,11 +50,13 @@ def main(kind: str, model_arg: str, source: str) -> None:
 
         def score(frame):  # type: ignore[no-untyped-def]
             return frame.select(udf(*FEATURES).alias("prediction"))
-    elif kind == "kappa_score":
+    elif kind in ("kappa_score", "kappa_score_raise"):
         from kappa_batch import spark as kspark
 
+        errors = "raise" if kind == "kappa_score_raise" else "column"
+
         def score(frame):  # type: ignore[no-untyped-def]
-            return kspark.score(frame, model_arg, "predict")
+            return kspark.score(frame, model_arg, "predict", errors=errors)
     elif kind == "mlflow":
         import mlflow.pyfunc
 
@@ -62,6 +64,22 @@ def main(kind: str, model_arg: str, source: str) -> None:
 
         def score(frame):  # type: ignore[no-untyped-def]
             return frame.select(udf(*FEATURES).alias("prediction"))
+    elif kind in ("hand_udf", "noop_udf"):
+        from pyspark.sql.pandas.functions import ArrowUDFType, arrow_udf
+
+        def columns_fn(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:  # noqa: UP006
+            model = _load(model_arg) if kind == "hand_udf" else None
+            for columns in batches:
+                if model is None:
+                    yield pa.array(np.zeros(len(columns[0]), dtype=np.int64))
+                else:
+                    features = np.column_stack([c.to_numpy() for c in columns])
+                    yield pa.array(model.predict(features).astype(np.int64))
+
+        arrow_column_udf = arrow_udf(columns_fn, "long", ArrowUDFType.SCALAR_ITER)  # type: ignore[call-overload]
+
+        def score(frame):  # type: ignore[no-untyped-def]
+            return frame.select(arrow_column_udf(*FEATURES).alias("prediction"))
     elif kind == "hand_pandas":
         from pyspark.sql.functions import pandas_udf
 

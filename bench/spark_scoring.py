@@ -1,6 +1,8 @@
 """Spark scoring, local[2]: Kappa's Arrow UDF and `score()` (what spark_jobs/score.py runs)
 next to MLflow's spark_udf (env_manager="local"), a hand-written iterator pandas UDF, a
-hand-written mapInArrow and a mapInArrow that scores nothing (Spark's own ceiling).
+hand-written mapInArrow and a hand-written Arrow column UDF, and a mapInArrow and a column
+UDF that score nothing (Spark's own ceilings for each kind). `kappa_score_raise` is
+`score(errors="raise")`: no error columns, like the hand-written functions.
 
 Same Parquet files and models as bench/batch_scoring.py (LR on 2M rows, RF on 1M rows,
 16 features). Each contender runs in its own process (MLflow in bench/.venv-peers) and
@@ -18,7 +20,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / ".venv-peers" / "bin" / "python"
-CONTENDERS = ["noop_arrow", "hand_arrow", "hand_pandas", "mlflow", "kappa_udf", "kappa_score"]
+CONTENDERS = [
+    "noop_arrow",
+    "hand_arrow",
+    "noop_udf",
+    "hand_udf",
+    "hand_pandas",
+    "mlflow",
+    "kappa_udf",
+    "kappa_score",
+    "kappa_score_raise",
+]
 
 
 def save_mlflow(kind: str, folder: Path) -> str:
@@ -48,7 +60,7 @@ def main() -> None:
     from batch_scoring import make_data, save_bundle, train
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args()
     if not PEERS.exists():
@@ -60,7 +72,8 @@ def main() -> None:
             folder = Path(tmp) / kind
             folder.mkdir()
             bundle, joblib_path = save_bundle(train(kind), folder)
-            models = {"kappa_udf": bundle, "kappa_score": bundle, "mlflow": save_mlflow(kind, folder)}
+            models = {c: bundle for c in CONTENDERS if c.startswith("kappa")}
+            models["mlflow"] = save_mlflow(kind, folder)
             rates: dict[str, list[float]] = {c: [] for c in CONTENDERS}
             for _ in range(args.repeat):
                 for contender in CONTENDERS:
@@ -75,11 +88,18 @@ def main() -> None:
                         medians[contender],
                         medians[contender] / medians["mlflow"],
                         medians[contender] / medians["hand_arrow"],
+                        medians[contender] / medians["hand_udf"],
                     )
                 )
-    print(f"{'model':<5} {'rows':>9} {'contender':<12} {'rows/s':>10} {'x mlflow':>9} {'x hand arrow':>13}")
-    for kind, rows, contender, rate, vs_mlflow, vs_arrow in lines:
-        print(f"{kind:<5} {rows:>9} {contender:<12} {rate:>10,.0f} {vs_mlflow:>9.2f} {vs_arrow:>13.2f}")
+    print(
+        f"{'model':<5} {'rows':>9} {'contender':<17} {'rows/s':>10} {'x mlflow':>9} "
+        f"{'x hand arrow':>13} {'x hand udf':>11}"
+    )
+    for kind, rows, contender, rate, vs_mlflow, vs_arrow, vs_udf in lines:
+        print(
+            f"{kind:<5} {rows:>9} {contender:<17} {rate:>10,.0f} {vs_mlflow:>9.2f} "
+            f"{vs_arrow:>13.2f} {vs_udf:>11.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 ERROR_TYPE = pa.struct([("status", pa.int32()), ("message", pa.string())])
 ENV_CHECKS = ("fail", "warn", "ignore")
 _checked: set[str] = set()
+_ship_dir: list[str] = []  # this driver's archives for addFile, removed when it exits
 _shipped: dict[tuple[str, str], str] = {}  # (SparkContext app id, digest) -> shipped name
 
 
@@ -80,6 +81,15 @@ def _unpacked(archive: Path, digest: str) -> str:
     return str(target)
 
 
+def _ship_folder() -> Path:
+    if not _ship_dir:
+        import atexit
+
+        _ship_dir.append(tempfile.mkdtemp(prefix="kappa-ship-"))
+        atexit.register(shutil.rmtree, _ship_dir[0], ignore_errors=True)
+    return Path(_ship_dir[0])
+
+
 def ship(spark: Any, bundle: str | os.PathLike[str]) -> BundleHandle:
     """Make ``bundle`` reachable from every executor (once per Spark application)."""
     from kappa.bundle.load import resolve
@@ -96,7 +106,7 @@ def ship(spark: Any, bundle: str | os.PathLike[str]) -> BundleHandle:
         from kappa.repository.archive import write_archive
 
         name = f"kappa-bundle-{manifest.digest.removeprefix('sha256:')[:16]}.tar.gz"
-        archive = Path(tempfile.mkdtemp(prefix="kappa-ship-")) / name
+        archive = _ship_folder() / name
         write_archive(path, archive, arcname="bundle")
         context.addFile(str(archive))
         _shipped[key] = name
@@ -334,12 +344,20 @@ def score(
     api: str = "predict",
     id_column: str | None = None,
     env_check: str = "fail",
+    errors: str = "column",
 ) -> Any:
-    """``df`` scored by ``api``: the id column (if any), the API's output columns, and
-    ``_status``/``_message`` (null where the row got a prediction). Runs on ``mapInArrow``."""
+    """``df`` scored by ``api``: the id column (if any) and the API's output columns. Runs on ``mapInArrow``.
+
+    ``errors="column"`` adds ``_status``/``_message`` (null where the row got a
+    prediction); ``errors="raise"`` fails the task on the first failed row instead.
+    """
     from kappa.bundle.load import resolve
     from kappa_batch.scoring import split_ids
 
+    if errors not in ("raise", "column"):
+        raise InputError(f"errors must be 'raise' or 'column', not {errors!r}")
+    if env_check not in ENV_CHECKS:
+        raise InputError(f"env_check must be one of {ENV_CHECKS}, not {env_check!r}")
     handle = ship(df.sparkSession, bundle)
     if id_column is not None and id_column not in df.columns:
         raise InputError(f"id column {id_column!r} is not in the input; its columns are {df.columns}")
@@ -347,12 +365,11 @@ def score(
     fields = [df.schema[id_column]] if id_column else []
     from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
-    schema = StructType(
-        fields
-        + [StructField(f.name, spark_type(f.type)) for f in outputs]
-        + [StructField("_status", IntegerType()), StructField("_message", StringType())]
-    )
-    output_schema = outputs
+    fields += [StructField(f.name, spark_type(f.type)) for f in outputs]
+    if errors == "column":
+        fields += [StructField("_status", IntegerType()), StructField("_message", StringType())]
+    schema = StructType(fields)
+    names = schema.fieldNames()
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         runner = _runner(handle, api, env_check)
@@ -362,13 +379,16 @@ def score(
                 _, ids, batch = split_ids(batch, 0, id_column)
                 columns.append(ids)
             result = runner.run(batch)
-            for field in output_schema:
+            if errors == "raise" and result.errors.num_rows:
+                _raise_first(result.errors, handle.tag, api)
+            for field in outputs:
                 present = field.name in result.outputs.column_names
                 column = (
                     result.outputs.column(field.name) if present else pa.nulls(batch.num_rows, field.type)
                 )
                 columns.append(column.combine_chunks().cast(field.type))
-            columns += list(_error_columns(result.errors, batch.num_rows))
-            yield pa.RecordBatch.from_arrays(columns, names=schema.fieldNames())
+            if errors == "column":
+                columns += list(_error_columns(result.errors, batch.num_rows))
+            yield pa.RecordBatch.from_arrays(columns, names=names)
 
     return df.mapInArrow(score_batches, schema)

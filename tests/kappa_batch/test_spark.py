@@ -192,6 +192,20 @@ def test_score_dataframe_keeps_ids_and_splits_failures(spark, bundle, iris_frame
     assert scored.loc[scored["_status"].notna(), "id"].tolist() == ["row7"]
 
 
+def test_score_dataframe_can_fail_on_the_first_failed_row(spark, bundle, iris_frame):
+    from kappa.errors import InputError
+    from kappa_batch import spark as kspark
+
+    clean = spark.createDataFrame(iris_frame.drop(index=7))
+    strict = kspark.score(clean, bundle, "predict", id_column="id", errors="raise")
+    assert strict.columns == ["id", "prediction"]
+    assert strict.count() == len(iris_frame) - 1
+    with pytest.raises(Exception, match="negative sepal length"):
+        kspark.score(spark.createDataFrame(iris_frame), bundle, "predict", "id", errors="raise").collect()
+    with pytest.raises(InputError, match="errors must be"):
+        kspark.score(clean, bundle, "predict", errors="drop")
+
+
 def _write_input(iris_frame, folder: Path, partitioned: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     big = pd.concat([iris_frame] * 20, ignore_index=True)
