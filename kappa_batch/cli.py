@@ -42,8 +42,12 @@ from kappa_batch.job import DEFAULT_BATCH_SIZE, Report, ScoreJob
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--report", "report_file", help="Write the run report (JSON) here.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True)
+@click.option("--engine", type=click.Choice(["local", "spark", "dask"]), default="local", show_default=True)
 @click.option("--master", help="Spark master URL with --engine spark (default: local[*]).")
+@click.option(
+    "--scheduler",
+    help="Dask scheduler (tcp://HOST:PORT) with --engine dask (default: a local cluster of --workers).",
+)
 @click.option("--partition-by", multiple=True, help="Output partition column(s), with --engine spark.")
 @common_options
 @pass_env
@@ -51,12 +55,17 @@ from kappa_batch.job import DEFAULT_BATCH_SIZE, Report, ScoreJob
 def run_command(env: Environment, /, **options: object) -> None:
     """Score INPUT with API of BUNDLE (a path, URL or NAME[:VERSION|:latest])."""
     engine, master, partition_by = options.pop("engine"), options.pop("master"), options.pop("partition_by")
+    scheduler = options.pop("scheduler")
     job = ScoreJob(**options)  # type: ignore[arg-type]
     if engine == "spark":
         _run_spark(env, job, str(master) if master else None, list(partition_by))  # type: ignore[call-overload]
         return
     if master or partition_by:
         raise click.UsageError("--master and --partition-by need --engine spark")
+    if scheduler and engine != "dask":
+        raise click.UsageError("--scheduler needs --engine dask")
+    if scheduler and job.workers != 1:
+        raise click.UsageError("--workers sizes a local Dask cluster; with --scheduler the cluster decides")
     if job.resume and job.overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     if job.input_text is not None and job.input_file is not None:
@@ -64,9 +73,14 @@ def run_command(env: Environment, /, **options: object) -> None:
     if job.input_text is not None and job.output_file is None:
         _print_inline(env, job)
         return
-    from kappa_batch.runners.local import run
+    if engine == "dask":
+        from kappa_batch.runners.dask_job import run_on_dask
 
-    report = run(job)
+        report = run_on_dask(job, str(scheduler) if scheduler else None)
+    else:
+        from kappa_batch.runners.local import run
+
+        report = run(job)
     _show(env, report)
     if not report.succeeded:
         raise click.ClickException(

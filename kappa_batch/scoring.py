@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from kappa.errors import InputError
-from kappa_batch.runner import BatchRunner
+from kappa_batch.runner import BatchRunner, RunResult
 
 POSITION_COLUMN = "_row"
 
@@ -73,3 +73,41 @@ def score_shard(
         {name: error_ids, "status": result.errors["status"], "message": result.errors["message"]}
     )
     return ScoredShard(outputs=outputs, errors=errors, rows_in=batch.num_rows)
+
+
+def error_columns(errors: pa.Table, size: int) -> tuple[pa.Array, pa.Array]:
+    """``status`` and ``message`` aligned to a batch's rows (null where the row succeeded)."""
+    if errors.num_rows == 0:
+        return pa.nulls(size, pa.int32()), pa.nulls(size, pa.string())
+    import pyarrow.compute as pc
+
+    positions: list[int | None] = [None] * size
+    for index, row in enumerate(errors["row"].to_pylist()):
+        positions[row] = index
+    take = pa.array(positions, pa.int64())
+    return pc.take(errors["status"], take).combine_chunks(), pc.take(errors["message"], take).combine_chunks()
+
+
+def aligned_columns(result: RunResult, outputs: pa.Schema, with_errors: bool) -> list[pa.Array]:
+    """The outputs cast to ``outputs`` (null where missing), then ``status`` and ``message`` if asked."""
+    size = result.outputs.num_rows
+    columns = []
+    for field in outputs:
+        if field.name in result.outputs.column_names:
+            columns.append(result.outputs.column(field.name).combine_chunks().cast(field.type))
+        else:  # e.g. every row of the batch failed, so the outputs are all-null placeholders
+            columns.append(pa.nulls(size, field.type))
+    if with_errors:
+        columns += error_columns(result.errors, size)
+    return columns
+
+
+def raise_first_error(errors: pa.Table, tag: str, api: str) -> None:
+    """Fail with the first failed row (for ``errors="raise"``)."""
+    from kappa.errors import KappaError
+
+    first = errors.slice(0, 1).to_pylist()[0]
+    raise KappaError(
+        f"{errors.num_rows} row(s) failed in {tag} API {api}; first: status {first['status']}: "
+        f"{first['message']} (use errors='column' to keep failures as data)"
+    )

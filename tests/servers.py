@@ -201,3 +201,64 @@ def spark_standalone(workdir: Path) -> Iterator[str]:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+@contextmanager
+def dask_cluster(workdir: Path, workers: int = 2) -> Iterator[str]:
+    """A ``dask scheduler`` and ``workers`` single-threaded worker processes (with nannies) on 127.0.0.1.
+
+    Yields the scheduler address. Workers run in ``workdir`` (not the test's working
+    directory), so nothing reaches them through relative paths.
+    """
+    dask = str(Path(sys.executable).parent / "dask")
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    processes = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(workdir / "scheduler.log").open("wb"),
+        )
+    ]
+    try:
+        wait_for_port(port, timeout=60, process=processes[0])
+        for number in range(workers):
+            processes.append(
+                subprocess.Popen(
+                    [
+                        dask,
+                        "worker",
+                        address,
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--local-directory",
+                        str(workdir / f"worker-{number}"),
+                        "--name",
+                        f"worker-{number}",
+                    ],
+                    cwd=workdir,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(workdir / f"worker-{number}.log").open("wb"),
+                )
+            )
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=90)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -53,9 +53,49 @@ class DefaultOutput(OutputAdapter):
     DataFrame -> its columns; Series, 1-D array or list of scalars -> one column
     named ``column``; 2-D array -> one column of fixed-size lists; list of
     dicts -> a struct column; anything else Arrow cannot type -> JSON strings.
+
+    ``dtype`` (an Arrow type name such as ``"int64"``, ``"double"``, ``"string"``)
+    declares the column's type, so engines know the output schema before scoring
+    anything (a Dask ``meta``, a Spark return type); results are cast to it.
     """
 
+    def __init__(self, column: str = "prediction", dtype: str | None = None) -> None:
+        super().__init__(column)
+        self.dtype = dtype
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "dtype": self.dtype}
+
+    def arrow_schema(self) -> pa.Schema | None:
+        if self.dtype is None:
+            return None
+        import pyarrow as pa
+
+        try:
+            kind = pa.type_for_alias(self.dtype)
+        except ValueError:
+            raise InferenceError(
+                f"DefaultOutput(dtype={self.dtype!r}): not an Arrow type name; use e.g. 'int64', "
+                "'double', 'string', 'bool'"
+            ) from None
+        return pa.schema([pa.field(self.column, kind)])
+
     def to_arrow(self, results: Any) -> pa.RecordBatch:
+        batch = self._detect(results)
+        schema = self.arrow_schema()
+        if schema is None:
+            return batch
+        import pyarrow as pa
+
+        try:
+            return pa.RecordBatch.from_arrays([batch.column(0).cast(schema.field(0).type)], schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise InferenceError(
+                f"the results ({batch.schema.field(0).type}) do not fit "
+                f"DefaultOutput(dtype={self.dtype!r}): {exc}"
+            ) from None
+
+    def _detect(self, results: Any) -> pa.RecordBatch:
         import numpy as np
         import pyarrow as pa
 

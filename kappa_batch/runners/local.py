@@ -10,10 +10,10 @@ import logging
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -83,12 +83,54 @@ def _score_task(state: WorkerState, task: Task) -> tuple[int, ScoredShard]:
     return index, score_shard(state.runner, batch, offset, state.id_column)
 
 
-def _work(task: Task) -> tuple[int, int, int]:
-    """Score one shard and write it (in a worker process, or inline with one worker)."""
-    assert _state is not None, "worker started without its state"
-    index, shard = _score_task(_state, task)
-    _state.output.write_shard(index, shard.outputs, shard.errors)
+def write_task(state: WorkerState, task: Task) -> tuple[int, int, int]:
+    """Score one shard and write it; returns rows in, out and in error."""
+    index, shard = _score_task(state, task)
+    state.output.write_shard(index, shard.outputs, shard.errors)
     return shard.rows_in, shard.rows_out, shard.rows_error
+
+
+def _work(task: Task) -> tuple[int, int, int]:
+    """``write_task`` with the state this process inherited (a forked worker, or inline)."""
+    assert _state is not None, "worker started without its state"
+    return write_task(_state, task)
+
+
+class Pending(Protocol):
+    """A shard being scored elsewhere (a ``concurrent.futures`` or Dask future)."""
+
+    def result(self) -> tuple[int, int, int]: ...
+
+
+class ShardPool(Protocol):
+    """Where shards are scored besides this process: forked workers, or a Dask cluster."""
+
+    width: int  # how many shards it scores at once
+    engine: str
+
+    def submit(self, task: Task) -> Pending: ...
+
+    def close(self) -> None: ...
+
+
+class ForkedPool:
+    """Forked worker processes that inherit the loaded model (``kappa run --workers N``)."""
+
+    engine = "local"
+
+    def __init__(self, workers: int) -> None:
+        self.width = workers
+        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        list(self._pool.map(_ready, range(workers)))
+
+    def submit(self, task: Task) -> Future[tuple[int, int, int]]:
+        return self._pool.submit(_work, task)
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+PoolFactory = Callable[[WorkerState, ScoreJob], ShardPool]
 
 
 def _ready(_: int) -> bool:
@@ -151,8 +193,12 @@ def _new_report(job: ScoreJob, runner: BatchRunner, source: InputSource) -> Repo
     )
 
 
-def run(job: ScoreJob) -> Report:
-    """Score ``job.input_*`` into ``job.output_file``; returns the report (also written to --report)."""
+def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
+    """Score ``job.input_*`` into ``job.output_file``; returns the report (also written to --report).
+
+    Shards are scored here, by forked workers (``job.workers > 1``), or by the pool that
+    ``pool_factory`` makes (the Dask engine); planning, resume and commit stay here.
+    """
     global _state
     if job.output_file is None:
         raise InputError("give --output-file PATH for file input (stdout is for small --input JSON)")
@@ -164,8 +210,9 @@ def run(job: ScoreJob) -> Report:
     spec = OutputSpec.parse(job.output_file, job.output_format, job.errors_file)
     output = ShardedOutput(spec)
     source, id_column = open_source(job, runner)
-    _state = WorkerState(runner, output, id_column, source.fs, job.batch_size, in_worker_pool=job.workers > 1)
-    pool: ProcessPoolExecutor | None = None
+    in_pool = job.workers > 1 or pool_factory is not None
+    _state = WorkerState(runner, output, id_column, source.fs, job.batch_size, in_worker_pool=in_pool)
+    pool: ShardPool | None = None
     try:
         done = output.prepare(_run_params(job, runner, id_column, spec.fmt), job.resume, job.overwrite)
         committed = output.committed() if job.resume else None
@@ -174,11 +221,14 @@ def run(job: ScoreJob) -> Report:
             return Report(
                 **{k: v for k, v in committed["report"].items() if k in Report.__dataclass_fields__}
             )
-        if job.workers > 1:  # forked workers inherit the loaded model and the state above
-            pool = ProcessPoolExecutor(job.workers, mp_context=multiprocessing.get_context("fork"))
-            list(pool.map(_ready, range(job.workers)))
+        if pool_factory is not None:
+            pool = pool_factory(_state, job)
+        elif job.workers > 1:  # forked workers inherit the loaded model and the state above
+            pool = ForkedPool(job.workers)
         report = _new_report(job, runner, source)
         report.output, report.errors_file = spec.url, spec.errors_url
+        if pool is not None:
+            report.engine, report.workers = pool.engine, pool.width
         start = time.monotonic()
         progress = Progress(source.total_rows, job.progress)
         try:
@@ -189,16 +239,14 @@ def run(job: ScoreJob) -> Report:
         output.commit(report.shards, report.to_dict(), report.succeeded)
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            pool.close()
         _state = None
     if job.report_file:
         report.write(job.report_file)
     return report
 
 
-def _tasks(
-    job: ScoreJob, source: InputSource, pool: ProcessPoolExecutor | None
-) -> Iterator[tuple[int, int, Task]]:
+def _tasks(job: ScoreJob, source: InputSource, pool: ShardPool | None) -> Iterator[tuple[int, int, Task]]:
     """(index, rows, task) for every shard: planned ones, or batches cut from the stream."""
     if source.plan is not None:
         for shard in source.plan:
@@ -216,9 +264,9 @@ def _score_all(
     done: set[int],
     report: Report,
     progress: Progress,
-    pool: ProcessPoolExecutor | None,
+    pool: ShardPool | None,
 ) -> None:
-    inflight: deque[Future[tuple[int, int, int]]] = deque()
+    inflight: deque[Pending] = deque()
 
     def account(rows_in: int, rows_out: int, rows_error: int) -> None:
         report.rows_in += rows_in
@@ -235,8 +283,8 @@ def _score_all(
         elif pool is None:
             account(*_work(task))
         else:
-            inflight.append(pool.submit(_work, task))
-            while len(inflight) >= 2 * job.workers:
+            inflight.append(pool.submit(task))
+            while len(inflight) >= 2 * pool.width:
                 account(*inflight.popleft().result())
     while inflight:
         account(*inflight.popleft().result())

@@ -13,25 +13,26 @@ by default refuses to run when its packages differ from the bundle's pins.
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from kappa.errors import InferenceError, InputError, KappaError, missing_dependency
-
-log = logging.getLogger(__name__)
+from kappa.errors import InferenceError, InputError, missing_dependency
+from kappa_batch.remote import (
+    BundleHandle,
+    check_env_check,
+    describe,
+    is_remote_url,
+    ship_archive,
+    unpacked,
+    worker_runner,
+)
+from kappa_batch.scoring import error_columns, raise_first_error
 
 ERROR_TYPE = pa.struct([("status", pa.int32()), ("message", pa.string())])
-ENV_CHECKS = ("fail", "warn", "ignore")
-_checked: set[str] = set()
-_ship_dir: list[str] = []  # this driver's archives for addFile, removed when it exits
 _shipped: dict[tuple[str, str], str] = {}  # (SparkContext app id, digest) -> shipped name
 
 
@@ -43,99 +44,34 @@ def _pyspark() -> Any:
     return pyspark
 
 
-@dataclass(frozen=True)
-class BundleHandle:
-    """How executors find a bundle: a name shipped with ``addFile`` or a URL they read."""
-
-    digest: str
-    tag: str
-    shipped_name: str | None = None
-    url: str | None = None
-
-    def local_path(self) -> str:
-        if self.shipped_name is not None:
-            from pyspark import SparkFiles
-
-            return _unpacked(Path(SparkFiles.get(self.shipped_name)), self.digest)
-        assert self.url is not None
-        return self.url
-
-
-def _unpacked(archive: Path, digest: str) -> str:
-    """The shipped archive unpacked next to it, once per executor (atomically, by rename)."""
-    from kappa.repository.archive import extract_archive
-
-    target = archive.parent / f"{archive.name}.d"
-    if (target / "kappa.yml").exists():
-        return str(target)
-    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=archive.parent))
-    try:
-        folder = extract_archive(archive, staging)
-        try:
-            os.rename(folder, target)
-        except OSError:  # another Python worker of this executor unpacked it first
-            if not (target / "kappa.yml").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return str(target)
-
-
-def _ship_folder() -> Path:
-    if not _ship_dir:
-        import atexit
-
-        _ship_dir.append(tempfile.mkdtemp(prefix="kappa-ship-"))
-        atexit.register(shutil.rmtree, _ship_dir[0], ignore_errors=True)
-    return Path(_ship_dir[0])
-
-
 def ship(spark: Any, bundle: str | os.PathLike[str]) -> BundleHandle:
-    """Make ``bundle`` reachable from every executor (once per Spark application)."""
-    from kappa.bundle.load import resolve
-    from kappa.bundle.manifest import load_manifest
+    """Make ``bundle`` reachable from every executor (once per Spark application).
 
-    text = os.fspath(bundle)
-    path = resolve(text)
-    manifest = load_manifest(path)
-    if "://" in text and not text.startswith("file://"):
-        return BundleHandle(manifest.digest, manifest.tag, url=text)  # executors read it themselves
+    A local bundle travels as an archive with ``addFile`` (Spark refuses directories on a
+    cluster); a remote one (``s3://...``) is read by each executor from its URL.
+    """
+    path, manifest = describe(bundle)
+    if is_remote_url(bundle):
+        return BundleHandle(manifest.digest, manifest.tag, url=os.fspath(bundle))
     context = spark.sparkContext
     key = (context.applicationId, manifest.digest)
-    if key not in _shipped:  # directories cannot be shipped to a cluster: send the export archive
-        from kappa.repository.archive import write_archive
-
-        name = f"kappa-bundle-{manifest.digest.removeprefix('sha256:')[:16]}.tar.gz"
-        archive = _ship_folder() / name
-        write_archive(path, archive, arcname="bundle")
+    if key not in _shipped:
+        archive = ship_archive(path, manifest)
         context.addFile(str(archive))
-        _shipped[key] = name
+        _shipped[key] = archive.name
     return BundleHandle(manifest.digest, manifest.tag, shipped_name=_shipped[key])
 
 
 def _runner(handle: BundleHandle, api: str, env_check: str) -> Any:
     """The runner for this Python worker; loaded and checked once per process."""
-    from kappa.bundle.env import environment_differences
-    from kappa_batch.cache import load_service
-    from kappa_batch.runner import BatchRunner
+    if handle.shipped_name is not None:
+        from pyspark import SparkFiles
 
-    service, manifest = load_service(handle.local_path())
-    if manifest.digest != handle.digest:
-        raise KappaError(f"executor got bundle {manifest.digest}, the driver shipped {handle.digest}")
-    if env_check != "ignore" and manifest.digest not in _checked:
-        differences = environment_differences(manifest.pip_packages)
-        _checked.add(manifest.digest)
-        if differences:
-            message = (
-                f"this executor's Python packages differ from what bundle {manifest.tag} pins: "
-                + "; ".join(differences)
-                + " (install the bundle's env/requirements.txt on the executors, or pass env_check='warn')"
-            )
-            if env_check == "fail":
-                _checked.discard(manifest.digest)
-                raise KappaError(message)
-            log.warning(message)
-    return BatchRunner(service, api)
+        location = unpacked(Path(SparkFiles.get(handle.shipped_name)))
+    else:
+        assert handle.url is not None
+        location = handle.url
+    return worker_runner(handle, location, api, env_check)
 
 
 def spark_type(arrow_type: pa.DataType) -> Any:
@@ -185,32 +121,11 @@ def _as_array(outputs: pa.Table, arrow_type: pa.DataType) -> pa.Array:
     return columns[0].cast(arrow_type)
 
 
-def _error_columns(errors: pa.Table, size: int) -> tuple[pa.Array, pa.Array]:
-    """``status`` and ``message`` aligned to the batch's rows (null where the row succeeded)."""
-    if errors.num_rows == 0:
-        return pa.nulls(size, pa.int32()), pa.nulls(size, pa.string())
-    import pyarrow.compute as pc
-
-    positions: list[int | None] = [None] * size
-    for index, row in enumerate(errors["row"].to_pylist()):
-        positions[row] = index
-    take = pa.array(positions, pa.int64())
-    return pc.take(errors["status"], take).combine_chunks(), pc.take(errors["message"], take).combine_chunks()
-
-
 def _errors_array(errors: pa.Table, size: int) -> pa.Array:
     import pyarrow.compute as pc
 
-    status, message = _error_columns(errors, size)
+    status, message = error_columns(errors, size)
     return pa.StructArray.from_arrays([status, message], fields=list(ERROR_TYPE), mask=pc.is_null(status))
-
-
-def _raise_first(errors: pa.Table, tag: str, api: str) -> None:
-    first = errors.slice(0, 1).to_pylist()[0]
-    raise KappaError(
-        f"{errors.num_rows} row(s) failed in {tag} API {api}; first: status {first['status']}: "
-        f"{first['message']} (use errors='column' to keep failures as data)"
-    )
 
 
 class KappaUDF:
@@ -219,8 +134,7 @@ class KappaUDF:
     def __init__(self, spark: Any, bundle: str, api: str, return_type: Any, errors: str, env_check: str):
         if errors not in ("raise", "column"):
             raise InputError(f"errors must be 'raise' or 'column', not {errors!r}")
-        if env_check not in ENV_CHECKS:
-            raise InputError(f"env_check must be one of {ENV_CHECKS}, not {env_check!r}")
+        check_env_check(env_check)
         self.handle = ship(spark, bundle)
         from kappa.bundle.load import resolve
 
@@ -274,7 +188,7 @@ def _udf_function(
                 batch = pa.RecordBatch.from_arrays(arrays, names=labels)
             result = runner.run(batch)
             if errors == "raise" and result.errors.num_rows:
-                _raise_first(result.errors, handle.tag, api)
+                raise_first_error(result.errors, handle.tag, api)
             values = _as_array(result.outputs, arrow_type)
             if errors == "column":
                 yield pa.StructArray.from_arrays(
@@ -352,12 +266,11 @@ def score(
     prediction); ``errors="raise"`` fails the task on the first failed row instead.
     """
     from kappa.bundle.load import resolve
-    from kappa_batch.scoring import split_ids
+    from kappa_batch.scoring import aligned_columns, split_ids
 
     if errors not in ("raise", "column"):
         raise InputError(f"errors must be 'raise' or 'column', not {errors!r}")
-    if env_check not in ENV_CHECKS:
-        raise InputError(f"env_check must be one of {ENV_CHECKS}, not {env_check!r}")
+    check_env_check(env_check)
     handle = ship(df.sparkSession, bundle)
     if id_column is not None and id_column not in df.columns:
         raise InputError(f"id column {id_column!r} is not in the input; its columns are {df.columns}")
@@ -380,15 +293,8 @@ def score(
                 columns.append(ids)
             result = runner.run(batch)
             if errors == "raise" and result.errors.num_rows:
-                _raise_first(result.errors, handle.tag, api)
-            for field in outputs:
-                present = field.name in result.outputs.column_names
-                column = (
-                    result.outputs.column(field.name) if present else pa.nulls(batch.num_rows, field.type)
-                )
-                columns.append(column.combine_chunks().cast(field.type))
-            if errors == "column":
-                columns += list(_error_columns(result.errors, batch.num_rows))
+                raise_first_error(result.errors, handle.tag, api)
+            columns += aligned_columns(result, outputs, errors == "column")
             yield pa.RecordBatch.from_arrays(columns, names=names)
 
     return df.mapInArrow(score_batches, schema)

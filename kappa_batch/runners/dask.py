@@ -1,0 +1,245 @@
+"""Dask: score Dask DataFrames partition by partition through Arrow and the batch runner.
+
+:func:`score` maps every partition of a Dask DataFrame through the API. The model is
+never part of the task graph: tasks carry a small :class:`~kappa_batch.remote.BundleHandle`
+and each worker process loads the bundle once (a cache keyed by its digest). With a
+``distributed`` client, a local bundle is shipped to the workers once, by a worker
+plugin that unpacks it in each worker's local directory (workers started later get it
+too); a bundle URL (``s3://...``) is read by the workers themselves.
+
+Outputs use Arrow-backed pandas dtypes (``pandas.ArrowDtype``), so a failed row's null
+prediction never changes a column's type between partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from kappa.errors import InputError, KappaError, missing_dependency
+from kappa_batch.remote import (
+    BundleHandle,
+    check_env_check,
+    describe,
+    is_remote_url,
+    ship_archive,
+    unpacked,
+    worker_runner,
+)
+
+log = logging.getLogger(__name__)
+
+BUNDLES_DIR = "kappa-bundles"
+ERROR_FIELDS = [pa.field("_status", pa.int32()), pa.field("_message", pa.string())]
+_shipped: set[tuple[str, str]] = set()  # (client id, digest)
+_output_schemas: dict[tuple[str, str, str], pa.Schema] = {}
+
+
+def _distributed() -> Any:
+    try:
+        import dask.dataframe  # noqa: F401
+        import distributed
+    except ImportError:
+        raise missing_dependency("dask[dataframe] and distributed", "dask", "Dask scoring") from None
+    return distributed
+
+
+def _current_client() -> Any:
+    distributed = _distributed()
+    try:
+        return distributed.get_client()
+    except ValueError:  # no client: Dask's local schedulers run in this process, on this machine
+        return None
+
+
+def _plugin_class() -> type:
+    _distributed()
+    from distributed import WorkerPlugin
+
+    class ShipBundle(WorkerPlugin):
+        """Writes a bundle archive into a worker's local directory and unpacks it there."""
+
+        def __init__(self, name: str, data: bytes) -> None:
+            self.name, self.data = name, data
+
+        def setup(self, worker: Any) -> None:
+            folder = Path(worker.local_directory) / BUNDLES_DIR
+            folder.mkdir(parents=True, exist_ok=True)
+            archive = folder / self.name
+            if not archive.exists():
+                partial = folder / f".{self.name}.{os.getpid()}"
+                partial.write_bytes(self.data)
+                partial.rename(archive)
+            unpacked(archive)
+
+    return ShipBundle
+
+
+def ship(bundle: str | os.PathLike[str], client: Any = None) -> BundleHandle:
+    """Make ``bundle`` reachable from the workers of ``client`` (default: the current client)."""
+    path, manifest = describe(bundle)
+    if is_remote_url(bundle):
+        return BundleHandle(manifest.digest, manifest.tag, url=os.fspath(bundle))
+    client = client if client is not None else _current_client()
+    if client is None:
+        return BundleHandle(manifest.digest, manifest.tag, url=str(path))
+    archive = ship_archive(path, manifest)
+    handle = BundleHandle(manifest.digest, manifest.tag, shipped_name=archive.name)
+    if (client.id, manifest.digest) not in _shipped:
+        plugin = _plugin_class()(archive.name, archive.read_bytes())
+        client.register_plugin(plugin, name=f"kappa-bundle-{handle.short}")
+        _shipped.add((client.id, manifest.digest))
+    return handle
+
+
+def runner_for(handle: BundleHandle, api: str, env_check: str) -> Any:
+    """This worker process's runner for the bundle (loaded on first use)."""
+    if handle.shipped_name is None:
+        assert handle.url is not None
+        return worker_runner(handle, handle.url, api, env_check)
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:
+        raise KappaError(
+            f"bundle {handle.tag} was shipped to the Dask workers, but this task runs outside them"
+        ) from None
+    location = unpacked(Path(worker.local_directory) / BUNDLES_DIR / handle.shipped_name)
+    return worker_runner(handle, location, api, env_check)
+
+
+# -- Dask DataFrames ---------------------------------------------------------------------------------
+
+
+def output_schema(ddf: Any, bundle: str | os.PathLike[str], api: str, id_column: str | None) -> pa.Schema:
+    """The API's output columns: declared in the bundle, or learned from scoring real rows.
+
+    An API whose output adapter declares its schema needs nothing else. Otherwise the
+    first rows of the first partition (the user's data, never made-up rows) are scored
+    here once; the schema is remembered per bundle, API and input columns.
+    """
+    from kappa.bundle.manifest import schema_from_dict
+
+    _, manifest = describe(bundle)
+    declared = schema_from_dict(manifest.api(api).output_schema)
+    if declared is not None:
+        return declared
+    key = (manifest.digest, api, repr(list(ddf.dtypes.items())))
+    if key not in _output_schemas:
+        from kappa_batch.runner import BatchRunner
+
+        sample = ddf.head(256, npartitions=1)
+        if id_column is not None:
+            sample = sample.drop(columns=[id_column])
+        result = BatchRunner(bundle, api).run(pa.RecordBatch.from_pandas(sample, preserve_index=False))
+        if result.errors.num_rows == result.outputs.num_rows:
+            why = result.errors.to_pylist()[0]["message"] if result.errors.num_rows else "the input is empty"
+            raise InputError(
+                f"cannot tell the output columns of API {api}: no sampled row got a prediction ({why}); "
+                "pass meta= or declare the output (e.g. DefaultOutput(dtype='int64'))"
+            )
+        _output_schemas[key] = result.outputs.schema
+    return _output_schemas[key]
+
+
+def _empty_frame(schema: pa.Schema, index: Any) -> Any:
+    import pandas as pd
+
+    frame = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+    frame.index = index[:0]
+    return frame
+
+
+def score(
+    ddf: Any,
+    bundle: str | os.PathLike[str],
+    api: str = "predict",
+    id_column: str | None = None,
+    errors: str = "column",
+    env_check: str = "fail",
+    meta: Mapping[str, Any] | None = None,
+) -> Any:
+    """``ddf`` scored by ``api`` of ``bundle``: a Dask DataFrame with the same index and partitions.
+
+    Columns: ``id_column`` (kept beside the predictions, not given to the model), the
+    API's outputs, and with ``errors="column"`` ``_status``/``_message`` (null where
+    the row got a prediction); ``errors="raise"`` fails the task on the first failed
+    row. ``meta`` ({column: Arrow type or type name}) names the output columns when
+    the bundle does not declare them.
+    """
+    _distributed()
+    if errors not in ("raise", "column"):
+        raise InputError(f"errors must be 'raise' or 'column', not {errors!r}")
+    check_env_check(env_check)
+    if id_column is not None and id_column not in ddf.columns:
+        raise InputError(f"id column {id_column!r} is not in the input; its columns are {list(ddf.columns)}")
+    handle = ship(bundle)
+    outputs = _meta_schema(meta) if meta is not None else output_schema(ddf, bundle, api, id_column)
+    fields = list(outputs)
+    if id_column is not None:
+        id_type = pa.Schema.from_pandas(ddf._meta[[id_column]], preserve_index=False).field(0)
+        fields.insert(0, id_type)
+    if errors == "column":
+        fields += ERROR_FIELDS
+    schema = pa.schema(fields)
+    return ddf.map_partitions(
+        _score_partition,
+        handle,
+        api,
+        id_column,
+        errors,
+        env_check,
+        outputs,
+        schema,
+        meta=_empty_frame(schema, ddf._meta.index),
+        align_dataframes=False,
+    )
+
+
+def _meta_schema(meta: Mapping[str, Any]) -> pa.Schema:
+    fields = []
+    for name, kind in meta.items():
+        try:
+            fields.append(pa.field(name, kind if isinstance(kind, pa.DataType) else pa.type_for_alias(kind)))
+        except (ValueError, TypeError):
+            raise InputError(
+                f"meta[{name!r}] = {kind!r} is not an Arrow type; use e.g. 'int64', 'double', 'string'"
+            ) from None
+    return pa.schema(fields)
+
+
+def _score_partition(
+    frame: Any,
+    handle: BundleHandle,
+    api: str,
+    id_column: str | None,
+    errors: str,
+    env_check: str,
+    outputs: pa.Schema,
+    schema: pa.Schema,
+) -> Any:
+    """One partition (pandas) -> Arrow -> the runner -> Arrow -> pandas with the input's index."""
+    import pandas as pd
+
+    from kappa_batch.scoring import aligned_columns, raise_first_error
+
+    runner = runner_for(handle, api, env_check)
+    batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
+    columns = []
+    if id_column is not None:
+        position = batch.schema.get_field_index(id_column)
+        columns.append(batch.column(position))
+        batch = batch.remove_column(position)
+    result = runner.run(batch)
+    if errors == "raise" and result.errors.num_rows:
+        raise_first_error(result.errors, handle.tag, api)
+    columns += aligned_columns(result, outputs, errors == "column")
+    scored = pa.Table.from_arrays(columns, schema=schema).to_pandas(types_mapper=pd.ArrowDtype)
+    scored.index = frame.index
+    return scored

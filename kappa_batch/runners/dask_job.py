@@ -1,0 +1,129 @@
+"""``kappa run --engine dask``: the local engine's plan, shards, resume and report, scored on Dask.
+
+The driver plans the shards, skips the ones a resumed run already has, and commits
+the output exactly as ``kappa run`` does; each shard is a Dask task that reads its
+rows, scores them with the worker's cached runner and writes its part file in one
+atomic rename. A task lost with a worker is run again by Dask and rewrites the same
+part file, so rows are never lost or duplicated. The output (and a non-Parquet input
+that the driver streams) must be reachable by the workers: a shared folder or a URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from kappa.errors import KappaError
+from kappa_batch.job import Report, ScoreJob
+from kappa_batch.remote import BundleHandle
+from kappa_batch.runners.dask import _distributed, runner_for, ship
+from kappa_batch.runners.local import Task, WorkerState, run, write_task
+from kappa_batch.shards import OutputSpec, ShardedOutput
+
+log = logging.getLogger(__name__)
+
+_states: dict[tuple[Any, ...], WorkerState] = {}
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """What a Dask worker needs to score and write shards (small: no model, no data)."""
+
+    handle: BundleHandle
+    api: str
+    env_check: str
+    spec: OutputSpec
+    id_column: str | None
+    fs: Any
+    batch_size: int
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.handle.digest, self.api, self.spec, self.id_column, self.batch_size)
+
+
+def _remote_work(plan: ShardPlan, task: Task) -> tuple[int, int, int]:
+    """Runs on a Dask worker: score one shard and write it."""
+    state = _states.get(plan.key)
+    if state is None:
+        runner = runner_for(plan.handle, plan.api, plan.env_check)
+        if len(_states) > 16:  # a long-lived worker serving many runs
+            _states.clear()
+        state = _states[plan.key] = WorkerState(
+            runner, ShardedOutput(plan.spec), plan.id_column, plan.fs, plan.batch_size, in_worker_pool=True
+        )
+    return write_task(state, task)
+
+
+class DaskPool:
+    """Shards as tasks on a Dask cluster: the one at ``scheduler``, or a local one started here."""
+
+    engine = "dask"
+
+    def __init__(self, state: WorkerState, job: ScoreJob, scheduler: str | None, env_check: str) -> None:
+        distributed = _distributed()
+        if not log.isEnabledFor(logging.DEBUG):  # Dask's own INFO lines drown the run's (see --verbose)
+            logging.getLogger("distributed").setLevel(logging.WARNING)
+        self.cluster = None
+        try:
+            if scheduler:
+                self.client = distributed.Client(scheduler, timeout="20s")
+            else:
+                self.cluster = distributed.LocalCluster(
+                    n_workers=job.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP routes: no fixed port
+                )
+                self.client = distributed.Client(self.cluster)
+        except OSError as exc:
+            raise KappaError(
+                f"cannot reach the Dask scheduler at {scheduler}: {exc} (start one with `dask scheduler` "
+                "and workers with `dask worker ADDRESS`, or leave out --scheduler for a local cluster)"
+            ) from None
+        nthreads = self.client.nthreads()
+        if not nthreads:
+            self.client.wait_for_workers(1, timeout=60)
+            nthreads = self.client.nthreads()
+        self.width = max(1, sum(nthreads.values()))
+        handle = ship(job.bundle, self.client)
+        self.plan = ShardPlan(
+            handle, job.api, env_check, state.output.spec, state.id_column, state.fs, state.batch_size
+        )
+        log.info(
+            "scoring on Dask %s: %d workers, %d threads",
+            self.client.scheduler.address,
+            len(nthreads),
+            self.width,
+        )
+
+    def submit(self, task: Task) -> Any:
+        return self.client.submit(_remote_work, self.plan, task, pure=False)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _absolute(url: str | None) -> str | None:
+    """Local paths made absolute: Dask workers need not share the driver's working directory."""
+    if url is None or "://" in url:
+        return url
+    absolute = os.path.abspath(url)
+    return absolute + "/" if url.endswith("/") else absolute
+
+
+def run_on_dask(job: ScoreJob, scheduler: str | None = None, env_check: str = "fail") -> Report:
+    """``kappa run --engine dask [--scheduler tcp://HOST:PORT]``: ``job.workers`` sizes a local cluster."""
+    job = replace(
+        job,
+        input_file=_absolute(job.input_file),
+        output_file=_absolute(job.output_file),
+        errors_file=_absolute(job.errors_file),
+    )
+    return run(job, lambda state, job_: DaskPool(state, job_, scheduler, env_check))
