@@ -11,6 +11,7 @@ from kappa.errors import InputError
 from kappa.types import InferenceTask
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
 
@@ -189,7 +190,34 @@ def _feature_matrix_frame(batch: pa.RecordBatch) -> pd.DataFrame | None:
     import numpy as np
     import pandas as pd
 
-    matrix = np.empty((batch.num_columns, batch.num_rows), dtype=arrow_type.to_pandas_dtype())
-    for index, column in enumerate(batch.columns):
-        matrix[index] = column.to_numpy()
-    return pd.DataFrame(matrix.T, columns=batch.schema.names, copy=False)
+    dtype = np.dtype(arrow_type.to_pandas_dtype())
+    matrix = _strided_matrix(batch, dtype)
+    if matrix is None:
+        rows = np.empty((batch.num_columns, batch.num_rows), dtype=dtype)
+        for index, column in enumerate(batch.columns):
+            rows[index] = column.to_numpy()
+        matrix = rows.T
+    return pd.DataFrame(matrix, columns=batch.schema.names, copy=False)
+
+
+def _strided_matrix(batch: pa.RecordBatch, dtype: np.dtype[Any]) -> np.ndarray[Any, Any] | None:
+    """The columns as one (rows x columns) matrix without copying, when they lie in memory
+    at equal distances: the rows of a pandas block, or the columns of one Arrow IPC body.
+
+    The matrix keeps ``batch`` alive through the buffer it is read from.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    size = dtype.itemsize
+    addresses = [c.buffers()[1].address + c.offset * size for c in batch.columns]
+    stride = addresses[1] - addresses[0]
+    if stride < batch.num_rows * size or stride % size:
+        return None
+    if any(b - a != stride for a, b in zip(addresses, addresses[1:], strict=False)):
+        return None
+    span = stride * (batch.num_columns - 1) + batch.num_rows * size
+    flat = np.frombuffer(pa.foreign_buffer(addresses[0], span, base=batch), dtype=dtype)
+    return np.lib.stride_tricks.as_strided(
+        flat, shape=(batch.num_rows, batch.num_columns), strides=(size, stride), writeable=False
+    )

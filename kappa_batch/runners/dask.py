@@ -149,11 +149,7 @@ def output_schema(ddf: Any, bundle: str | os.PathLike[str], api: str, id_column:
 
 
 def _empty_frame(schema: pa.Schema, index: Any) -> Any:
-    import pandas as pd
-
-    frame = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
-    frame.index = index[:0]
-    return frame
+    return _arrow_frame([pa.array([], f.type) for f in schema], schema, index[:0])
 
 
 def score(
@@ -214,6 +210,19 @@ def _meta_schema(meta: Mapping[str, Any]) -> pa.Schema:
     return pa.schema(fields)
 
 
+def frame_to_batch(frame: Any) -> pa.RecordBatch:
+    """A pandas partition as Arrow; numeric NumPy columns without copying (NaN stays NaN)."""
+    import numpy as np
+
+    arrays = []
+    for _, column in frame.items():
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf":
+            arrays.append(pa.array(column.to_numpy()))
+        else:
+            arrays.append(pa.Array.from_pandas(column))
+    return pa.RecordBatch.from_arrays(arrays, names=[str(c) for c in frame.columns])
+
+
 def _score_partition(
     frame: Any,
     handle: BundleHandle,
@@ -225,12 +234,11 @@ def _score_partition(
     schema: pa.Schema,
 ) -> Any:
     """One partition (pandas) -> Arrow -> the runner -> Arrow -> pandas with the input's index."""
-    import pandas as pd
 
     from kappa_batch.scoring import aligned_columns, raise_first_error
 
     runner = runner_for(handle, api, env_check)
-    batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
+    batch = frame_to_batch(frame)
     columns = []
     if id_column is not None:
         position = batch.schema.get_field_index(id_column)
@@ -240,6 +248,15 @@ def _score_partition(
     if errors == "raise" and result.errors.num_rows:
         raise_first_error(result.errors, handle.tag, api)
     columns += aligned_columns(result, outputs, errors == "column")
-    scored = pa.Table.from_arrays(columns, schema=schema).to_pandas(types_mapper=pd.ArrowDtype)
-    scored.index = frame.index
-    return scored
+    return _arrow_frame(columns, schema, frame.index)
+
+
+def _arrow_frame(columns: list[pa.Array], schema: pa.Schema, index: Any) -> Any:
+    """A pandas DataFrame of Arrow-backed columns (no conversion) with ``index``."""
+    import pandas as pd
+
+    data = {
+        field.name: pd.arrays.ArrowExtensionArray(column.cast(field.type))
+        for field, column in zip(schema, columns, strict=True)
+    }
+    return pd.DataFrame(data, index=index, copy=False)

@@ -200,3 +200,34 @@ def test_feature_matrices_decode_exactly_like_to_pandas(dtype):
     np.testing.assert_array_equal(frame.to_numpy(), batch.to_pandas().to_numpy())
     with_null = pa.RecordBatch.from_pydict({"a": [1.0, None], "b": [2.0, 3.0]})
     pd.testing.assert_frame_equal(_decode(DataframeInput(), with_null)[0], with_null.to_pandas())
+
+
+def _ipc_round_trip(batch: pa.RecordBatch) -> pa.RecordBatch:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return pa.ipc.open_stream(sink.getvalue()).read_next_batch()
+
+
+@pytest.mark.parametrize("source", ["pandas block", "ipc", "ipc slice"])
+def test_feature_matrices_read_equally_strided_columns_without_copying(source):
+    import gc
+
+    rng = np.random.default_rng(2)
+    block = pd.DataFrame(rng.normal(size=(1000, 6)), columns=[f"f{i}" for i in range(6)])
+    if source == "pandas block":  # the rows of one 2-D block, as a Dask partition gives them
+        batch = pa.RecordBatch.from_arrays([pa.array(block[c].to_numpy()) for c in block], names=list(block))
+    else:
+        batch = _ipc_round_trip(pa.RecordBatch.from_pandas(block, preserve_index=False))
+        if source == "ipc slice":
+            batch, block = batch.slice(100, 500), block.iloc[100:600].reset_index(drop=True)
+    frame, _ = _decode(DataframeInput(), batch)
+    matrix = frame.to_numpy()
+    first = batch.column(0).buffers()[1].address + batch.column(0).offset * 8
+    assert matrix.__array_interface__["data"][0] == first  # a view of the batch's memory
+    del batch
+    gc.collect()  # the frame keeps the memory it views alive
+    np.testing.assert_array_equal(matrix, block.to_numpy())
+    pd.testing.assert_frame_equal(frame, block)
+    frame["f0"] = 0.0  # writing to the frame copies (copy-on-write), never touches the batch
+    assert (frame["f0"] == 0).all()
