@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,frameworks,postgres,s3,spark,dask
+EXTRAS ?= dev,frameworks,postgres,s3,spark,dask,airflow
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -26,7 +26,7 @@ test-unit: install ## only the fast tests
 	$(BIN)/python -m pytest -q -m "not spark and not dask and not airflow and not server and not postgres and not s3 and not slow"
 
 lint: install
-	$(BIN)/ruff check kappa kappa_batch kappa_online spark_jobs tests bench examples
+	$(BIN)/ruff check kappa kappa_batch kappa_online spark_jobs airflow_dags tests bench examples
 	$(BIN)/mypy
 
 PEERS := bench/.venv-peers

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from kappa.service import BentoService
 
 
-def _looks_like_path(ref: str) -> bool:
+def looks_like_path(ref: str) -> bool:
     return "/" in ref or os.sep in ref or ref.startswith((".", "~")) or "://" in ref or os.path.exists(ref)
 
 
@@ -25,7 +25,7 @@ def resolve(ref: str | os.PathLike[str]) -> Path:
     text = os.fspath(ref)
     if not text:
         raise BundleError("empty bundle reference; pass a bundle folder or NAME:VERSION")
-    if _looks_like_path(text):
+    if looks_like_path(text):
         if "://" in text and not text.startswith("file://"):
             from kappa.repository.files import fetch_bundle
 

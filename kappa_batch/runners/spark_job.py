@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from kappa.errors import InputError
@@ -43,6 +44,13 @@ def session(master: str | None = None, app_name: str = "kappa-score") -> Any:
             "spark.driver.bindAddress", "127.0.0.1"
         )
     return builder.getOrCreate()
+
+
+def spark_submit() -> str:
+    """The ``spark-submit`` of the installed pyspark."""
+    from kappa_batch.runners.spark import _pyspark
+
+    return str(Path(_pyspark().__file__).resolve().parent / "bin" / "spark-submit")
 
 
 def read(spark: Any, url: str, fmt: str | None) -> Any:
