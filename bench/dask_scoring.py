@@ -5,8 +5,8 @@ Same Parquet files and models as bench/batch_scoring.py (LR on 2M rows, RF on 1M
 16 features). Both contenders run on one LocalCluster (2 processes x 1 thread, loopback),
 alternating, after a warm-up pass each (Kappa loads the bundle once per worker there; the
 hand-written contender scatters its model before timing). A pass reads the Parquet file
-on the workers (a partition per row group of 131,072 rows), scores every row and returns only partition lengths, so neither pays for
-moving predictions to the client. Medians of --repeat passes.
+on the workers (a partition per row group of 131,072 rows), scores every row and returns
+only partition lengths, so neither pays for moving predictions to the client. Medians of --repeat passes.
 """
 
 from __future__ import annotations
