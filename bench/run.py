@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["import_time.py", "cli_list.py", "batch_scoring.py", "spark_scoring.py"]
+BENCHMARKS = [
+    "import_time.py",
+    "cli_list.py",
+    "batch_scoring.py",
+    "spark_scoring.py",
+    "dask_scoring.py",
+]
 
 
 def main() -> int:
