@@ -1,0 +1,255 @@
+"""The Starlette app that serves a bundle: ``create_app("IrisClassifier:latest")``.
+
+Routes: ``POST /<api>`` for every API, ``GET /metadata``, ``/healthz``, ``/livez``,
+``/readyz``, ``/metrics`` (Prometheus), ``/docs`` (Swagger UI from local files) and
+``/openapi.json``, the Open Inference Protocol (V2) routes under ``/v2``, and the
+bundle's static web content at ``/``.
+
+The model loads in a thread after start-up, so ``/livez`` answers at once and
+``/readyz`` turns ready when it is loaded. On SIGTERM readiness turns false first;
+in-flight and queued requests still finish before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kappa.adapters._json import dumps
+from kappa.errors import InputError, KappaError
+from kappa_online.codec import UnsupportedMediaType, conform, decode, encode
+from kappa_online.dispatcher import Dispatcher, Overloaded
+from kappa_online.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    bundle: str
+    max_batch_size: int | None = None  # rows; None: the API decorator's mb_max_batch_size
+    max_latency_ms: float | None = None  # None: the API decorator's mb_max_latency
+    microbatch: bool = True
+    max_body_bytes: int = DEFAULT_MAX_BODY
+
+    @classmethod
+    def from_env(cls) -> ServeConfig:
+        """For ``uvicorn --factory`` workers: the settings ``kappa serve`` put in the environment."""
+
+        def number(name: str) -> float | None:
+            value = os.environ.get(name)
+            return float(value) if value else None
+
+        rows = number("KAPPA_SERVE_MAX_BATCH_SIZE")
+        return cls(
+            bundle=os.environ["KAPPA_SERVE_BUNDLE"],
+            max_batch_size=int(rows) if rows else None,
+            max_latency_ms=number("KAPPA_SERVE_MAX_LATENCY"),
+            microbatch=os.environ.get("KAPPA_SERVE_MICROBATCH", "1") == "1",
+            max_body_bytes=int(number("KAPPA_SERVE_MAX_BODY") or DEFAULT_MAX_BODY),
+        )
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": message}, status, headers)
+
+
+class Endpoint:
+    """One API: decode -> check against the API's columns -> dispatcher -> encode."""
+
+    def __init__(self, api: Any, runner: Any, config: ServeConfig, metrics: Metrics) -> None:
+        self.api, self.name, self.metrics = api, api.name, metrics
+        self.max_body = config.max_body_bytes
+        self.expected: pa.Schema | None = api.input_adapter.arrow_schema()
+        self.dispatcher = Dispatcher(
+            runner.run,
+            max_batch_rows=config.max_batch_size or api.mb_max_batch_size,
+            max_latency_ms=config.max_latency_ms or api.mb_max_latency,
+            enabled=config.microbatch,
+            name=api.name,
+        )
+        self.dispatcher.observers.append(metrics.batch_observer(api.name))
+
+    async def __call__(self, request: Request) -> Response:
+        start = time.perf_counter()
+        response = await self._respond(request)
+        self.metrics.observe(self.name, response.status_code, time.perf_counter() - start)
+        return response
+
+    async def _respond(self, request: Request) -> Response:
+        try:
+            batch = await self._decode(request)
+        except _BodyTooLarge:
+            return error(413, f"the request body is larger than {self.max_body} bytes (--max-body-bytes)")
+        except UnsupportedMediaType as exc:
+            return error(415, str(exc))
+        except InputError as exc:
+            return error(400, str(exc))
+        try:
+            scored = await self.dispatcher.submit(batch)
+        except Overloaded as exc:
+            return error(503, str(exc), {"Retry-After": str(int(exc.retry_after))})
+        except InputError as exc:
+            return error(400, str(exc))
+        except KappaError as exc:
+            return error(500, str(exc))
+        self.metrics.queue_wait.labels(self.name).observe(scored.queue_seconds)
+        if scored.errors.num_rows:
+            self.metrics.rows_error.labels(self.name).inc(scored.errors.num_rows)
+            failures = scored.errors.to_pylist()
+            status = min(int(f["status"]) for f in failures)
+            body = {"error": failures[0]["message"], "failed_rows": failures}
+            return json_response(body, status if 400 <= status < 600 else 500)
+        if self.expected is None:  # learn the columns this API takes from a request that worked
+            self.expected = _widened(batch.schema)
+        return json_response(encode(scored.outputs, self.api.output_adapter))
+
+    async def _decode(self, request: Request) -> pa.RecordBatch:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body:
+            raise _BodyTooLarge
+        content_type = request.headers.get("content-type")
+        files = None
+        if content_type and content_type.startswith("multipart/form-data"):
+            files = await _form_files(request)
+            body = b""
+        else:
+            body = await _read_body(request, self.max_body)
+        batch = decode(self.api.input_adapter, content_type, body, files)
+        return conform(batch, self.expected)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _form_files(request: Request) -> list[bytes]:
+    try:
+        form = await request.form()
+    except Exception as exc:  # noqa: BLE001 - python-multipart's errors vary by version
+        raise InputError(f"the multipart body cannot be read: {exc}") from None
+    files = []
+    for _, value in form.multi_items():
+        if hasattr(value, "read"):
+            files.append(await value.read())
+    return files
+
+
+def _widened(schema: pa.Schema) -> pa.Schema:
+    """Integer columns learned as float64, so a later ``5.0`` for a learned ``5`` is accepted."""
+    return pa.schema([pa.field(f.name, pa.float64()) if pa.types.is_integer(f.type) else f for f in schema])
+
+
+class State:
+    """What the routes share: the loaded service, its endpoints, readiness."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.ready = False
+        self.failed: str | None = None
+        self.manifest: Any = None
+        self.service: Any = None
+        self.endpoints: dict[str, Endpoint] = {}
+        self.loaded = asyncio.Event()
+
+    def load(self) -> None:
+        """In a thread: resolve, verify and load the bundle."""
+        from kappa_batch.cache import load_service
+
+        self.service, self.manifest = load_service(self.config.bundle)
+
+    def start_endpoints(self) -> None:
+        from kappa_batch.runner import BatchRunner
+
+        for name, api in self.service.inference_apis.items():
+            endpoint = Endpoint(api, BatchRunner(self.service, name), self.config, self.metrics)
+            endpoint.dispatcher.start()
+            self.endpoints[name] = endpoint
+
+
+def create_app(bundle: str | None = None, config: ServeConfig | None = None) -> Starlette:
+    """The app for ``bundle`` (a path, URL or NAME[:VERSION|:latest]); ``config`` for the rest."""
+    if config is None:
+        config = ServeConfig(bundle=bundle) if bundle else ServeConfig.from_env()
+    state = State(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        _watch_sigterm(state)
+        loader = asyncio.get_running_loop().create_task(_load(state))
+        try:
+            yield
+        finally:
+            state.ready = False
+            state.metrics.ready.set(0)
+            loader.cancel()
+            for endpoint in state.endpoints.values():
+                await endpoint.dispatcher.close()
+
+    from kappa_online import routes
+
+    app = Starlette(routes=routes.build(state), lifespan=lifespan)
+    app.state.kappa = state
+    return app
+
+
+async def _load(state: State) -> None:
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, state.load)
+    except Exception as exc:  # noqa: BLE001 - reported by /readyz and the log, the process stays up
+        state.failed = f"{type(exc).__name__}: {exc}"
+        log.error("cannot load %s: %s", state.config.bundle, state.failed)
+        return
+    state.start_endpoints()
+    state.ready = True
+    state.metrics.ready.set(1)
+    state.loaded.set()
+    log.info("serving %s (%s)", state.manifest.tag, ", ".join(f"POST /{n}" for n in state.endpoints))
+
+
+def _watch_sigterm(state: State) -> None:
+    """Readiness turns false as soon as SIGTERM arrives; the server's own handler then drains."""
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except ValueError:
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        state.ready = False
+        state.metrics.ready.set(0)
+        if callable(previous):
+            previous(signum, frame)
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (e.g. an in-process test client)
+        pass

@@ -1,0 +1,74 @@
+"""``kappa serve``: serve a bundle's APIs over HTTP (plugged into the ``kappa`` CLI by entry point)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from kappa.cli._common import Environment, common_options, handles_errors, pass_env
+
+
+@click.command("serve")
+@click.argument("bundle", metavar="BUNDLE")
+@click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Server processes.")
+@click.option("--mb-max-batch-size", type=click.IntRange(min=1), help="Rows per batch (default: the API's).")
+@click.option(
+    "--mb-max-latency", type=click.IntRange(min=1), help="Latency budget in ms (default: the API's)."
+)
+@click.option("--disable-microbatch", is_flag=True, help="Score every request on its own.")
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=10 * 1024 * 1024,
+    show_default=True,
+    help="Larger request bodies get 413.",
+)
+@common_options
+@pass_env
+@handles_errors
+def serve_command(
+    env: Environment,
+    /,
+    bundle: str,
+    port: int,
+    host: str,
+    workers: int,
+    mb_max_batch_size: int | None,
+    mb_max_latency: int | None,
+    disable_microbatch: bool,
+    max_body_bytes: int,
+) -> None:
+    """Serve BUNDLE (a path, URL or NAME[:VERSION|:latest]): POST /<api>, /docs, /metrics, /v2/..."""
+    import uvicorn
+
+    from kappa.bundle.load import resolve
+    from kappa.bundle.manifest import load_manifest
+
+    manifest = load_manifest(resolve(bundle))  # a bad reference fails here, with its message
+    os.environ["KAPPA_SERVE_BUNDLE"] = bundle if "://" in bundle else str(resolve(bundle))
+    os.environ["KAPPA_SERVE_MAX_BATCH_SIZE"] = str(mb_max_batch_size or "")
+    os.environ["KAPPA_SERVE_MAX_LATENCY"] = str(mb_max_latency or "")
+    os.environ["KAPPA_SERVE_MICROBATCH"] = "0" if disable_microbatch else "1"
+    os.environ["KAPPA_SERVE_MAX_BODY"] = str(max_body_bytes)
+    env.info(f"serving {manifest.tag} on http://{host}:{port} with {workers} worker(s); docs at /docs")
+    uvicorn.run(
+        "kappa_online.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=60,
+    )
+
+
+serve_gunicorn_command = click.Command(
+    "serve-gunicorn",
+    params=serve_command.params,
+    callback=serve_command.callback,
+    help="Same as `kappa serve` (uvicorn worker processes on one port).",
+)

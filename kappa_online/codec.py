@@ -1,0 +1,115 @@
+"""HTTP bodies <-> Arrow batches, through the API's own input adapter (the batch path's decoding).
+
+``DataframeInput`` takes the JSON that ``kappa run --input`` takes (rows, records, or
+``{"columns": [...], "data": [...]}``) and CSV; ``JsonInput`` one JSON value per request;
+``ImageInput`` / ``FileInput`` multipart files or a raw body. Every decoding problem is an
+:class:`~kappa.errors.InputError` (HTTP 4xx), never a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from kappa.errors import InputError
+
+
+class UnsupportedMediaType(InputError):
+    """The content type does not fit the API's input (HTTP 415)."""
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decode(
+    adapter: Any, content_type: str | None, body: bytes, files: list[bytes] | None = None
+) -> pa.RecordBatch:
+    """The request as the Arrow batch the adapter would hand to the runner."""
+    from kappa.adapters import DataframeInput, FileInput, JsonInput
+
+    kind = media_type(content_type)
+    if isinstance(adapter, FileInput):
+        if files is not None:
+            if not files:
+                raise InputError("the multipart body holds no file; send the file as a form field")
+            return adapter.to_arrow(files)
+        if not body:
+            raise InputError("the request body is empty; send the file's bytes or a multipart form")
+        return adapter.to_arrow([body])
+    if isinstance(adapter, DataframeInput) and kind in ("text/csv", "application/csv"):
+        return _csv(body)
+    if kind not in ("application/json", "", "text/plain") and not kind.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"content type {kind!r} is not accepted here; send application/json"
+            + (" or text/csv" if isinstance(adapter, DataframeInput) else "")
+        )
+    payload = _json(body)
+    if isinstance(adapter, JsonInput):
+        return adapter.to_arrow([payload])  # one request is one JSON value
+    batch = adapter.to_arrow(payload)
+    if batch.num_rows == 0:
+        raise InputError("the request holds no rows")
+    return batch
+
+
+def _json(body: bytes) -> Any:
+    if not body.strip():
+        raise InputError("the request body is empty; send JSON")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"the request body is not valid JSON: {exc}") from None
+
+
+def _csv(body: bytes) -> pa.RecordBatch:
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(io.BytesIO(body))
+    except (pa.ArrowInvalid, ValueError) as exc:
+        raise InputError(f"the request body is not valid CSV with a header row: {exc}") from None
+    if table.num_rows == 0:
+        raise InputError("the CSV holds no rows")
+    return table.combine_chunks().to_batches()[0]
+
+
+def conform(batch: pa.RecordBatch, expected: pa.Schema | None) -> pa.RecordBatch:
+    """``batch`` with the columns (order and types) the API takes; 400-worthy errors otherwise."""
+    if expected is None:
+        return batch
+    names = batch.schema.names
+    missing = [n for n in expected.names if n not in names]
+    extra = [n for n in names if n not in expected.names]
+    if missing:
+        raise InputError(
+            f"missing column(s) {missing}; the API takes {expected.names}"
+            + (f" (got {extra})" if extra else "")
+        )
+    columns = []
+    for field in expected:
+        column = batch.column(names.index(field.name))
+        if column.type != field.type:
+            try:
+                column = column.cast(field.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise InputError(
+                    f"column {field.name!r} holds {column.type} values; the API takes {field.type}"
+                ) from None
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=expected)
+
+
+def encode(outputs: pa.Table, output_adapter: Any) -> list[Any]:
+    """One JSON value per row: the value for one output column, a record for several."""
+    from kappa.adapters import JsonOutput
+
+    if outputs.num_columns == 1:
+        values: list[Any] = outputs.column(0).to_pylist()
+        if isinstance(output_adapter, JsonOutput):
+            return [json.loads(v) if v is not None else None for v in values]
+        return values
+    return list(outputs.to_pylist())

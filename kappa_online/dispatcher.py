@@ -1,0 +1,291 @@
+"""Adaptive micro-batching: concurrent requests to one API become one Arrow batch.
+
+One dispatcher per API feeds a single model thread, in arrival order:
+
+* **No idle waiting by default.** When the model is free, everything queued (up to
+  ``max_batch_rows`` rows) goes at once; under load, batches grow by themselves while
+  the previous one runs. A lone request is never held back.
+* **Waiting only when it pays** (the Clipper / BentoML 0.x idea, with a cost model):
+  a batch costs about ``overhead + per_row * rows``, fitted online from measured
+  batches. Holding the queue for the expected gap to the next request costs every
+  queued request that gap and saves one batch overhead, so the dispatcher waits only
+  while ``queued * gap < overhead`` and the oldest request can still make its deadline.
+* **Load shedding.** A request whose estimated completion (the work ahead of it plus
+  its own batch) would pass ``max_latency`` is refused at once with
+  :class:`Overloaded` (HTTP 503 with ``Retry-After``); a queued request whose deadline
+  passes before it is dispatched is refused the same way instead of being served late.
+* **Isolation.** Requests join a batch only with requests of the same Arrow schema; if a
+  whole batch is refused as input (``InputError``) its requests run one by one, so a bad
+  request gets its own error and the others succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from kappa.errors import InputError, KappaError
+
+log = logging.getLogger(__name__)
+
+
+class Overloaded(KappaError):
+    """The request cannot be served within the latency budget; retry after ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One request's share of a batch: outputs aligned to its rows, and its failed rows."""
+
+    outputs: pa.Table
+    errors: pa.Table
+    batch_rows: int  # rows in the batch it was scored in
+    queue_seconds: float
+
+
+class CostModel:
+    """``seconds ~ overhead + per_row * rows``, an exponentially weighted least-squares fit."""
+
+    def __init__(self, decay: float = 0.95) -> None:
+        self.decay = decay
+        self.n = self.sx = self.sy = self.sxx = self.sxy = 0.0
+        self.observations = 0
+
+    def observe(self, rows: int, seconds: float) -> None:
+        d = self.decay
+        self.n = d * self.n + 1
+        self.sx = d * self.sx + rows
+        self.sy = d * self.sy + seconds
+        self.sxx = d * self.sxx + rows * rows
+        self.sxy = d * self.sxy + rows * seconds
+        self.observations += 1
+
+    @property
+    def per_row(self) -> float:
+        spread = self.n * self.sxx - self.sx * self.sx
+        if self.n == 0 or spread <= 1e-9 * max(1.0, self.sxx * self.n):
+            return self.sy / self.sx if self.sx else 0.0  # one batch size seen: all cost per row
+        return max(0.0, (self.n * self.sxy - self.sx * self.sy) / spread)
+
+    @property
+    def overhead(self) -> float:
+        if self.n == 0:
+            return 0.0
+        return max(0.0, (self.sy - self.per_row * self.sx) / self.n)
+
+    def predict(self, rows: int) -> float:
+        return self.overhead + self.per_row * rows
+
+
+@dataclass
+class _Request:
+    batch: pa.RecordBatch
+    arrived: float
+    future: asyncio.Future[Scored]
+    rows: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rows = self.batch.num_rows
+
+
+class Dispatcher:
+    """Batches requests for ``score`` (a ``BatchRunner.run``), one batch at a time."""
+
+    def __init__(
+        self,
+        score: Callable[[pa.Table], Any],
+        max_batch_rows: int = 1000,
+        max_latency_ms: float = 300,
+        enabled: bool = True,
+        name: str = "api",
+    ) -> None:
+        self.score, self.name, self.enabled = score, name, enabled
+        self.max_batch_rows = max(1, max_batch_rows)
+        self.max_latency = max_latency_ms / 1000
+        self.model = CostModel()
+        self.queue: deque[_Request] = deque()
+        self.queued_rows = 0
+        self.gap = math.inf  # EWMA of the time between arrivals
+        self._last_arrival: float | None = None
+        self._busy_until = 0.0  # estimated end of the batch in flight
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"kappa-{name}")
+        self.observers: list[Callable[[int, float], None]] = []  # (batch rows, seconds)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"dispatcher-{self.name}")
+
+    async def close(self) -> None:
+        """Serve everything queued, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    # -- requests -----------------------------------------------------------------------------
+    async def submit(self, batch: pa.RecordBatch) -> Scored:
+        now = time.monotonic()
+        if self._closing:
+            raise Overloaded("the server is shutting down", retry_after=1)
+        self._note_arrival(now)
+        estimate = self._estimate(batch.num_rows, now)
+        if estimate > self.max_latency and self.model.observations >= 3:
+            retry = max(1.0, math.ceil(estimate - self.max_latency))
+            raise Overloaded(
+                f"API {self.name} is over capacity: this request would take about {estimate * 1000:.0f} ms, "
+                f"more than its {self.max_latency * 1000:.0f} ms budget",
+                retry_after=retry,
+            )
+        future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
+        self.queue.append(_Request(batch, now, future))
+        self.queued_rows += batch.num_rows
+        self._wakeup.set()
+        return await future
+
+    def _note_arrival(self, now: float) -> None:
+        if self._last_arrival is not None:
+            gap = now - self._last_arrival
+            self.gap = gap if math.isinf(self.gap) else 0.8 * self.gap + 0.2 * gap
+        self._last_arrival = now
+
+    def _estimate(self, rows: int, now: float) -> float:
+        """Seconds until a new request of ``rows`` rows would be answered."""
+        ahead = self.queued_rows + rows
+        batches = math.ceil(ahead / self.max_batch_rows) if self.enabled else len(self.queue) + 1
+        return max(0.0, self._busy_until - now) + batches * self.model.overhead + self.model.per_row * ahead
+
+    # -- the loop -----------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._maybe_wait()
+            self._shed_late(time.monotonic())
+            taken = self._take()
+            if not taken:
+                continue
+            table = pa.Table.from_batches([r.batch for r in taken]) if len(taken) > 1 else taken[0].batch
+            rows = sum(r.rows for r in taken)
+            start = time.monotonic()
+            self._busy_until = start + self.model.predict(rows)
+            try:
+                result = await loop.run_in_executor(self._executor, self.score, table)
+            except InputError as exc:
+                await self._one_by_one(taken, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
+                for request in taken:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            elapsed = time.monotonic() - start
+            self.model.observe(rows, elapsed)
+            for observer in self.observers:
+                observer(rows, elapsed)
+            self._answer(taken, result, rows, start)
+
+    async def _maybe_wait(self) -> None:
+        """Hold the queue for the next arrival only while that saves more than it costs."""
+        if not self.enabled or self._closing or self.model.observations < 3:
+            return
+        while self.queue and self.queued_rows < self.max_batch_rows:
+            gap = self.gap
+            oldest = time.monotonic() - self.queue[0].arrived
+            fits = oldest + gap + self.model.predict(self.queued_rows + 1) < self.max_latency / 2
+            if math.isinf(gap) or len(self.queue) * gap >= self.model.overhead or not fits:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=gap)
+            except TimeoutError:
+                return
+
+    def _shed_late(self, now: float) -> None:
+        while self.queue:
+            head = self.queue[0]
+            late = now - head.arrived + self.model.predict(head.rows) > self.max_latency
+            if not (late and self.model.observations >= 3) and not head.future.done():
+                return
+            self.queue.popleft()
+            self.queued_rows -= head.rows
+            if not head.future.done():
+                head.future.set_exception(
+                    Overloaded(f"API {self.name} could not serve this request within its budget", 1)
+                )
+
+    def _take(self) -> list[_Request]:
+        """Requests in arrival order, up to the row cap, sharing the first one's schema."""
+        taken: list[_Request] = []
+        rows = 0
+        while self.queue:
+            head = self.queue[0]
+            if head.future.done():  # the client went away
+                self.queue.popleft()
+                self.queued_rows -= head.rows
+                continue
+            if taken and (
+                not self.enabled
+                or rows + head.rows > self.max_batch_rows
+                or not head.batch.schema.equals(taken[0].batch.schema)
+            ):
+                break
+            self.queue.popleft()
+            self.queued_rows -= head.rows
+            taken.append(head)
+            rows += head.rows
+        return taken
+
+    def _answer(self, taken: list[_Request], result: Any, rows: int, start: float) -> None:
+        import pyarrow.compute as pc
+
+        offset = 0
+        for request in taken:
+            outputs = result.outputs.slice(offset, request.rows)
+            errors = result.errors
+            if errors.num_rows:
+                mine = pc.and_(
+                    pc.greater_equal(errors["row"], offset), pc.less(errors["row"], offset + request.rows)
+                )
+                errors = errors.filter(mine)
+                errors = errors.set_column(0, "row", pc.subtract(errors["row"], offset))
+            if not request.future.done():
+                request.future.set_result(Scored(outputs, errors, rows, start - request.arrived))
+            offset += request.rows
+
+    async def _one_by_one(self, taken: list[_Request], first: InputError) -> None:
+        loop = asyncio.get_running_loop()
+        if len(taken) == 1:
+            if not taken[0].future.done():
+                taken[0].future.set_exception(first)
+            return
+        for request in taken:
+            start = time.monotonic()
+            try:
+                result = await loop.run_in_executor(self._executor, self.score, request.batch)
+            except Exception as exc:  # noqa: BLE001 - answered to its own request
+                if not request.future.done():
+                    request.future.set_exception(exc)
+                continue
+            self._answer([request], result, request.rows, start)

@@ -1,0 +1,204 @@
+"""The routes of the serving app besides the API endpoints' own work (see :mod:`kappa_online.app`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from kappa_online import v2
+from kappa_online.app import error, json_response
+
+if TYPE_CHECKING:
+    from kappa_online.app import State
+
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui"}});</script>
+</body></html>"""
+
+
+def build(state: State) -> list[BaseRoute]:
+    async def not_ready() -> Response:
+        if state.failed:
+            return error(503, f"the bundle failed to load: {state.failed}")
+        return error(503, "the model is loading", {"Retry-After": "1"})
+
+    async def api(request: Request) -> Response:
+        name = request.path_params["api"]
+        endpoint = state.endpoints.get(name)
+        if endpoint is None:
+            if not state.ready:
+                return await not_ready()
+            return error(404, f"no API {name!r}; this service has {sorted(state.endpoints)}")
+        if not state.ready:  # shutting down: finish what is queued, take nothing new
+            return error(503, "the server is shutting down", {"Retry-After": "1"})
+        return await endpoint(request)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok") if state.ready else await not_ready()
+
+    async def livez(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def metadata(request: Request) -> Response:
+        if state.manifest is None:
+            return await not_ready()
+        return json_response(_metadata(state))
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = state.metrics.render()
+        return Response(body, media_type=content_type)
+
+    async def openapi(request: Request) -> Response:
+        if state.manifest is None:
+            return await not_ready()
+        return json_response(openapi_document(state))
+
+    async def docs(request: Request) -> Response:
+        title = state.manifest.tag if state.manifest else "Kappa"
+        return HTMLResponse(DOCS_PAGE.format(title=title))
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/livez", livez),
+        Route("/readyz", healthz),
+        Route("/metadata", metadata),
+        Route("/metrics", metrics),
+        Route("/openapi.json", openapi),
+        Route("/docs", docs),
+        Mount("/docs/static", StaticFiles(directory=_swagger_files()), name="swagger"),
+        *v2.routes(state),
+        Route("/{api:str}", api, methods=["POST"]),
+        Route("/", _static_index(state)),
+        Mount("/", _StaticContent(state), name="web"),
+    ]
+    return routes
+
+
+def _swagger_files() -> str:
+    from swagger_ui_bundle import swagger_ui_path
+
+    return str(swagger_ui_path)
+
+
+def _metadata(state: State) -> dict[str, Any]:
+    manifest: dict[str, Any] = state.manifest.to_dict()
+    for artifact in manifest.get("artifacts", []):
+        artifact.setdefault("metadata", {})
+    return manifest
+
+
+def _static_index(state: State) -> Any:
+    async def index(request: Request) -> Response:
+        folder = _web_folder(state)
+        if folder is not None and (folder / "index.html").is_file():
+            return HTMLResponse((folder / "index.html").read_text())
+        if state.manifest is None:
+            return PlainTextResponse("Kappa: loading", status_code=503)
+        apis = ", ".join(f"POST /{name}" for name in sorted(state.endpoints))
+        return PlainTextResponse(f"{state.manifest.tag}: {apis}; docs at /docs")
+
+    return index
+
+
+def _web_folder(state: State) -> Path | None:
+    manifest = state.manifest
+    if manifest is None or not manifest.web_static_content:
+        return None
+    from kappa.bundle.load import resolve
+
+    folder = resolve(state.config.bundle) / manifest.web_static_content
+    return folder if folder.is_dir() else None
+
+
+class _StaticContent:
+    """The bundle's ``@web_static_content`` folder (known only once the bundle is loaded)."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.files: StaticFiles | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.files is None:
+            folder = _web_folder(self.state)
+            if folder is None:
+                await PlainTextResponse("not found", status_code=404)(scope, receive, send)
+                return
+            self.files = StaticFiles(directory=str(folder), html=True)
+        await self.files(scope, receive, send)
+
+
+def openapi_document(state: State) -> dict[str, Any]:
+    """OpenAPI 3 for the APIs (request and response shapes follow the adapters)."""
+    paths: dict[str, Any] = {}
+    for name, endpoint in state.endpoints.items():
+        api = endpoint.api
+        paths[f"/{name}"] = {
+            "post": {
+                "summary": api.doc.strip().splitlines()[0]
+                if api.doc.strip()
+                else f"{name} ({api.input_adapter.describe()})",
+                "description": api.doc or "",
+                "requestBody": {"required": True, "content": _request_content(api.input_adapter)},
+                "responses": {
+                    "200": {
+                        "description": "one prediction per input row",
+                        "content": {"application/json": {}},
+                    },
+                    "400": {"description": "the input does not fit the API"},
+                    "413": {"description": "the body is larger than the server accepts"},
+                    "415": {"description": "unsupported content type"},
+                    "503": {"description": "over capacity or not ready; see Retry-After"},
+                },
+            }
+        }
+    for path, summary in (
+        ("/metadata", "the bundle manifest"),
+        ("/healthz", "ready to serve"),
+        ("/livez", "the process is alive"),
+        ("/readyz", "ready to serve"),
+        ("/metrics", "Prometheus metrics"),
+    ):
+        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+    manifest = state.manifest
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": manifest.name, "version": manifest.version, "description": manifest.doc or ""},
+        "paths": paths,
+    }
+
+
+def _request_content(adapter: Any) -> dict[str, Any]:
+    from kappa.adapters import DataframeInput, FileInput, JsonInput
+
+    if isinstance(adapter, FileInput):
+        return {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        }
+    if isinstance(adapter, JsonInput):
+        return {"application/json": {"schema": {}}}
+    if isinstance(adapter, DataframeInput):
+        row = {"type": "array", "items": {}}
+        return {
+            "application/json": {
+                "schema": {
+                    "oneOf": [{"type": "array", "items": row}, {"type": "array", "items": {"type": "object"}}]
+                },
+                "example": [[5.1, 3.5, 1.4, 0.2]]
+                if adapter.columns is None or len(adapter.columns) == 4
+                else None,
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        }
+    return {"application/json": {"schema": {}}}

@@ -1,0 +1,189 @@
+"""The Open Inference Protocol (KServe V2) over the same endpoints and batch path.
+
+A model is the service (``/v2/models/<ServiceName>``); ``infer`` uses the API named in
+``parameters.api``, else ``predict``, else the first API. Inputs are columns (one 1-D
+tensor per feature) or one 2-D tensor whose columns are the features.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from kappa.errors import InputError
+
+if TYPE_CHECKING:
+    from kappa_online.app import State
+
+DATATYPES = {
+    "BOOL": pa.bool_(),
+    "INT8": pa.int8(),
+    "INT16": pa.int16(),
+    "INT32": pa.int32(),
+    "INT64": pa.int64(),
+    "UINT8": pa.uint8(),
+    "UINT16": pa.uint16(),
+    "UINT32": pa.uint32(),
+    "UINT64": pa.uint64(),
+    "FP16": pa.float16(),
+    "FP32": pa.float32(),
+    "FP64": pa.float64(),
+    "BYTES": pa.string(),
+}
+
+
+def datatype(arrow_type: pa.DataType) -> str:
+    for name, kind in DATATYPES.items():
+        if kind == arrow_type:
+            return name
+    return "BYTES"
+
+
+def to_batch(payload: Any, columns: list[str] | None) -> pa.RecordBatch:
+    """A V2 ``inputs`` list as one Arrow batch."""
+    import numpy as np
+
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
+        raise InputError('a V2 infer request is {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
+    arrays: list[pa.Array] = []
+    names: list[str] = []
+    for tensor in payload["inputs"]:
+        if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= set(tensor):
+            raise InputError("every V2 input needs name, shape, datatype and data")
+        kind = DATATYPES.get(str(tensor["datatype"]).upper())
+        if kind is None:
+            raise InputError(f"unknown V2 datatype {tensor['datatype']!r}; use one of {sorted(DATATYPES)}")
+        shape = tensor["shape"]
+        try:
+            values = np.asarray(
+                tensor["data"], dtype=object if kind == pa.string() else kind.to_pandas_dtype()
+            )
+            values = values.reshape(shape)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"V2 input {tensor['name']!r}: data does not fit shape {shape}: {exc}") from None
+        if values.ndim == 1:
+            arrays.append(pa.array(values, kind))
+            names.append(str(tensor["name"]))
+        elif values.ndim == 2 and len(payload["inputs"]) == 1:
+            width = values.shape[1]
+            labels = columns if columns and len(columns) == width else [str(i) for i in range(width)]
+            arrays += [pa.array(values[:, i], kind) for i in range(width)]
+            names += labels
+        else:
+            raise InputError("V2 inputs must be 1-D tensors (one per column) or a single 2-D tensor")
+    if len({len(a) for a in arrays}) != 1:
+        raise InputError("V2 inputs must all have the same number of rows")
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def routes(state: State) -> list[BaseRoute]:
+    from kappa_online.app import error, json_response
+
+    def model_or_error(name: str) -> Response | None:
+        if state.manifest is None:
+            return error(503, "the model is loading", {"Retry-After": "1"})
+        if name != state.manifest.name:
+            return error(404, f"no model {name!r}; this server has {state.manifest.name!r}")
+        return None
+
+    async def live(request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return json_response({"ready": state.ready}, 200 if state.ready else 503)
+
+    async def model(request: Request) -> Response:
+        problem = model_or_error(request.path_params["name"])
+        if problem is not None:
+            return problem
+        endpoint = state.endpoints[_api_name(state, None)]
+        expected = endpoint.expected
+        inputs = [{"name": f.name, "datatype": datatype(f.type), "shape": [-1]} for f in (expected or [])]
+        declared = endpoint.api.output_adapter.arrow_schema()
+        outputs = [{"name": f.name, "datatype": datatype(f.type), "shape": [-1]} for f in (declared or [])]
+        return json_response(
+            {
+                "name": state.manifest.name,
+                "versions": [state.manifest.version],
+                "platform": "kappa",
+                "inputs": inputs,
+                "outputs": outputs,
+            }
+        )
+
+    async def model_ready(request: Request) -> Response:
+        problem = model_or_error(request.path_params["name"])
+        return problem or json_response({"name": state.manifest.name, "ready": state.ready})
+
+    async def infer(request: Request) -> Response:
+        import json
+
+        problem = model_or_error(request.path_params["name"])
+        if problem is not None:
+            return problem
+        if not state.ready:
+            return error(503, "the server is not ready", {"Retry-After": "1"})
+        try:
+            payload = json.loads(await request.body())
+        except ValueError as exc:
+            return error(400, f"the request body is not valid JSON: {exc}")
+        try:
+            api = _api_name(
+                state, (payload.get("parameters") or {}).get("api") if isinstance(payload, dict) else None
+            )
+            endpoint = state.endpoints[api]
+            batch = to_batch(payload, getattr(endpoint.api.input_adapter, "columns", None))
+            from kappa_online.codec import conform
+
+            batch = conform(batch, endpoint.expected)
+        except InputError as exc:
+            return error(400, str(exc))
+        from kappa_online.dispatcher import Overloaded
+
+        try:
+            scored = await endpoint.dispatcher.submit(batch)
+        except Overloaded as exc:
+            return error(503, str(exc), {"Retry-After": str(int(exc.retry_after))})
+        except InputError as exc:
+            return error(400, str(exc))
+        if scored.errors.num_rows:
+            first = scored.errors.slice(0, 1).to_pylist()[0]
+            return error(int(first["status"]), str(first["message"]))
+        outputs = [
+            {
+                "name": name,
+                "datatype": datatype(column.type),
+                "shape": [scored.outputs.num_rows],
+                "data": column.to_pylist(),
+            }
+            for name, column in zip(scored.outputs.column_names, scored.outputs.columns, strict=True)
+        ]
+        body = {
+            "model_name": state.manifest.name,
+            "model_version": state.manifest.version,
+            "outputs": outputs,
+        }
+        if isinstance(payload, dict) and payload.get("id") is not None:
+            body["id"] = payload["id"]
+        return json_response(body)
+
+    return [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2/models/{name:str}", model),
+        Route("/v2/models/{name:str}/ready", model_ready),
+        Route("/v2/models/{name:str}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name:str}/versions/{version:str}/infer", infer, methods=["POST"]),
+    ]
+
+
+def _api_name(state: State, asked: str | None) -> str:
+    if asked is not None:
+        if asked not in state.endpoints:
+            raise InputError(f"no API {asked!r}; this model has {sorted(state.endpoints)}")
+        return asked
+    return "predict" if "predict" in state.endpoints else next(iter(state.endpoints))
