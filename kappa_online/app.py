@@ -5,9 +5,10 @@ Routes: ``POST /<api>`` for every API, ``GET /metadata``, ``/healthz``, ``/livez
 ``/openapi.json``, the Open Inference Protocol (V2) routes under ``/v2``, and the
 bundle's static web content at ``/``.
 
-The model loads in a thread after start-up, so ``/livez`` answers at once and
-``/readyz`` turns ready when it is loaded. On SIGTERM readiness turns false first;
-in-flight and queued requests still finish before the process exits.
+The model loads (in a thread) before the process accepts connections, so with several
+worker processes on one port no request reaches a worker that cannot serve it yet.
+On SIGTERM ``/readyz`` turns false first; in-flight and queued requests still finish
+before the process exits.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class Endpoint:
         self.metrics.queue_wait.labels(self.name).observe(scored.queue_seconds)
         if scored.errors.num_rows:
             self.metrics.rows_error.labels(self.name).inc(scored.errors.num_rows)
-            failures = scored.errors.to_pylist()
+            failures = [client_error(f) for f in scored.errors.to_pylist()]
             status = min(int(f["status"]) for f in failures)
             body = {"error": failures[0]["message"], "failed_rows": failures}
             return json_response(body, status if 400 <= status < 600 else 500)
@@ -135,6 +136,16 @@ class Endpoint:
             body = await _read_body(request, self.max_body)
         batch = decode(self.api.input_adapter, content_type, body, files)
         return conform(batch, self.expected)
+
+
+REJECTED_INPUT = ("ValueError: ", "TypeError: ")
+
+
+def client_error(failure: dict[str, Any]) -> dict[str, Any]:
+    """A row the model refused with ValueError/TypeError (NaN, wrong values) is the request's fault: 400."""
+    if failure["status"] == 500 and str(failure["message"]).startswith(REJECTED_INPUT):
+        return {**failure, "status": 400, "message": f"the model rejected this input: {failure['message']}"}
+    return failure
 
 
 class _BodyTooLarge(Exception):
@@ -205,13 +216,14 @@ def create_app(bundle: str | None = None, config: ServeConfig | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         _watch_sigterm(state)
-        loader = asyncio.get_running_loop().create_task(_load(state))
+        await _load(state)  # before the first accept: no worker process takes requests it cannot serve
+        if state.failed:
+            raise KappaError(f"cannot serve {state.config.bundle}: {state.failed}")
         try:
             yield
         finally:
             state.ready = False
             state.metrics.ready.set(0)
-            loader.cancel()
             for endpoint in state.endpoints.values():
                 await endpoint.dispatcher.close()
 

@@ -49,10 +49,23 @@ def decode(
         )
     payload = _json(body)
     if isinstance(adapter, JsonInput):
-        return adapter.to_arrow([payload])  # one request is one JSON value
-    batch = adapter.to_arrow(payload)
+        return _adapt(adapter, [payload])  # one request is one JSON value
+    if isinstance(payload, list) and not payload:
+        raise InputError("the request holds no rows; send a list of rows or records")
+    batch = _adapt(adapter, payload)
     if batch.num_rows == 0:
         raise InputError("the request holds no rows")
+    return batch
+
+
+def _adapt(adapter: Any, payload: Any) -> pa.RecordBatch:
+    """The adapter's own decoding; whatever it cannot read is the request's fault (400)."""
+    try:
+        batch: pa.RecordBatch = adapter.to_arrow(payload)
+    except InputError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException) as exc:
+        raise InputError(f"{adapter.describe()} cannot read this payload: {exc}") from None
     return batch
 
 

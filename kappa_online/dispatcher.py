@@ -184,27 +184,28 @@ class Dispatcher:
             await self._maybe_wait()
             self._shed_late(time.monotonic())
             taken = self._take()
-            if not taken:
-                continue
+            if taken:
+                await self._dispatch(loop, taken)
+
+    async def _dispatch(self, loop: asyncio.AbstractEventLoop, taken: list[_Request]) -> None:
+        rows = sum(r.rows for r in taken)
+        start = time.monotonic()
+        self._busy_until = start + self.model.predict(rows)
+        try:
             table = pa.Table.from_batches([r.batch for r in taken]) if len(taken) > 1 else taken[0].batch
-            rows = sum(r.rows for r in taken)
-            start = time.monotonic()
-            self._busy_until = start + self.model.predict(rows)
-            try:
-                result = await loop.run_in_executor(self._executor, self.score, table)
-            except InputError as exc:
-                await self._one_by_one(taken, exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
-                for request in taken:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
-                continue
+            result = await loop.run_in_executor(self._executor, self.score, table)
             elapsed = time.monotonic() - start
             self.model.observe(rows, elapsed)
             for observer in self.observers:
                 observer(rows, elapsed)
             self._answer(taken, result, rows, start)
+        except InputError as exc:
+            await self._one_by_one(taken, exc)
+        except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
+            log.exception("API %s: a batch of %d request(s) failed", self.name, len(taken))
+            for request in taken:
+                if not request.future.done():
+                    request.future.set_exception(exc)
 
     async def _maybe_wait(self) -> None:
         """Hold the queue for the next arrival only while that saves more than it costs."""

@@ -151,7 +151,9 @@ def routes(state: State) -> list[BaseRoute]:
         except InputError as exc:
             return error(400, str(exc))
         if scored.errors.num_rows:
-            first = scored.errors.slice(0, 1).to_pylist()[0]
+            from kappa_online.app import client_error
+
+            first = client_error(scored.errors.slice(0, 1).to_pylist()[0])
             return error(int(first["status"]), str(first["message"]))
         outputs = [
             {

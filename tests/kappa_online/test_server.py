@@ -1,0 +1,345 @@
+"""``kappa serve`` started for real on 127.0.0.1 and called over HTTP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.server
+KAPPA = str(Path(sys.executable).parent / "kappa")
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+SERVICE = """
+import time
+
+import kappa
+from kappa.adapters import DataframeInput, FileInput, JsonInput, JsonOutput
+from kappa.frameworks.sklearn import SklearnModelArtifact
+from kappa.types import InferenceError
+
+@kappa.web_static_content("{web}")
+@kappa.artifacts([SklearnModelArtifact("model")])
+class OnlineIris(kappa.BentoService):
+    @kappa.api(input=DataframeInput(columns={features}), batch=True)
+    def predict(self, df):
+        predictions = self.artifacts.model.predict(df.to_numpy())
+        return [
+            InferenceError(http_status=400, err_msg="sepal_length must not be negative") if x < 0 else int(p)
+            for x, p in zip(df["sepal_length"], predictions)
+        ]
+
+    @kappa.api(input=DataframeInput(columns={features}), batch=True, mb_max_latency=300)
+    def slow(self, df):
+        time.sleep(0.05 + 0.0005 * len(df))
+        return self.artifacts.model.predict(df.to_numpy())
+
+    @kappa.api(input=JsonInput(), output=JsonOutput(), batch=True)
+    def echo(self, items):
+        return [{{"got": item}} for item in items]
+
+    @kappa.api(input=FileInput(), batch=True)
+    def size(self, files):
+        return [len(f.read() if hasattr(f, "read") else f) for f in files]
+"""
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    root = tmp_path_factory.mktemp("online_svc")
+    web = root / "web"
+    web.mkdir()
+    (web / "index.html").write_text("<h1>iris demo</h1>")
+    (web / "app.js").write_text("console.log('hi')")
+    (root / "online_iris_service.py").write_text(SERVICE.format(web=web, features=FEATURES))
+    sys.path.insert(0, str(root))
+    try:
+        import online_iris_service
+    finally:
+        sys.path.remove(str(root))
+    X, y = load_iris(return_X_y=True)
+    svc = online_iris_service.OnlineIris().pack("model", LogisticRegression(max_iter=1000).fit(X, y))
+    path = svc.save_to_dir(str(tmp_path_factory.mktemp("bundle") / "iris"))
+    sys.modules.pop("online_iris_service", None)
+    return path
+
+
+class Server:
+    def __init__(self, bundle: str, *args: str) -> None:
+        from tests.servers import free_port, wait_for_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [KAPPA, "serve", bundle, "--port", str(self.port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_for_port(self.port, timeout=60, process=self.process)
+        deadline = time.monotonic() + 60
+        while self.get("/readyz")[0] != 200:
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.1)
+
+    def request(self, path: str, body: bytes | None = None, content_type: str = "application/json",
+                headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:  # fmt: skip
+        request = urllib.request.Request(
+            self.url + path, data=body, method="POST" if body is not None else "GET",
+            headers={"Content-Type": content_type, **(headers or {})} if body is not None else {},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), dict(exc.headers)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            status, body, _ = self.request(path)
+        except OSError:
+            return 0, b""
+        return status, body
+
+    def post(self, path: str, payload: object) -> tuple[int, object]:
+        status, body, _ = self.request(path, json.dumps(payload).encode())
+        return status, json.loads(body)
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.terminate()
+        out, _ = self.process.communicate(timeout=60)
+        return out
+
+
+@pytest.fixture(scope="module")
+def server(bundle):
+    running = Server(bundle)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def iris_rows():
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame.iloc[:, :4]
+    frame.columns = FEATURES
+    return frame
+
+
+def test_online_predictions_equal_kappa_run(server, bundle, iris_rows, tmp_path):
+    source = tmp_path / "iris.csv"
+    iris_rows.to_csv(source, index=False)
+    out = tmp_path / "out.parquet"
+    result = subprocess.run(
+        [KAPPA, "run", bundle, "predict", "--input-file", str(source), "--output-file", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    offline = pd.read_parquet(out).sort_values("_row")["prediction"].tolist()
+    rows = iris_rows.to_numpy().tolist()
+    assert server.post("/predict", rows) == (200, offline)  # rows, as `kappa run --input` takes
+    assert server.post("/predict", iris_rows.to_dict(orient="records")) == (200, offline)
+    assert server.post("/predict", json.loads(iris_rows.to_json(orient="split", index=False))) == (
+        200,
+        offline,
+    )
+    status, body, _ = server.request("/predict", iris_rows.to_csv(index=False).encode(), "text/csv")
+    assert (status, json.loads(body)) == (200, offline)
+    one_by_one = [server.post("/predict", [row])[1][0] for row in rows[:20]]
+    assert one_by_one == offline[:20]
+
+
+def test_json_file_and_v2_endpoints(server, iris_rows):
+    assert server.post("/echo", {"a": [1, 2]}) == (200, [{"got": {"a": [1, 2]}}])
+    status, body, _ = server.request("/size", b"\x00" * 1234, "application/octet-stream")
+    assert (status, json.loads(body)) == (200, [1234])
+    boundary = "kappaboundary"
+    form = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n{'x' * 77}\r\n--{boundary}--\r\n"
+    ).encode()
+    status, body, _ = server.request("/size", form, f"multipart/form-data; boundary={boundary}")
+    assert (status, json.loads(body)) == (200, [77])
+    assert server.get("/v2/health/live")[0] == 200 and server.get("/v2/health/ready")[0] == 200
+    status, meta = server.get("/v2/models/OnlineIris")
+    assert status == 200 and [i["name"] for i in json.loads(meta)["inputs"]] == FEATURES
+    tensor = {
+        "name": "x",
+        "shape": [2, 4],
+        "datatype": "FP64",
+        "data": iris_rows.iloc[[0, 100]].to_numpy().ravel().tolist(),
+    }
+    status, body = server.post("/v2/models/OnlineIris/infer", {"id": "r1", "inputs": [tensor]})
+    assert status == 200 and body["id"] == "r1"
+    assert (
+        body["outputs"][0]["data"] == server.post("/predict", iris_rows.iloc[[0, 100]].to_numpy().tolist())[1]
+    )
+    assert server.post("/v2/models/Other/infer", {"inputs": [tensor]})[0] == 404
+    assert server.post("/v2/models/OnlineIris/infer", {"inputs": "nope"})[0] == 400
+
+
+def test_service_routes(server):
+    status, body = server.get("/metadata")
+    meta = json.loads(body)
+    assert status == 200 and meta["name"] == "OnlineIris"
+    assert [a["name"] for a in meta["artifacts"]] == ["model"] and "metadata" in meta["artifacts"][0]
+    assert server.get("/healthz")[0] == server.get("/livez")[0] == server.get("/readyz")[0] == 200
+    status, spec = server.get("/openapi.json")
+    assert status == 200 and {"/predict", "/echo", "/size"} <= set(json.loads(spec)["paths"])
+    status, page = server.get("/docs")
+    assert status == 200 and b"/docs/static/swagger-ui-bundle.js" in page and b"https://" not in page
+    assert server.get("/docs/static/swagger-ui-bundle.js")[0] == 200  # served from local files
+    assert server.get("/") == (200, b"<h1>iris demo</h1>")
+    assert server.get("/app.js") == (200, b"console.log('hi')")
+    server.post("/predict", [[5.1, 3.5, 1.4, 0.2]])
+    server.post("/predict", [[-1, 3.5, 1.4, 0.2]])
+    metrics = server.get("/metrics")[1].decode()
+    names = ("requests_total", "request_duration_seconds_bucket", "batch_size_rows_bucket")
+    for name in (*names, "queue_wait_seconds_bucket", "rows_error_total"):
+        assert f"kappa_{name}" in metrics
+    assert 'kappa_requests_total{api="predict",status="400"}' in metrics
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "says"),
+    [
+        (b"{not json", "application/json", 400, "not valid JSON"),
+        (b"", "application/json", 400, "empty"),
+        (b"[[1, 2]]", "application/json", 400, "expects 4 columns"),
+        (b'[{"sepal_length": 1}]', "application/json", 400, "missing column"),
+        (b'[["a", "b", "c", "d"]]', "application/json", 400, "holds"),
+        (b"[]", "application/json", 400, "no rows"),
+        (b"42", "application/json", 400, "DataframeInput"),
+        (b"<xml/>", "application/xml", 415, "not accepted"),
+        (b"a,b\n1,2", "text/csv", 400, "missing column"),
+        (b"a,b\n1", "text/csv", 400, "not valid CSV"),
+    ],
+)
+def test_malformed_payloads_get_4xx_with_a_message(server, body, content_type, status, says):
+    got, text, _ = server.request("/predict", body, content_type)
+    assert got == status, text
+    assert says in json.loads(text)["error"]
+
+
+def test_oversized_bodies_get_413(bundle):
+    small = Server(bundle, "--max-body-bytes", "1000")
+    try:
+        status, body, _ = small.request("/predict", json.dumps([[5.1, 3.5, 1.4, 0.2]] * 100).encode())
+        assert status == 413 and "larger than 1000 bytes" in json.loads(body)["error"]
+        assert small.post("/predict", [[5.1, 3.5, 1.4, 0.2]])[0] == 200
+    finally:
+        small.stop()
+
+
+def test_fuzzed_payloads_never_get_5xx(server):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5)
+    )
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+        max_leaves=20,
+    )  # noqa: E501
+    rows = st.lists(
+        st.lists(
+            st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=3), st.none()),
+            min_size=0,
+            max_size=6,
+        ),
+        max_size=4,
+    )  # noqa: E501
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(payload=st.one_of(values, rows))
+    def check(payload: object) -> None:
+        status, body, _ = server.request("/predict", json.dumps(payload).encode())
+        assert status < 500, (payload, body)
+
+    check()
+
+
+def test_one_bad_request_in_a_batch_gets_its_own_4xx(server):
+    good = [[5.1, 3.5, 1.4, 0.2]]
+    payloads = [good] * 31 + [[[-2.0, 3.5, 1.4, 0.2]]]
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(lambda p: server.post("/predict", p), payloads * 3))
+    bad = [r for r, p in zip(results, payloads * 3, strict=True) if p[0][0] < 0]
+    ok = [r for r, p in zip(results, payloads * 3, strict=True) if p[0][0] >= 0]
+    assert all(status == 400 and "must not be negative" in body["error"] for status, body in bad)
+    assert all(result == (200, [0]) for result in ok)
+    metrics = server.get("/metrics")[1].decode()
+    batched = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('kappa_batch_size_rows_bucket{api="predict",le="1.0"}')
+    ]
+    total = [
+        line for line in metrics.splitlines() if line.startswith('kappa_batch_size_rows_count{api="predict"}')
+    ]
+    assert float(batched[0].split()[-1]) < float(total[0].split()[-1])  # some batches held several requests
+
+
+def test_overload_is_shed_with_503_and_retry_after(bundle):
+    busy = Server(bundle, "--mb-max-batch-size", "4")
+    try:
+        row = [[5.1, 3.5, 1.4, 0.2]]
+        with ThreadPoolExecutor(64) as pool:
+            results = list(pool.map(lambda _: busy.request("/slow", json.dumps(row).encode()), range(400)))
+        statuses = [status for status, _, _ in results]
+        assert set(statuses) <= {200, 503}
+        assert statuses.count(200) > 0 and statuses.count(503) > 0
+        shed = next(headers for status, _, headers in results if status == 503)
+        assert int(shed["retry-after"]) >= 1
+    finally:
+        busy.stop()
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits(bundle):
+    server = Server(bundle)
+    row = json.dumps([[5.1, 3.5, 1.4, 0.2]]).encode()
+    results: list[int] = []
+
+    def call() -> None:
+        results.append(server.request("/slow", row)[0])
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)  # the requests are in flight or queued
+    server.process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=30)
+    server.process.wait(timeout=30)
+    assert results == [200] * 8
+    assert server.process.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it drained on
+
+
+def test_several_workers_share_one_port(bundle):
+    server = Server(bundle, "--workers", "2")
+    try:
+        assert all(server.post("/predict", [[6.7, 3.0, 5.2, 2.3]]) == (200, [2]) for _ in range(20))
+    finally:
+        server.stop()
+
+
+def test_bad_bundle_reference_is_a_clear_error(tmp_path):
+    result = subprocess.run([KAPPA, "serve", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert result.returncode != 0 and "no bundle at" in result.stderr and "Traceback" not in result.stderr
