@@ -59,6 +59,9 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
+NO_ERRORS = _errors([], [], [])
+
+
 class BatchRunner:
     """Scores batches with ``api_name`` of ``service`` (a loaded service or a bundle reference)."""
 
@@ -106,7 +109,7 @@ class BatchRunner:
             return _concat([left[0], right[0]]), _concat([left[1], right[1]])
         outputs = pa.Table.from_batches([outcome.outputs])
         if not outcome.errors:
-            return outputs, _errors([], [], [])
+            return outputs, NO_ERRORS
         return outputs, _errors(
             [offset + e.row for e in outcome.errors],
             [e.status for e in outcome.errors],

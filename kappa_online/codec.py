@@ -52,10 +52,56 @@ def decode(
         return _adapt(adapter, [payload])  # one request is one JSON value
     if isinstance(payload, list) and not payload:
         raise InputError("the request holds no rows; send a list of rows or records")
-    batch = _adapt(adapter, payload)
+    batch = _rows(adapter, payload)
+    if batch is None:
+        batch = _adapt(adapter, payload)
     if batch.num_rows == 0:
         raise InputError("the request holds no rows")
     return batch
+
+
+SCALARS = (int, float, str, bool, type(None))
+
+
+def _rows(adapter: Any, payload: Any) -> pa.RecordBatch | None:
+    """Rows (``[[...], ...]``) or records (``[{...}, ...]``) of scalars straight to Arrow.
+
+    Gives what the adapter's own pandas route gives (names, types, nulls) without building
+    a DataFrame per request; anything less regular goes that route (``None``).
+    """
+    if not isinstance(payload, list) or not payload:
+        return None
+    first = payload[0]
+    if isinstance(first, list):
+        width = len(first)
+        if any(not isinstance(row, list) or len(row) != width for row in payload):
+            return None
+        declared = getattr(adapter, "columns", None)
+        if declared is not None and len(declared) != width:
+            return None
+        names = list(declared) if declared is not None else [str(i) for i in range(width)]
+        columns: list[Any] = list(zip(*payload, strict=True))
+    elif isinstance(first, dict):
+        names = list(first)
+        if any(not isinstance(row, dict) or list(row) != names for row in payload):
+            return None
+        columns = [[row[name] for row in payload] for name in names]
+    else:
+        return None
+    if not names or len(set(names)) != len(names):
+        return None
+    arrays = []
+    for column in columns:
+        if any(not isinstance(value, SCALARS) for value in column):
+            return None
+        try:
+            array = pa.array(column)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return None  # mixed kinds: the adapter decides
+        if pa.types.is_null(array.type):
+            return None
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, names=[str(n) for n in names])
 
 
 def _adapt(adapter: Any, payload: Any) -> pa.RecordBatch:
