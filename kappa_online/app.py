@@ -124,10 +124,11 @@ class Endpoint:
         return json_response(encode(scored.outputs, self.api.output_adapter))
 
     async def _decode(self, request: Request) -> pa.RecordBatch:
-        declared = request.headers.get("content-length")
+        headers = request.headers
+        declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
             raise _BodyTooLarge
-        content_type = request.headers.get("content-type")
+        content_type = headers.get("content-type")
         files = None
         if content_type and content_type.startswith("multipart/form-data"):
             files = await _form_files(request)

@@ -80,6 +80,9 @@ def _rows(adapter: Any, payload: Any) -> pa.RecordBatch | None:
         if declared is not None and len(declared) != width:
             return None
         names = list(declared) if declared is not None else [str(i) for i in range(width)]
+        numeric = _numeric_rows(payload, width)
+        if numeric is not None:
+            return pa.RecordBatch.from_arrays(numeric, names=[str(n) for n in names]) if names else None
         columns: list[Any] = list(zip(*payload, strict=True))
     elif isinstance(first, dict):
         names = list(first)
@@ -102,6 +105,21 @@ def _rows(adapter: Any, payload: Any) -> pa.RecordBatch | None:
             return None
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, names=[str(n) for n in names])
+
+
+def _numeric_rows(payload: list[Any], width: int) -> list[pa.Array] | None:
+    """Rows of plain numbers as columns, through one NumPy array (the common online request)."""
+    import numpy as np
+
+    try:
+        matrix = np.array(payload)
+    except (ValueError, TypeError):
+        return None
+    if matrix.ndim != 2 or matrix.shape[1] != width or matrix.dtype.kind not in "fi":
+        return None
+    if any(type(v) is bool for row in payload for v in row):
+        return None  # NumPy would read True as 1; pandas keeps booleans
+    return [pa.array(matrix[:, i]) for i in range(width)]
 
 
 def _adapt(adapter: Any, payload: Any) -> pa.RecordBatch:

@@ -67,6 +67,7 @@ def build(state: State) -> list[BaseRoute]:
         return HTMLResponse(DOCS_PAGE.format(title=title))
 
     routes: list[BaseRoute] = [
+        Route("/{api:str}", api, methods=["POST"]),  # first: the hot path matches at once
         Route("/healthz", healthz),
         Route("/livez", livez),
         Route("/readyz", healthz),
@@ -76,7 +77,6 @@ def build(state: State) -> list[BaseRoute]:
         Route("/docs", docs),
         Mount("/docs/static", StaticFiles(directory=_swagger_files()), name="swagger"),
         *v2.routes(state),
-        Route("/{api:str}", api, methods=["POST"]),
         Route("/", _static_index(state)),
         Mount("/", _StaticContent(state), name="web"),
     ]
