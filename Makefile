@@ -31,6 +31,7 @@ lint: install
 
 PEERS := bench/.venv-peers
 bench: install $(PEERS)/.installed ## benchmarks side by side with peers; record figures in bench/RESULTS.md
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(APT_INSTALL) wrk; }
 	$(BIN)/python bench/run.py
 
 $(PEERS)/.installed: ## BentoML and MLflow in a venv of their own, so their pins never touch ours

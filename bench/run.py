@@ -13,6 +13,7 @@ BENCHMARKS = [
     "batch_scoring.py",
     "spark_scoring.py",
     "dask_scoring.py",
+    "online_serving.py",
 ]
 
 
