@@ -243,6 +243,10 @@ async def _load(state: State) -> None:
         log.error("cannot load %s: %s", state.config.bundle, state.failed)
         return
     state.start_endpoints()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the loaded model and libraries leave the collector's scans: no long pauses under load
     state.ready = True
     state.metrics.ready.set(1)
     state.loaded.set()
