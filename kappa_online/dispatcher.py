@@ -9,7 +9,9 @@ One dispatcher per API feeds a single model thread, in arrival order:
   a batch costs about ``overhead + per_row * rows``, fitted online from measured
   batches. Holding the queue for the expected gap to the next request costs every
   queued request that gap and saves one batch overhead, so the dispatcher waits only
-  while ``queued * gap < overhead`` and the oldest request can still make its deadline.
+  while ``queued * gap < overhead``, the oldest request can still make its deadline, and
+  fewer requests wait than were recently seen waiting at once (when they all wait, the
+  clients are all waiting on us and no one else will come).
 * **Load shedding.** A request whose estimated completion (the work ahead of it plus
   its own batch) would pass ``max_latency`` is refused at once with
   :class:`Overloaded` (HTTP 503 with ``Retry-After``); a queued request whose deadline
@@ -125,6 +127,7 @@ class Dispatcher:
         self.gap = math.inf  # EWMA of the time between arrivals
         self._last_arrival: float | None = None
         self._busy_until = 0.0  # estimated end of the batch in flight
+        self._peak = 1.0  # decaying maximum of requests waiting at a dispatch: the clients seen at once
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -217,6 +220,9 @@ class Dispatcher:
     async def _maybe_wait(self) -> None:
         """Hold the queue for the next arrival only while that saves more than it costs."""
         if not self.enabled or self._closing or self.model.observations < 3:
+            return
+        self._peak = max(float(len(self.queue)), 0.98 * self._peak)
+        if len(self.queue) >= self._peak:  # as many waiting as were ever seen at once: no one else comes
             return
         while self.queue and self.queued_rows < self.max_batch_rows:
             gap = self.gap
