@@ -14,9 +14,12 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pyarrow as pa
 
 from kappa.errors import InputError, KappaError
 
@@ -53,6 +56,14 @@ def check_env_check(value: str) -> None:
         raise InputError(f"env_check must be one of {ENV_CHECKS}, not {value!r}")
 
 
+ERROR_MODES = ("raise", "column")
+
+
+def check_errors(value: str) -> None:
+    if value not in ERROR_MODES:
+        raise InputError(f"errors must be 'raise' or 'column', not {value!r}")
+
+
 def describe(bundle: str | os.PathLike[str]) -> tuple[Path, Manifest]:
     """The local folder and manifest of ``bundle`` (a path, URL or ``NAME[:VERSION|:latest]``)."""
     from kappa.bundle.load import resolve
@@ -65,6 +76,40 @@ def describe(bundle: str | os.PathLike[str]) -> tuple[Path, Manifest]:
 def is_remote_url(bundle: str | os.PathLike[str]) -> bool:
     text = os.fspath(bundle)
     return "://" in text and not text.startswith("file://")
+
+
+_learned: dict[tuple[str, str, str], pa.Schema] = {}
+
+
+def output_schema(
+    bundle: str | os.PathLike[str],
+    api: str,
+    input_key: str,
+    sample: Callable[[], pa.RecordBatch | pa.Table],
+    hint: str,
+) -> pa.Schema:
+    """The API's output columns: declared in the bundle's manifest, or learned by scoring ``sample()``
+    (real rows of the input, never made-up ones) here once, remembered per bundle, API and
+    ``input_key`` (the input's columns and types)."""
+    from kappa.bundle.manifest import schema_from_dict
+
+    path, manifest = describe(bundle)
+    declared = schema_from_dict(manifest.api(api).output_schema)
+    if declared is not None:
+        return declared
+    key = (manifest.digest, api, input_key)
+    if key not in _learned:
+        from kappa_batch.runner import BatchRunner
+
+        result = BatchRunner(path, api).run(sample())
+        if result.errors.num_rows == result.outputs.num_rows:
+            why = result.errors.to_pylist()[0]["message"] if result.errors.num_rows else "the input is empty"
+            raise InputError(
+                f"cannot tell the output columns of API {api}: "
+                f"no sampled row got a prediction ({why}); {hint}"
+            )
+        _learned[key] = result.outputs.schema
+    return _learned[key]
 
 
 def ship_archive(path: Path, manifest: Manifest) -> Path:

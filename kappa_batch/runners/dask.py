@@ -25,8 +25,10 @@ from kappa.errors import InputError, KappaError, missing_dependency
 from kappa_batch.remote import (
     BundleHandle,
     check_env_check,
+    check_errors,
     describe,
     is_remote_url,
+    output_schema,
     ship_archive,
     unpacked,
     worker_runner,
@@ -37,7 +39,6 @@ log = logging.getLogger(__name__)
 BUNDLES_DIR = "kappa-bundles"
 ERROR_FIELDS = [pa.field("_status", pa.int32()), pa.field("_message", pa.string())]
 _shipped: set[tuple[str, str]] = set()  # (client id, digest)
-_output_schemas: dict[tuple[str, str, str], pa.Schema] = {}
 
 
 def _distributed() -> Any:
@@ -117,35 +118,17 @@ def runner_for(handle: BundleHandle, api: str, env_check: str) -> Any:
 # -- Dask DataFrames ---------------------------------------------------------------------------------
 
 
-def output_schema(ddf: Any, bundle: str | os.PathLike[str], api: str, id_column: str | None) -> pa.Schema:
-    """The API's output columns: declared in the bundle, or learned from scoring real rows.
+def _learned_schema(ddf: Any, bundle: str | os.PathLike[str], api: str, id_column: str | None) -> pa.Schema:
+    """Declared in the bundle, or learned from the first rows of the first partition."""
 
-    An API whose output adapter declares its schema needs nothing else. Otherwise the
-    first rows of the first partition (the user's data, never made-up rows) are scored
-    here once; the schema is remembered per bundle, API and input columns.
-    """
-    from kappa.bundle.manifest import schema_from_dict
-
-    _, manifest = describe(bundle)
-    declared = schema_from_dict(manifest.api(api).output_schema)
-    if declared is not None:
-        return declared
-    key = (manifest.digest, api, repr(list(ddf.dtypes.items())))
-    if key not in _output_schemas:
-        from kappa_batch.runner import BatchRunner
-
-        sample = ddf.head(256, npartitions=1)
+    def sample() -> pa.RecordBatch:
+        rows = ddf.head(256, npartitions=1)
         if id_column is not None:
-            sample = sample.drop(columns=[id_column])
-        result = BatchRunner(bundle, api).run(pa.RecordBatch.from_pandas(sample, preserve_index=False))
-        if result.errors.num_rows == result.outputs.num_rows:
-            why = result.errors.to_pylist()[0]["message"] if result.errors.num_rows else "the input is empty"
-            raise InputError(
-                f"cannot tell the output columns of API {api}: no sampled row got a prediction ({why}); "
-                "pass meta= or declare the output (e.g. DefaultOutput(dtype='int64'))"
-            )
-        _output_schemas[key] = result.outputs.schema
-    return _output_schemas[key]
+            rows = rows.drop(columns=[id_column])
+        return pa.RecordBatch.from_pandas(rows, preserve_index=False)
+
+    hint = "pass meta= or declare the output (e.g. DefaultOutput(dtype='int64'))"
+    return output_schema(bundle, api, repr(list(ddf.dtypes.items())), sample, hint)
 
 
 def _empty_frame(schema: pa.Schema, index: Any) -> Any:
@@ -170,13 +153,12 @@ def score(
     the bundle does not declare them.
     """
     _distributed()
-    if errors not in ("raise", "column"):
-        raise InputError(f"errors must be 'raise' or 'column', not {errors!r}")
+    check_errors(errors)
     check_env_check(env_check)
     if id_column is not None and id_column not in ddf.columns:
         raise InputError(f"id column {id_column!r} is not in the input; its columns are {list(ddf.columns)}")
     handle = ship(bundle)
-    outputs = _meta_schema(meta) if meta is not None else output_schema(ddf, bundle, api, id_column)
+    outputs = _meta_schema(meta) if meta is not None else _learned_schema(ddf, bundle, api, id_column)
     fields = list(outputs)
     if id_column is not None:
         id_type = pa.Schema.from_pandas(ddf._meta[[id_column]], preserve_index=False).field(0)

@@ -24,8 +24,10 @@ from kappa.errors import InferenceError, InputError, missing_dependency
 from kappa_batch.remote import (
     BundleHandle,
     check_env_check,
+    check_errors,
     describe,
     is_remote_url,
+    output_schema,
     ship_archive,
     unpacked,
     worker_runner,
@@ -132,8 +134,7 @@ class KappaUDF:
     """A column UDF over a bundle's API; call it with columns (names or ``Column`` objects)."""
 
     def __init__(self, spark: Any, bundle: str, api: str, return_type: Any, errors: str, env_check: str):
-        if errors not in ("raise", "column"):
-            raise InputError(f"errors must be 'raise' or 'column', not {errors!r}")
+        check_errors(errors)
         check_env_check(env_check)
         self.handle = ship(spark, bundle)
         from kappa.bundle.load import resolve
@@ -221,37 +222,6 @@ def udf(
 # -- whole DataFrames (spark-submit jobs, `kappa run --engine spark`) ---------------------
 
 
-_output_schemas: dict[tuple[str, str, str], pa.Schema] = {}
-
-
-def _sample_output_schema(df: Any, bundle_path: str, api: str, id_column: str | None) -> pa.Schema:
-    """The API's output schema: declared by its adapter, or read from scoring real rows in the driver.
-
-    Remembered per bundle digest, API and input schema, so only the first call pays the sample job.
-    """
-    from kappa_batch.runner import BatchRunner
-
-    runner = BatchRunner(bundle_path, api)
-    declared = runner.api.output_adapter.arrow_schema()
-    if declared is not None:
-        return declared
-    key = (runner.manifest.digest if runner.manifest else bundle_path, api, df.schema.simpleString())
-    if key not in _output_schemas:
-        _output_schemas[key] = _score_sample(df, runner, api, id_column)
-    return _output_schemas[key]
-
-
-def _score_sample(df: Any, runner: Any, api: str, id_column: str | None) -> pa.Schema:
-    sample = df.limit(256).toArrow()
-    if id_column is not None:
-        sample = sample.drop_columns([id_column])
-    result = runner.run(sample)
-    if result.errors.num_rows == result.outputs.num_rows:
-        why = result.errors.to_pylist()[0]["message"] if result.errors.num_rows else "the input is empty"
-        raise InputError(f"cannot tell the output type of API {api}: no sampled row got a prediction ({why})")
-    return result.outputs.schema
-
-
 def score(
     df: Any,
     bundle: str,
@@ -265,16 +235,21 @@ def score(
     ``errors="column"`` adds ``_status``/``_message`` (null where the row got a
     prediction); ``errors="raise"`` fails the task on the first failed row instead.
     """
-    from kappa.bundle.load import resolve
     from kappa_batch.scoring import aligned_columns, split_ids
 
-    if errors not in ("raise", "column"):
-        raise InputError(f"errors must be 'raise' or 'column', not {errors!r}")
+    check_errors(errors)
     check_env_check(env_check)
     handle = ship(df.sparkSession, bundle)
     if id_column is not None and id_column not in df.columns:
         raise InputError(f"id column {id_column!r} is not in the input; its columns are {df.columns}")
-    outputs = _sample_output_schema(df, str(resolve(bundle)), api, id_column)
+    sample = df.drop(id_column) if id_column else df
+    outputs = output_schema(
+        bundle,
+        api,
+        df.schema.simpleString(),
+        lambda: sample.limit(256).toArrow(),
+        "declare the API's output (e.g. DefaultOutput(dtype='int64'))",
+    )
     fields = [df.schema[id_column]] if id_column else []
     from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
