@@ -76,27 +76,22 @@ def resolve_bundle(ref: str) -> str:
     return open_repository().get(ref).tag
 
 
-def recorded_bundle(output_path: str, fmt: str | None = None) -> str | None:
-    """The bundle version an earlier, unfinished run into ``output_path`` scored with."""
+def earlier_run(output_path: str, fmt: str | None = None) -> tuple[str, str | None]:
+    """What an earlier run left at ``output_path``: ``"none"``, ``"complete"`` or ``"partial"``,
+    and for a partial one the bundle version it scored with (from its ``_kappa/run.json``)."""
     from kappa_batch.shards import RUN_FILE, OutputSpec, ShardedOutput
-
-    output = ShardedOutput(OutputSpec.parse(output_path, fmt, None))
-    if not output.fs.exists(f"{output.state}/{RUN_FILE}") or output.committed() is not None:
-        return None
-    run = json.loads(output.fs.cat_file(f"{output.state}/{RUN_FILE}"))
-    bundle = run.get("bundle")
-    return str(bundle) if bundle else None
-
-
-def output_state(output_path: str, fmt: str | None = None) -> str:
-    """``"none"``, ``"complete"`` or ``"partial"``: what an earlier run left at ``output_path``."""
-    from kappa_batch.shards import OutputSpec, ShardedOutput
 
     output = ShardedOutput(OutputSpec.parse(output_path, fmt, None))
     output.fs.invalidate_cache()
     if not output.exists():
-        return "none"
-    return "complete" if output.committed() is not None else "partial"
+        return "none", None
+    if output.committed() is not None:
+        return "complete", None
+    run_file = f"{output.state}/{RUN_FILE}"
+    if not output.fs.exists(run_file):
+        return "partial", None
+    bundle = json.loads(output.fs.cat_file(run_file)).get("bundle")
+    return "partial", str(bundle) if bundle else None
 
 
 class KappaScoreOperator(BaseOperator):  # type: ignore[misc]
@@ -139,9 +134,8 @@ class KappaScoreOperator(BaseOperator):  # type: ignore[misc]
     # -- run ------------------------------------------------------------------------------------
     def execute(self, context: Any) -> dict[str, Any]:
         fmt = self.engine_conf.get("format")
-        state = output_state(self.output_path, fmt)
-        recorded = recorded_bundle(self.output_path, fmt) if state == "partial" and self.resume else None
-        if recorded is not None:
+        state, recorded = earlier_run(self.output_path, fmt)
+        if recorded is not None and self.resume:
             tag = recorded
             self.log.info("continuing the unfinished run into %s with %s", self.output_path, tag)
         else:

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from kappa.adapters._json import dumps
 from kappa.errors import InputError, KappaError
 from kappa_online.codec import UnsupportedMediaType, conform, decode, encode
-from kappa_online.dispatcher import Dispatcher, Overloaded
+from kappa_online.dispatcher import Dispatcher, Overloaded, Scored
 from kappa_online.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,13 @@ class Endpoint:
             return error(415, str(exc))
         except InputError as exc:
             return error(400, str(exc))
+        scored = await self.score(batch)
+        if isinstance(scored, Response):
+            return scored
+        return json_response(encode(scored.outputs, self.api.output_adapter))
+
+    async def score(self, batch: pa.RecordBatch) -> Scored | Response:
+        """``batch`` through the dispatcher: its outputs, or the error response (REST and V2 alike)."""
         try:
             scored = await self.dispatcher.submit(batch)
         except Overloaded as exc:
@@ -121,7 +128,7 @@ class Endpoint:
             return json_response(body, status if 400 <= status < 600 else 500)
         if self.expected is None:  # learn the columns this API takes from a request that worked
             self.expected = _widened(batch.schema)
-        return json_response(encode(scored.outputs, self.api.output_adapter))
+        return scored
 
     async def _decode(self, request: Request) -> pa.RecordBatch:
         headers = request.headers
@@ -191,7 +198,6 @@ class State:
         self.manifest: Any = None
         self.service: Any = None
         self.endpoints: dict[str, Endpoint] = {}
-        self.loaded = asyncio.Event()
 
     def load(self) -> None:
         """In a thread: resolve, verify and load the bundle."""
@@ -249,7 +255,6 @@ async def _load(state: State) -> None:
     gc.freeze()  # the loaded model and libraries leave the collector's scans: no long pauses under load
     state.ready = True
     state.metrics.ready.set(1)
-    state.loaded.set()
     log.info("serving %s (%s)", state.manifest.tag, ", ".join(f"POST /{n}" for n in state.endpoints))
 
 

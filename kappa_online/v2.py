@@ -142,19 +142,9 @@ def routes(state: State) -> list[BaseRoute]:
             batch = conform(batch, endpoint.expected)
         except InputError as exc:
             return error(400, str(exc))
-        from kappa_online.dispatcher import Overloaded
-
-        try:
-            scored = await endpoint.dispatcher.submit(batch)
-        except Overloaded as exc:
-            return error(503, str(exc), {"Retry-After": str(int(exc.retry_after))})
-        except InputError as exc:
-            return error(400, str(exc))
-        if scored.errors.num_rows:
-            from kappa_online.app import client_error
-
-            first = client_error(scored.errors.slice(0, 1).to_pylist()[0])
-            return error(int(first["status"]), str(first["message"]))
+        scored = await endpoint.score(batch)
+        if isinstance(scored, Response):
+            return scored
         outputs = [
             {
                 "name": name,
