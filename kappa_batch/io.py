@@ -117,10 +117,12 @@ def file_source(spec: str, fmt: str | None, batch_size: int) -> InputSource:
         total = sum(shard.rows for shard in plan)
         description = f"{len(files)} parquet file(s) from {spec}"
         return InputSource(iter(()), total, description, files, fs=fs, plan=plan)
-    filesystem = None if type(fs).__name__ == "LocalFileSystem" else fs
-    dataset_format: Any = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}[kind]
+    description = f"{len(files)} {kind} file(s) from {spec}"
+    if not is_local_fs(fs):
+        return InputSource(_guard(_remote_text(fs, files, kind), spec, kind), None, description, files)
+    dataset_format: Any = {"csv": "csv", "jsonl": "json"}[kind]
     try:
-        dataset = ds.dataset(files, format=dataset_format, filesystem=filesystem)
+        dataset = ds.dataset(files, format=dataset_format)
         # Bounded readahead keeps memory proportional to the batch size, not the input.
         scanner = dataset.scanner(
             batch_size=batch_size, use_threads=True, batch_readahead=2, fragment_readahead=1
@@ -128,16 +130,57 @@ def file_source(spec: str, fmt: str | None, batch_size: int) -> InputSource:
         batches = scanner.to_batches()
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read input {spec!r} as {kind}: {exc}") from None
-    return InputSource(_guard(batches, spec, kind), None, f"{len(files)} {kind} file(s) from {spec}", files)
+    return InputSource(_guard(batches, spec, kind), None, description, files)
+
+
+def _remote_text(fs: Any, files: list[str], kind: str) -> Iterator[pa.RecordBatch]:
+    """Remote CSV / JSON Lines, one file at a time, fetched into Arrow's own memory.
+
+    Arrow's text readers read ahead on their own threads; given a Python file object they
+    would own Python objects on those threads (see :func:`parquet_file`), so each file is
+    fetched first (one file in memory at a time) and parsed from memory with all threads.
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+
+    for file in files:
+        size = int(fs.size(file))
+        data = pa.allocate_buffer(size)
+        with fs.open(file, "rb") as handle:
+            view, done = memoryview(data), 0
+            while done < size:
+                read = handle.readinto(view[done:])
+                if not read:
+                    raise InputError(f"{file} ended after {done} of {size} bytes; was it changed while read?")
+                done += read
+        reader = pacsv.open_csv if kind == "csv" else pajson.open_json
+        yield from reader(pa.BufferReader(data))
+
+
+def is_local_fs(fs: Any) -> bool:
+    """An fsspec local file system, whose paths Arrow can open itself."""
+    return type(fs).__name__ == "LocalFileSystem"
+
+
+def parquet_file(fs: Any, file: str) -> Any:
+    """A ``ParquetFile`` that Arrow reads itself where it can (local files, memory-mapped).
+
+    A remote file is read through its fsspec file object: such a file must be read on the
+    calling thread (``use_threads=False``) and never pre-buffered, because Arrow's reader
+    threads would otherwise own buffers that hold Python objects, and one released by such a
+    thread while the interpreter exits aborts the process ("terminate called without an
+    active exception", apache/arrow#34314); this is what crashed ``kappa run`` at exit.
+    """
+    import pyarrow.parquet as pq
+
+    if is_local_fs(fs):
+        return pq.ParquetFile(file, memory_map=True)
+    return pq.ParquetFile(fs.open(file, "rb"), pre_buffer=False)
 
 
 def _open_parquet(fs: Any, file: str) -> Any:
-    import pyarrow.parquet as pq
-
     try:
-        if type(fs).__name__ == "LocalFileSystem":
-            return pq.ParquetFile(file, memory_map=True)
-        return pq.ParquetFile(fs.open(file, "rb"))
+        return parquet_file(fs, file)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read input {file!r} as parquet: {exc}") from None
 
@@ -169,7 +212,8 @@ def read_planned(
     """
     parquet = _open_parquet(fs, shard.file)
     groups = list(shard.row_groups)
-    batches = parquet.iter_batches(batch_size=batch_size, row_groups=groups, use_threads=use_threads)
+    threads = use_threads and is_local_fs(fs)  # see parquet_file
+    batches = parquet.iter_batches(batch_size=batch_size, row_groups=groups, use_threads=threads)
     return _guard(batches, shard.file, "parquet")
 
 
@@ -272,8 +316,10 @@ def write_table(table: pa.Table, fs: Any, path: str, fmt: str) -> None:
 def read_parquet(fs: Any, path: str) -> pa.Table:
     import pyarrow.parquet as pq
 
-    with fs.open(path, "rb") as handle:
-        return pq.read_table(handle)
+    if is_local_fs(fs):
+        return parquet_file(fs, path).read()
+    with fs.open(path, "rb") as handle:  # on this thread, not pre-buffered: see parquet_file
+        return pq.ParquetFile(handle, pre_buffer=False).read(use_threads=False)
 
 
 def parquet_schema(fs: Any, path: str) -> pa.Schema:

@@ -14,7 +14,7 @@ def count_rows(url: str) -> int:
     """Rows in a Parquet/CSV/JSON Lines file or folder (hidden and ``_``-prefixed entries skipped)."""
     import pyarrow.dataset as ds
 
-    from kappa_batch.io import FORMATS, filesystem, format_of
+    from kappa_batch.io import FORMATS, filesystem, format_of, is_local_fs
 
     fs, root = filesystem(url)
     if fs.isdir(root):
@@ -29,9 +29,25 @@ def count_rows(url: str) -> int:
     if not files:
         return 0
     kind = format_of(files[0])
-    dataset_format = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}.get(kind, kind)
-    local = type(fs).__name__ == "LocalFileSystem"
-    return int(ds.dataset(files, format=dataset_format, filesystem=None if local else fs).count_rows())
+    if is_local_fs(fs):
+        dataset_format = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}.get(kind, kind)
+        return int(ds.dataset(files, format=dataset_format).count_rows())
+    return sum(_count_remote(fs, file, kind) for file in files)
+
+
+def _count_remote(fs: Any, file: str, kind: str) -> int:
+    """Rows of one remote file, read on this thread only (see ``kappa_batch.io.parquet_file``)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    with fs.open(file, "rb") as handle:
+        if kind == "parquet":
+            return int(pq.read_metadata(handle).num_rows)
+        if kind == "csv":
+            reader = pacsv.open_csv(handle, read_options=pacsv.ReadOptions(use_threads=False))
+            return sum(batch.num_rows for batch in reader)
+        return int(pajson.read_json(handle, read_options=pajson.ReadOptions(use_threads=False)).num_rows)
 
 
 def validate_report(report: Mapping[str, Any], input_path: str | None = None) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import click
 
@@ -54,16 +56,25 @@ def serve_command(
     os.environ["KAPPA_SERVE_MICROBATCH"] = "0" if disable_microbatch else "1"
     os.environ["KAPPA_SERVE_MAX_BODY"] = str(max_body_bytes)
     env.info(f"serving {manifest.tag} on http://{host}:{port} with {workers} worker(s); docs at /docs")
-    uvicorn.run(
-        "kappa_online.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=60,
-    )
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # every worker writes its metrics here, so /metrics on any worker reports them all
+        metrics_dir = tempfile.mkdtemp(prefix="kappa-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "kappa_online.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=60,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 serve_gunicorn_command = click.Command(

@@ -1,7 +1,14 @@
-"""Prometheus metrics of one server process (a registry per app, so tests and apps never share)."""
+"""Prometheus metrics of the server (a registry per app, so tests and apps never share).
+
+With ``kappa serve --workers N`` every worker process writes its samples to files in
+``$PROMETHEUS_MULTIPROC_DIR`` (which ``kappa serve`` creates), and whichever worker
+answers ``/metrics`` reports the sum over all of them, as prometheus-client's
+multiprocess mode does.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -40,17 +47,52 @@ class Metrics:
         self.rows_error = Counter(
             "kappa_rows_error", "Rows that got no prediction", ["api"], registry=self.registry
         )
-        self.ready = Gauge("kappa_ready", "1 when the model is loaded and serving", registry=self.registry)
+        self.ready = Gauge(
+            "kappa_ready",
+            "Server processes with the model loaded and serving",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._queue_wait: dict[str, Any] = {}
 
     def observe(self, api: str, status: int, seconds: float) -> None:
-        self.requests.labels(api, str(status)).inc()
-        self.latency.labels(api, str(status)).observe(seconds)
+        children = self._children.get((api, status))
+        if children is None:  # label lookups cost more than the update: keep the children
+            children = self.requests.labels(api, str(status)), self.latency.labels(api, str(status))
+            self._children[(api, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def queue_wait_of(self, api: str) -> Any:
+        child = self._queue_wait.get(api)
+        if child is None:
+            child = self._queue_wait[api] = self.queue_wait.labels(api)
+        return child
 
     def render(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if not multiprocess():
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone)
+        return generate_latest(everyone), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        """This process is leaving: its live gauges (readiness) no longer count."""
+        if multiprocess():
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(os.getpid())
 
     def batch_observer(self, api: str) -> Any:
         histogram = self.batch_rows.labels(api)
         return lambda rows, _seconds: histogram.observe(rows)
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))

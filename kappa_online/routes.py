@@ -38,9 +38,9 @@ def build(state: State) -> list[BaseRoute]:
             if not state.ready:
                 return await not_ready()
             return error(404, f"no API {name!r}; this service has {sorted(state.endpoints)}")
-        if not state.ready:  # shutting down: finish what is queued, take nothing new
-            return error(503, "the server is shutting down", {"Retry-After": "1"})
-        return await endpoint(request)
+        # a ready server's known APIs never get here (KappaApp sends them to the endpoint);
+        # shutting down: finish what is queued, take nothing new
+        return error(503, "the server is shutting down", {"Retry-After": "1"})
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok") if state.ready else await not_ready()
@@ -67,7 +67,7 @@ def build(state: State) -> list[BaseRoute]:
         return HTMLResponse(DOCS_PAGE.format(title=title))
 
     routes: list[BaseRoute] = [
-        Route("/{api:str}", api, methods=["POST"]),  # first: the hot path matches at once
+        Route("/{api:str}", api, methods=["POST"]),  # unknown APIs, and any API while not ready
         Route("/healthz", healthz),
         Route("/livez", livez),
         Route("/readyz", healthz),

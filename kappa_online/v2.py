@@ -81,7 +81,7 @@ def to_batch(payload: Any, columns: list[str] | None) -> pa.RecordBatch:
 
 
 def routes(state: State) -> list[BaseRoute]:
-    from kappa_online.app import error, json_response
+    from kappa_online.app import Reply, error, json_response
 
     def model_or_error(name: str) -> Response | None:
         if state.manifest is None:
@@ -143,8 +143,8 @@ def routes(state: State) -> list[BaseRoute]:
         except InputError as exc:
             return error(400, str(exc))
         scored = await endpoint.score(batch)
-        if isinstance(scored, Response):
-            return scored
+        if isinstance(scored, Reply):
+            return scored.response()
         outputs = [
             {
                 "name": name,

@@ -332,12 +332,26 @@ def test_sigterm_finishes_in_flight_requests_then_exits(bundle):
     assert server.process.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it drained on
 
 
-def test_several_workers_share_one_port(bundle):
+def test_several_workers_share_one_port_and_report_metrics_together(bundle):
     server = Server(bundle, "--workers", "2")
     try:
+        deadline = time.monotonic() + 60
+        while _metric(server, "kappa_ready") != 2:  # /readyz answered by one worker; wait for both
+            assert time.monotonic() < deadline, "both workers never became ready"
+            time.sleep(0.2)
         assert all(server.post("/predict", [[6.7, 3.0, 5.2, 2.3]]) == (200, [2]) for _ in range(20))
+        # whichever worker answers /metrics reports the requests of both
+        totals = {_metric(server, 'kappa_requests_total{api="predict",status="200"}') for _ in range(6)}
+        assert totals == {20}
     finally:
         server.stop()
+
+
+def _metric(server: Server, sample: str) -> float:
+    for line in server.get("/metrics")[1].decode().splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_bad_bundle_reference_is_a_clear_error(tmp_path):
