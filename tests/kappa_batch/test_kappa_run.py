@@ -399,3 +399,25 @@ def test_s3_input_glob_and_output(bundle, tmp_path, s3_endpoint):
     scored = pa.concat_tables([pq.read_table(io.BytesIO(fs.cat_file(p))) for p in parts]).to_pandas()
     assert list(scored["id"]) == [f"r{i}" for i in range(20)]
     assert fs.exists(f"{prefix}/out/_SUCCESS") and not fs.glob(f"{prefix}/out/.tmp-*")
+
+
+def test_runs_with_many_shards_exit_cleanly(bundle, tmp_path):
+    """Regression: `kappa run` sometimes aborted after its work ("terminate called without an
+    active exception", exit -6) when an Arrow reader thread released Python-owned buffers while
+    the interpreter exited. Many error shards to join, and several runs at once on two cores,
+    are what made it show; every run must exit 0 with nothing on stderr but its own lines."""
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pandas(frame(120, bad=(3,)), preserve_index=False), source, row_group_size=2)
+    for round_ in range(3):
+        runs = [
+            subprocess.Popen(
+                [KAPPA, "run", bundle, "score", "--input-file", str(source), "--id-column", "id",
+                 "--output-file", str(tmp_path / f"out-{round_}-{i}"), "--batch-size", "2", "--no-progress"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            for i in range(4)
+        ]
+        for run in runs:
+            _, err = run.communicate(timeout=300)
+            assert run.returncode == 0 and "terminate called" not in err, err[-2000:]
+    assert len(read_output(tmp_path / "out-2-3")) == 119
