@@ -408,13 +408,15 @@ def test_runs_with_many_shards_exit_cleanly(bundle, tmp_path):
     are what made it show; every run must exit 0 with nothing on stderr but its own lines."""
     source = tmp_path / "in.parquet"
     pq.write_table(pa.Table.from_pandas(frame(120, bad=(3,)), preserve_index=False), source, row_group_size=2)
+    args = ["--input-file", str(source), "--id-column", "id", "--batch-size", "2", "--no-progress"]
     for round_ in range(3):
         runs = [
             subprocess.Popen(
-                [KAPPA, "run", bundle, "score", "--input-file", str(source), "--id-column", "id",
-                 "--output-file", str(tmp_path / f"out-{round_}-{i}"), "--batch-size", "2", "--no-progress"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
+                [KAPPA, "run", bundle, "score", *args, "--output-file", str(tmp_path / f"out-{round_}-{i}")],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for i in range(4)
         ]
         for run in runs:
