@@ -267,9 +267,9 @@ class State:
 class KappaApp:
     """The ASGI app: ``POST /<api>`` goes straight to its :class:`Endpoint`, the rest to Starlette.
 
-    Bypassing Starlette's middleware, routing, Request and Response on the scoring path is
-    worth about a fifth of the per-request cost; a server that is not ready (loading or
-    shutting down) and unknown APIs still answer through the Starlette routes.
+    The scoring path skips Starlette's middleware, routing, Request and Response objects
+    (a one-row request is mostly such per-request work); a server that is not ready
+    (loading or shutting down) and unknown APIs still answer through the Starlette routes.
     """
 
     def __init__(self, app: Starlette, state: State) -> None:
