@@ -76,18 +76,20 @@ class Metrics:
 
         if not multiprocess():
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
-        from prometheus_client.multiprocess import MultiProcessCollector
+        from prometheus_client import multiprocess as shared
 
         everyone = CollectorRegistry()
-        MultiProcessCollector(everyone)
+        collect: Any = shared.MultiProcessCollector  # prometheus-client leaves these untyped
+        collect(everyone)
         return generate_latest(everyone), CONTENT_TYPE_LATEST
 
     def close(self) -> None:
         """This process is leaving: its live gauges (readiness) no longer count."""
         if multiprocess():
-            from prometheus_client.multiprocess import mark_process_dead
+            from prometheus_client import multiprocess as shared
 
-            mark_process_dead(os.getpid())
+            dead: Any = shared.mark_process_dead
+            dead(os.getpid())
 
     def batch_observer(self, api: str) -> Any:
         histogram = self.batch_rows.labels(api)
