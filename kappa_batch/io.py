@@ -119,7 +119,7 @@ def file_source(spec: str, fmt: str | None, batch_size: int) -> InputSource:
         return InputSource(iter(()), total, description, files, fs=fs, plan=plan)
     description = f"{len(files)} {kind} file(s) from {spec}"
     if not is_local_fs(fs):
-        return InputSource(_guard(_remote_text(fs, files, kind), spec, kind), None, description, files)
+        return InputSource(_guard(remote_text(fs, files, kind), spec, kind), None, description, files)
     dataset_format: Any = {"csv": "csv", "jsonl": "json"}[kind]
     try:
         dataset = ds.dataset(files, format=dataset_format)
@@ -133,7 +133,7 @@ def file_source(spec: str, fmt: str | None, batch_size: int) -> InputSource:
     return InputSource(_guard(batches, spec, kind), None, description, files)
 
 
-def _remote_text(fs: Any, files: list[str], kind: str) -> Iterator[pa.RecordBatch]:
+def remote_text(fs: Any, files: list[str], kind: str) -> Iterator[pa.RecordBatch]:
     """Remote CSV / JSON Lines, one file at a time, fetched into Arrow's own memory.
 
     Arrow's text readers read ahead on their own threads; given a Python file object they
@@ -314,12 +314,11 @@ def write_table(table: pa.Table, fs: Any, path: str, fmt: str) -> None:
 
 
 def read_parquet(fs: Any, path: str) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    if is_local_fs(fs):
-        return parquet_file(fs, path).read()
-    with fs.open(path, "rb") as handle:  # on this thread, not pre-buffered: see parquet_file
-        return pq.ParquetFile(handle, pre_buffer=False).read(use_threads=False)
+    parquet = parquet_file(fs, path)
+    try:
+        return parquet.read(use_threads=is_local_fs(fs))  # a remote file on this thread: see parquet_file
+    finally:
+        parquet.close(force=True)  # also the fsspec file object it was given
 
 
 def parquet_schema(fs: Any, path: str) -> pa.Schema:

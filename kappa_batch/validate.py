@@ -36,18 +36,16 @@ def count_rows(url: str) -> int:
 
 
 def _count_remote(fs: Any, file: str, kind: str) -> int:
-    """Rows of one remote file, read on this thread only (see ``kappa_batch.io.parquet_file``)."""
-    import pyarrow.csv as pacsv
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
+    """Rows of one remote file, read the way ``kappa run`` reads it (see ``kappa_batch.io.parquet_file``)."""
+    from kappa_batch.io import parquet_file, remote_text
 
-    with fs.open(file, "rb") as handle:
-        if kind == "parquet":
-            return int(pq.read_metadata(handle).num_rows)
-        if kind == "csv":
-            reader = pacsv.open_csv(handle, read_options=pacsv.ReadOptions(use_threads=False))
-            return sum(batch.num_rows for batch in reader)
-        return int(pajson.read_json(handle, read_options=pajson.ReadOptions(use_threads=False)).num_rows)
+    if kind == "parquet":
+        parquet = parquet_file(fs, file)
+        try:
+            return int(parquet.metadata.num_rows)
+        finally:
+            parquet.close(force=True)
+    return sum(batch.num_rows for batch in remote_text(fs, [file], kind))
 
 
 def validate_report(report: Mapping[str, Any], input_path: str | None = None) -> dict[str, Any]:

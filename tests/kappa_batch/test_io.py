@@ -48,8 +48,10 @@ def test_unreadable_inputs_are_clear(tmp_path):
 
 
 def test_remote_inputs_read_like_local_ones(tmp_path):
-    """fsspec inputs (memory:// here) give the same rows as the same files on disk."""
+    """fsspec inputs (memory:// here) give the same rows as the same files on disk, and count them."""
     import fsspec
+
+    from kappa_batch.validate import count_rows
 
     table = pa.table({"a": list(range(25)), "b": [f"s{i}" for i in range(25)]})
     memory = fsspec.filesystem("memory")
@@ -68,5 +70,6 @@ def test_remote_inputs_read_like_local_ones(tmp_path):
             else:
                 got = list(remote.batches)
             assert pa.Table.from_batches(got).to_pylist() == table.to_pylist(), name
+            assert count_rows(f"memory://{folder}/{name}") == 25, name
     finally:
         memory.rm(folder, recursive=True)
