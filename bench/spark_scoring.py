@@ -62,7 +62,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help="comma-separated subset (hand_arrow, hand_udf and mlflow always run: the ratios need them)",
+    )
     args = parser.parse_args()
+    chosen = set(args.contenders.split(",")) | {"hand_arrow", "hand_udf", "mlflow"}
+    unknown = chosen - set(CONTENDERS)
+    if unknown:
+        raise SystemExit(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")
+    contenders = [c for c in CONTENDERS if c in chosen]
     if not PEERS.exists():
         raise SystemExit(f"{PEERS} is missing; `make bench` installs the peers")
     lines = []
@@ -72,14 +82,14 @@ def main() -> None:
             folder = Path(tmp) / kind
             folder.mkdir()
             bundle, joblib_path = save_bundle(train(kind), folder)
-            models = {c: bundle for c in CONTENDERS if c.startswith("kappa")}
+            models = {c: bundle for c in contenders if c.startswith("kappa")}
             models["mlflow"] = save_mlflow(kind, folder)
-            rates: dict[str, list[float]] = {c: [] for c in CONTENDERS}
+            rates: dict[str, list[float]] = {c: [] for c in contenders}
             for _ in range(args.repeat):
-                for contender in CONTENDERS:
+                for contender in contenders:
                     rates[contender].append(run(contender, models.get(contender, joblib_path), source))
             medians = {c: statistics.median(v) for c, v in rates.items()}
-            for contender in CONTENDERS:
+            for contender in contenders:
                 lines.append(
                     (
                         kind.upper(),
