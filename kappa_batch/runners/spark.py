@@ -32,7 +32,7 @@ from kappa_batch.remote import (
     unpacked,
     worker_runner,
 )
-from kappa_batch.scoring import error_columns, raise_first_error
+from kappa_batch.scoring import aligned_columns, error_columns, raise_first_error, split_ids
 
 ERROR_TYPE = pa.struct([("status", pa.int32()), ("message", pa.string())])
 _shipped: dict[tuple[str, str], str] = {}  # (SparkContext app id, digest) -> shipped name
@@ -235,8 +235,6 @@ def score(
     ``errors="column"`` adds ``_status``/``_message`` (null where the row got a
     prediction); ``errors="raise"`` fails the task on the first failed row instead.
     """
-    from kappa_batch.scoring import aligned_columns, split_ids
-
     check_errors(errors)
     check_env_check(env_check)
     handle = ship(df.sparkSession, bundle)
@@ -257,7 +255,20 @@ def score(
     if errors == "column":
         fields += [StructField("_status", IntegerType()), StructField("_message", StringType())]
     schema = StructType(fields)
-    names = schema.fieldNames()
+    function = _score_function(handle, api, outputs, schema.fieldNames(), id_column, errors, env_check)
+    return df.mapInArrow(function, schema)
+
+
+def _score_function(
+    handle: BundleHandle,
+    api: str,
+    outputs: pa.Schema,
+    names: Sequence[str],
+    id_column: str | None,
+    errors: str,
+    env_check: str,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function of :func:`score`: record batches in, ``names`` columns out."""
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         runner = _runner(handle, api, env_check)
@@ -270,6 +281,6 @@ def score(
             if errors == "raise" and result.errors.num_rows:
                 raise_first_error(result.errors, handle.tag, api)
             columns += aligned_columns(result, outputs, errors == "column")
-            yield pa.RecordBatch.from_arrays(columns, names=names)
+            yield pa.RecordBatch.from_arrays(columns, names=list(names))
 
-    return df.mapInArrow(score_batches, schema)
+    return score_batches
