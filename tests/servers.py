@@ -187,8 +187,8 @@ def spark_standalone(workdir: Path) -> Iterator[str]:
                 with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as response:
                     if json.load(response).get("aliveworkers", 0) >= 1:
                         break
-            except OSError:
-                pass  # the web UI starts after the RPC port
+            except (OSError, ValueError):
+                pass  # the web UI starts after the RPC port, and may answer HTML before JSON
             time.sleep(0.5)
         else:
             raise TimeoutError(f"no Spark worker registered with {url} within 60 s")
