@@ -31,6 +31,7 @@ CONTENDERS = [
     "kappa_score",
     "kappa_score_raise",
 ]
+BASELINES = ("hand_arrow", "hand_udf", "mlflow")  # always run: every ratio is to one of them
 
 
 def save_mlflow(kind: str, folder: Path) -> str:
@@ -65,10 +66,10 @@ def main() -> None:
     parser.add_argument(
         "--contenders",
         default=",".join(CONTENDERS),
-        help="comma-separated subset (hand_arrow, hand_udf and mlflow always run: the ratios need them)",
+        help=f"comma-separated subset ({', '.join(BASELINES)} always run: the ratios need them)",
     )
     args = parser.parse_args()
-    chosen = set(args.contenders.split(",")) | {"hand_arrow", "hand_udf", "mlflow"}
+    chosen = set(args.contenders.split(",")) | set(BASELINES)
     unknown = chosen - set(CONTENDERS)
     if unknown:
         raise SystemExit(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")

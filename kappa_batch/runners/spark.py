@@ -269,6 +269,7 @@ def _score_function(
     env_check: str,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The ``mapInArrow`` function of :func:`score`: record batches in, ``names`` columns out."""
+    labels = list(names)
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         runner = _runner(handle, api, env_check)
@@ -281,6 +282,6 @@ def _score_function(
             if errors == "raise" and result.errors.num_rows:
                 raise_first_error(result.errors, handle.tag, api)
             columns += aligned_columns(result, outputs, errors == "column")
-            yield pa.RecordBatch.from_arrays(columns, names=list(names))
+            yield pa.RecordBatch.from_arrays(columns, names=labels)
 
     return score_batches
