@@ -15,16 +15,31 @@ set``, environment, ``conf/``):
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kappa.errors import ConfigError
+from kappa.redact import redact as redact
 
-KEYS = {"repository.db_url": "db_url", "repository.base_url": "base_url"}
-ENV = {"KAPPA_DB_URL": "db_url", "KAPPA_BASE_URL": "base_url"}
+KEYS = {
+    "repository.db_url": "db_url",
+    "repository.base_url": "base_url",
+    "import.max_files": "import_max_files",
+    "import.max_bytes": "import_max_bytes",
+    "import.max_ratio": "import_max_ratio",
+}
+ENV = {
+    "KAPPA_DB_URL": "db_url",
+    "KAPPA_BASE_URL": "base_url",
+    "KAPPA_IMPORT_MAX_FILES": "import_max_files",
+    "KAPPA_IMPORT_MAX_BYTES": "import_max_bytes",
+    "KAPPA_IMPORT_MAX_RATIO": "import_max_ratio",
+}
+# What `kappa import` accepts before it writes anything: files, bytes once extracted, and
+# extracted bytes per archive byte (a gzip bomb expands far beyond any real model's ratio).
+IMPORT_DEFAULTS = {"import_max_files": 10_000, "import_max_bytes": 20 * 1024**3, "import_max_ratio": 200}
 USER_CONFIG = "config.yaml"
 
 
@@ -92,14 +107,26 @@ def write_user_config(values: Mapping[str, Any], home: Path | None = None) -> Pa
         nested.setdefault(section, {})[name] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(yaml.safe_dump(nested, sort_keys=True), encoding="utf-8")
+    # it may hold a database password: readable by its owner only, whatever the umask
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(yaml.safe_dump(nested, sort_keys=True))
     partial.replace(path)
     return path
 
 
-def redact(url: str) -> str:
-    """Hide the password of a database URL."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+def _positive(attr: str, value: Any, source: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ConfigError(
+            f"{attr.replace('import_', 'import.')} must be a whole number above 0, not {value!r} "
+            f"(from {source})"
+        )
+    return number
 
 
 @dataclass(frozen=True)
@@ -108,6 +135,9 @@ class KappaSettings:
     db_url: str
     base_url: str
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    import_max_files: int = IMPORT_DEFAULTS["import_max_files"]
+    import_max_bytes: int = IMPORT_DEFAULTS["import_max_bytes"]
+    import_max_ratio: int = IMPORT_DEFAULTS["import_max_ratio"]
 
     @classmethod
     def load(
@@ -116,7 +146,7 @@ class KappaSettings:
         environ = os.environ if environ is None else environ
         home = default_home(environ)
         values: dict[str, Any] = {}
-        sources: dict[str, str] = {"db_url": "default", "base_url": "default"}
+        sources: dict[str, str] = {attr: "default" for attr in KEYS.values()}
 
         def apply(found: Mapping[str, Any], source: str) -> None:
             for attr, value in found.items():
@@ -137,4 +167,8 @@ class KappaSettings:
             db_url=str(values.get("db_url") or f"sqlite:///{home / 'storage.db'}"),
             base_url=str(values.get("base_url") or home / "repository"),
             sources=sources,
+            **{
+                attr: _positive(attr, values[attr], sources[attr]) if attr in values else default
+                for attr, default in IMPORT_DEFAULTS.items()
+            },
         )

@@ -33,4 +33,8 @@ def rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordB
 def _combine(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(parts) == 1:
         return parts[0]
-    return pa.Table.from_batches(parts).combine_chunks().to_batches(max_chunksize=None)[0]
+    if any(p.schema != parts[0].schema for p in parts):  # a reader widened a type mid-stream
+        table = pa.concat_tables([pa.Table.from_batches([p]) for p in parts], promote_options="permissive")
+    else:
+        table = pa.Table.from_batches(parts)
+    return table.combine_chunks().to_batches(max_chunksize=None)[0]

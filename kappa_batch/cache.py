@@ -17,18 +17,31 @@ _lock = threading.Lock()
 _services: dict[str, BentoService] = {}
 
 
-def load_service(ref: str | os.PathLike[str]) -> tuple[BentoService, Manifest]:
-    """The service of bundle ``ref`` (path, URL or ``NAME:VERSION``), loaded at most once per process."""
-    from kappa.bundle.load import load_from_dir, resolve
-    from kappa.bundle.manifest import load_manifest
+def load_service(
+    ref: str | os.PathLike[str], expected_digest: str | None = None
+) -> tuple[BentoService, Manifest]:
+    """The service of bundle ``ref`` (path, URL or ``NAME:VERSION``), loaded at most once per process.
 
-    path = resolve(ref)
-    manifest = load_manifest(path)
+    ``expected_digest`` (what the driver or the repository recorded) must be the bundle's
+    digest; a repository reference brings the one its database holds.
+    """
+    from kappa.bundle.load import load_from_dir, locate
+    from kappa.bundle.manifest import load_manifest
+    from kappa.errors import BundleIntegrityError
+
+    located = locate(ref)
+    manifest = load_manifest(located.path)
+    for expected in (expected_digest, located.digest):
+        if expected is not None and manifest.digest != expected:
+            raise BundleIntegrityError(
+                f"bundle {manifest.tag} at {located.path} has digest {manifest.digest[:19]}..., "
+                f"expected {expected[:19]}...; nothing was imported"
+            )
     with _lock:
         service = _services.get(manifest.digest)
         if service is None:
             log.debug("loading %s (%s) in process %d", manifest.tag, manifest.digest[:19], os.getpid())
-            service = _services[manifest.digest] = load_from_dir(path)
+            service = _services[manifest.digest] = load_from_dir(located.path, manifest.digest)
     return service, manifest
 
 

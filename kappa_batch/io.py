@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,16 +101,47 @@ def inline_source(text: str, adapter: Any) -> InputSource:
     return InputSource(iter([batch]), batch.num_rows, "inline input", [])
 
 
-def file_source(spec: str, fmt: str | None, batch_size: int) -> InputSource:
-    """Stream a tabular input (Parquet, CSV, JSON Lines, or a JSON array) batch by batch."""
+def _kind_of_name(path: str) -> str | None:
+    lower = path.lower()
+    return next((name for suffix, name in FORMATS.items() if lower.endswith(suffix)), None)
+
+
+def _pick_files(spec: str, files: list[str], fmt: str | None) -> tuple[str, list[str]]:
+    """The format to read and the files of that format; a folder of several formats needs ``fmt``."""
+    if fmt:
+        kind = format_of("", fmt)
+        return kind, [f for f in files if _kind_of_name(f) in (kind, None)]
+    kinds: dict[str, int] = {}
+    for file in files:
+        kind_of = _kind_of_name(file)
+        if kind_of is not None:
+            kinds[kind_of] = kinds.get(kind_of, 0) + 1
+    if len(kinds) > 1:
+        found = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        raise InputError(
+            f"input {spec!r} mixes file formats ({found}); pass --input-format "
+            f"{'|'.join(sorted(kinds))} to read one of them, or point at one format's files (a glob)"
+        )
+    if not kinds:
+        format_of(files[0])  # raises: says what to do when no name fits
+    kind = next(iter(kinds))
+    return kind, [f for f in files if _kind_of_name(f) == kind]
+
+
+def file_source(
+    spec: str, fmt: str | None, batch_size: int, declared: pa.Schema | None = None
+) -> InputSource:
+    """Stream a tabular input (Parquet, CSV, JSON Lines, or a JSON array) batch by batch.
+
+    ``declared`` is the API's input schema, when it declares one: CSV columns are read as
+    those types (see :mod:`kappa_batch.csvread`).
+    """
     import pyarrow.dataset as ds
 
-    kind = format_of("", fmt) if fmt else None
     fs, files = list_files(spec)
-    if kind is None:
-        known = [f for f in files if f.lower().endswith(tuple(FORMATS))]
-        kind = format_of(known[0] if known else files[0])  # says what to do when no name fits
-        files = [f for f in known if format_of(f) == kind]
+    kind, files = _pick_files(spec, files, fmt)
+    if not files:
+        raise InputError(f"no {kind} files in {spec!r}")
     if kind == "json":
         return _json_array_source(fs, files, spec)
     if kind == "parquet":
@@ -118,11 +150,14 @@ def file_source(spec: str, fmt: str | None, batch_size: int) -> InputSource:
         description = f"{len(files)} parquet file(s) from {spec}"
         return InputSource(iter(()), total, description, files, fs=fs, plan=plan)
     description = f"{len(files)} {kind} file(s) from {spec}"
+    if kind == "csv":
+        return InputSource(
+            _guard(_csv_batches(fs, files, declared), spec, kind), None, description, files, fs
+        )
     if not is_local_fs(fs):
-        return InputSource(_guard(remote_text(fs, files, kind), spec, kind), None, description, files)
-    dataset_format: Any = {"csv": "csv", "jsonl": "json"}[kind]
+        return InputSource(_guard(remote_text(fs, files, kind), spec, kind), None, description, files, fs)
     try:
-        dataset = ds.dataset(files, format=dataset_format)
+        dataset = ds.dataset(files, format="json")
         # Bounded readahead keeps memory proportional to the batch size, not the input.
         scanner = dataset.scanner(
             batch_size=batch_size, use_threads=True, batch_readahead=2, fragment_readahead=1
@@ -130,7 +165,35 @@ def file_source(spec: str, fmt: str | None, batch_size: int) -> InputSource:
         batches = scanner.to_batches()
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read input {spec!r} as {kind}: {exc}") from None
-    return InputSource(_guard(batches, spec, kind), None, description, files)
+    return InputSource(_guard(batches, spec, kind), None, description, files, fs)
+
+
+def _csv_batches(fs: Any, files: list[str], declared: pa.Schema | None) -> Iterator[pa.RecordBatch]:
+    from kappa_batch.csvread import read_csv
+
+    local = is_local_fs(fs)
+    for file in files:
+        # Arrow opens a local file itself (never a Python file object: see parquet_file)
+        opener = (
+            functools.partial(str, file)
+            if local
+            else functools.partial(pa.BufferReader, fetch_into_arrow(fs, file))
+        )
+        yield from read_csv(opener, file, declared, use_threads=True)
+
+
+def fetch_into_arrow(fs: Any, file: str) -> pa.Buffer:
+    """A remote file's bytes in Arrow-allocated memory."""
+    size = int(fs.size(file))
+    data = pa.allocate_buffer(size)
+    with fs.open(file, "rb") as handle:
+        view, done = memoryview(data), 0
+        while done < size:
+            read = handle.readinto(view[done:])
+            if not read:
+                raise InputError(f"{file} ended after {done} of {size} bytes; was it changed while read?")
+            done += read
+    return data
 
 
 def remote_text(fs: Any, files: list[str], kind: str) -> Iterator[pa.RecordBatch]:
@@ -144,17 +207,22 @@ def remote_text(fs: Any, files: list[str], kind: str) -> Iterator[pa.RecordBatch
     import pyarrow.json as pajson
 
     for file in files:
-        size = int(fs.size(file))
-        data = pa.allocate_buffer(size)
-        with fs.open(file, "rb") as handle:
-            view, done = memoryview(data), 0
-            while done < size:
-                read = handle.readinto(view[done:])
-                if not read:
-                    raise InputError(f"{file} ended after {done} of {size} bytes; was it changed while read?")
-                done += read
+        data = fetch_into_arrow(fs, file)
         reader = pacsv.open_csv if kind == "csv" else pajson.open_json
         yield from reader(pa.BufferReader(data))
+
+
+def fingerprint(fs: Any, files: list[str]) -> list[dict[str, Any]]:
+    """Each input file's size and modification time (or ETag in an object store): what ``--resume``
+    compares to know that the input is still the one the run started on."""
+    prints = []
+    for file in files:
+        info = fs.info(file)
+        stamp = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+        if stamp is None:
+            stamp = info.get("created")
+        prints.append({"path": file, "size": info.get("size"), "stamp": str(stamp)})
+    return prints
 
 
 def is_local_fs(fs: Any) -> bool:
@@ -236,7 +304,7 @@ def _json_array_source(fs: Any, files: list[str], spec: str) -> InputSource:
                 raise InputError(f"{file} must hold a JSON array of records (or use .jsonl)")
             yield from pa.Table.from_pylist(records).to_batches()
 
-    return InputSource(read(), None, f"{len(files)} json file(s) from {spec}", files)
+    return InputSource(read(), None, f"{len(files)} json file(s) from {spec}", files, fs)
 
 
 def binary_source(spec: str, column: str, batch_size: int) -> InputSource:
@@ -253,7 +321,7 @@ def binary_source(spec: str, column: str, batch_size: int) -> InputSource:
                 [pa.array(names, pa.string()), pa.array(data, pa.binary())], names=["path", column]
             )
 
-    return InputSource(read(), len(files), f"{len(files)} file(s) from {spec}", files)
+    return InputSource(read(), len(files), f"{len(files)} file(s) from {spec}", files, fs)
 
 
 def _flatten_for_text(table: pa.Table) -> pa.Table:

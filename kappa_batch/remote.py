@@ -156,9 +156,7 @@ def worker_runner(handle: BundleHandle, location: str, api: str, env_check: str)
     from kappa_batch.cache import load_service
     from kappa_batch.runner import BatchRunner
 
-    service, manifest = load_service(location)
-    if manifest.digest != handle.digest:
-        raise KappaError(f"this worker got bundle {manifest.digest}, the driver sent {handle.digest}")
+    service, manifest = load_service(location, expected_digest=handle.digest)
     _check_environment(manifest, env_check)
     with _lock:
         runner = _runners.setdefault(key, BatchRunner(service, api))

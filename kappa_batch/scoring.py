@@ -8,9 +8,11 @@ import numpy as np
 import pyarrow as pa
 
 from kappa.errors import InputError
+from kappa_batch.csvread import INPUT_ERROR_COLUMN
 from kappa_batch.runner import BatchRunner, RunResult
 
 POSITION_COLUMN = "_row"
+INPUT_ERROR_STATUS = 400  # a value the input file holds could not be read as its column's type
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,30 @@ def combine(parts: list[ScoredShard]) -> ScoredShard:
     )
 
 
+def _unreadable_rows(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.Array | None]:
+    """The batch without the reader's :data:`INPUT_ERROR_COLUMN`, and that column (None if absent
+    or empty): rows whose values could not be read as their column's type."""
+    if INPUT_ERROR_COLUMN not in batch.schema.names:
+        return batch, None
+    index = batch.schema.get_field_index(INPUT_ERROR_COLUMN)
+    messages = batch.column(index)
+    batch = batch.remove_column(index)
+    return batch, messages if messages.null_count < len(messages) else None
+
+
 def score_shard(
     runner: BatchRunner, batch: pa.RecordBatch, offset: int, id_column: str | None
 ) -> ScoredShard:
+    import pyarrow.compute as pc
+
+    rows_in = batch.num_rows
+    batch, unreadable = _unreadable_rows(batch)
     name, ids, inputs = split_ids(batch, offset, id_column)
+    failed_ids, failed_messages = ids.slice(0, 0), pa.array([], pa.string())
+    if unreadable is not None:  # those rows go to the errors file unscored
+        readable = pc.is_null(unreadable)
+        failed_ids, failed_messages = ids.filter(pc.invert(readable)), unreadable.drop_null()
+        ids, inputs = ids.filter(readable), inputs.filter(readable)
     result = runner.run(inputs)
     if name in result.outputs.column_names:
         raise InputError(
@@ -72,7 +94,16 @@ def score_shard(
     errors = pa.table(
         {name: error_ids, "status": result.errors["status"], "message": result.errors["message"]}
     )
-    return ScoredShard(outputs=outputs, errors=errors, rows_in=batch.num_rows)
+    if len(failed_ids):
+        unread = pa.table(
+            {
+                name: failed_ids,
+                "status": pa.array([INPUT_ERROR_STATUS] * len(failed_ids), pa.int32()),
+                "message": failed_messages,
+            }
+        )
+        errors = pa.concat_tables([unread, errors.cast(unread.schema)])
+    return ScoredShard(outputs=outputs, errors=errors, rows_in=rows_in)
 
 
 def error_columns(errors: pa.Table, size: int) -> tuple[pa.Array, pa.Array]:

@@ -39,7 +39,7 @@ MANIFEST_FILE = "manifest.json"
 SUCCESS_FILE = "_SUCCESS"
 _PART = re.compile(r"part-(\d{5,})\.(parquet|csv|jsonl)$")
 # What must match for --resume to continue an output.
-RESUME_KEYS = ("bundle_digest", "api", "input", "batch_size", "format", "id_column")
+RESUME_KEYS = ("bundle_digest", "api", "input", "input_files", "batch_size", "format", "id_column")
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,12 @@ class ShardedOutput:
             )
         previous = json.loads(self.fs.cat_file(path))
         changed = [k for k in RESUME_KEYS if previous.get(k) != run.get(k)]
+        if "input_files" in changed:
+            raise InputError(
+                f"cannot resume {self.spec.url!r}: the input changed since the run started "
+                f"({_file_changes(previous.get('input_files') or [], run.get('input_files') or [])}); "
+                "resuming would mix rows of the old and the new input. Use --overwrite to start over"
+            )
         if changed:
             details = ", ".join(f"{k}: {previous.get(k)!r} -> {run.get(k)!r}" for k in changed)
             raise InputError(
@@ -132,8 +138,7 @@ class ShardedOutput:
             )
         if self.committed() is not None:
             return set()
-        for leftover in self.fs.glob(f"{self.root}/.tmp-*") + self.fs.glob(f"{self.state}/.tmp-*"):
-            self.fs.rm(leftover)
+        self._remove_leftovers()
         done = set()
         for name in self.fs.ls(self.root, detail=False):
             match = _PART.search(name.rsplit("/", 1)[-1])
@@ -146,7 +151,18 @@ class ShardedOutput:
         log.info("resuming %s: %d shard(s) already complete", self.spec.url, len(done))
         return done
 
+    def _remove_leftovers(self) -> None:
+        """Temporary files a killed run left: in the shard folder, and beside joined outputs."""
+        for leftover in self.fs.glob(f"{self.root}/.tmp-*") + self.fs.glob(f"{self.state}/.tmp-*"):
+            self.fs.rm(leftover)
+        for url in {self.spec.url, self.spec.errors_url} if self.spec.single_file else {self.spec.errors_url}:
+            fs, path = filesystem(url)
+            folder, name = path.rsplit("/", 1) if "/" in path else (".", path)
+            for leftover in fs.glob(f"{folder}/.tmp-*-{name}"):
+                fs.rm(leftover)
+
     def remove(self) -> None:
+        self._remove_leftovers()
         for url in {self.spec.shard_dir, self.spec.url}:
             fs, path = filesystem(url)
             if fs.exists(path):
@@ -208,6 +224,20 @@ class ShardedOutput:
         finally:
             writer.close()
         fs.mv(temporary, target)
+
+
+def _file_changes(before: list[dict[str, Any]], now: list[dict[str, Any]]) -> str:
+    old = {f["path"]: f for f in before}
+    new = {f["path"]: f for f in now}
+    changes = [f"{p} added" for p in sorted(new.keys() - old.keys())]
+    changes += [f"{p} removed" for p in sorted(old.keys() - new.keys())]
+    for path in sorted(old.keys() & new.keys()):
+        if old[path] != new[path]:
+            changes.append(
+                f"{path}: {old[path].get('size')} bytes at {old[path].get('stamp')} -> "
+                f"{new[path].get('size')} bytes at {new[path].get('stamp')}"
+            )
+    return "; ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -25,7 +25,8 @@ from typing import Any
 
 import pyarrow as pa
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -33,6 +34,7 @@ from kappa.adapters._json import dumps
 from kappa.errors import InputError, KappaError
 from kappa_online.codec import UnsupportedMediaType, conform, decode, encode
 from kappa_online.dispatcher import Dispatcher, Overloaded, Scored
+from kappa_online.limits import BodyLimit, BodyTooLarge, declared_too_large, limited, too_large_message
 from kappa_online.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class ServeConfig:
     max_latency_ms: float | None = None  # None: the API decorator's mb_max_latency
     microbatch: bool = True
     max_body_bytes: int = DEFAULT_MAX_BODY
+    digest: str | None = None  # what the repository recorded for the bundle, checked before loading
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -63,6 +66,7 @@ class ServeConfig:
             max_latency_ms=number("KAPPA_SERVE_MAX_LATENCY"),
             microbatch=os.environ.get("KAPPA_SERVE_MICROBATCH", "1") == "1",
             max_body_bytes=int(number("KAPPA_SERVE_MAX_BODY") or DEFAULT_MAX_BODY),
+            digest=os.environ.get("KAPPA_SERVE_DIGEST") or None,
         )
 
 
@@ -135,9 +139,8 @@ class Endpoint:
     async def _reply(self, scope: Scope, receive: Receive) -> Reply:
         try:
             batch = await self._decode(scope, receive)
-        except _BodyTooLarge:
-            limit = f"the request body is larger than {self.max_body} bytes (--max-body-bytes)"
-            return Reply.error(413, limit)
+        except BodyTooLarge:
+            return Reply.error(413, too_large_message(self.max_body))
         except UnsupportedMediaType as exc:
             return Reply.error(415, str(exc))
         except InputError as exc:
@@ -169,20 +172,19 @@ class Endpoint:
         return scored
 
     async def _decode(self, scope: Scope, receive: Receive) -> pa.RecordBatch:
-        declared = content_type = None
+        content_type = None
         for key, value in scope["headers"]:
-            if key == b"content-length":
-                declared = value
-            elif key == b"content-type":
+            if key == b"content-type":
                 content_type = value.decode("latin-1")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise _BodyTooLarge
+        if declared_too_large(scope, self.max_body):
+            raise BodyTooLarge
+        receive = limited(receive, self.max_body)  # counted while it streams, for every content type
         files = None
         if content_type and content_type.startswith("multipart/form-data"):
             files = await _form_files(Request(scope, receive))
             body = b""
         else:
-            body = await _read_body(receive, self.max_body)
+            body = await _read_body(receive)
         batch = decode(self.api.input_adapter, content_type, body, files)
         return conform(batch, self.expected)
 
@@ -197,25 +199,17 @@ def client_error(failure: dict[str, Any]) -> dict[str, Any]:
     return failure
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class _Disconnected(Exception):
     pass
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks, size = [], 0
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLarge
-        chunks.append(chunk)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -223,6 +217,10 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 async def _form_files(request: Request) -> list[bytes]:
     try:
         form = await request.form()
+    except BodyTooLarge:
+        raise
+    except ClientDisconnect:
+        raise _Disconnected from None
     except Exception as exc:  # noqa: BLE001 - python-multipart's errors vary by version
         raise InputError(f"the multipart body cannot be read: {exc}") from None
     files = []
@@ -253,7 +251,7 @@ class State:
         """In a thread: resolve, verify and load the bundle."""
         from kappa_batch.cache import load_service
 
-        self.service, self.manifest = load_service(self.config.bundle)
+        self.service, self.manifest = load_service(self.config.bundle, self.config.digest)
 
     def start_endpoints(self) -> None:
         from kappa_batch.runner import BatchRunner
@@ -311,7 +309,11 @@ def create_app(bundle: str | None = None, config: ServeConfig | None = None) -> 
 
     from kappa_online import routes
 
-    app = Starlette(routes=routes.build(state), lifespan=lifespan)
+    app = Starlette(
+        routes=routes.build(state),
+        lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, limit=config.max_body_bytes)],
+    )
     app.state.kappa = state
     return KappaApp(app, state)
 

@@ -46,11 +46,13 @@ def serve_command(
     """Serve BUNDLE (a path, URL or NAME[:VERSION|:latest]): POST /<api>, /docs, /metrics, /v2/..."""
     import uvicorn
 
-    from kappa.bundle.load import resolve
+    from kappa.bundle.load import locate
     from kappa.bundle.manifest import load_manifest
 
-    manifest = load_manifest(resolve(bundle))  # a bad reference fails here, with its message
-    os.environ["KAPPA_SERVE_BUNDLE"] = bundle if "://" in bundle else str(resolve(bundle))
+    located = locate(bundle)  # a bad reference (or a tampered bundle) fails here, with its message
+    manifest = load_manifest(located.path)
+    os.environ["KAPPA_SERVE_BUNDLE"] = bundle if "://" in bundle else str(located.path)
+    os.environ["KAPPA_SERVE_DIGEST"] = located.digest or ""
     os.environ["KAPPA_SERVE_MAX_BATCH_SIZE"] = str(mb_max_batch_size or "")
     os.environ["KAPPA_SERVE_MAX_LATENCY"] = str(mb_max_latency or "")
     os.environ["KAPPA_SERVE_MICROBATCH"] = "0" if disable_microbatch else "1"

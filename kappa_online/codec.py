@@ -78,7 +78,10 @@ def _rows(adapter: Any, payload: Any) -> pa.RecordBatch | None:
             return None
         declared = getattr(adapter, "columns", None)
         if declared is not None and len(declared) != width:
-            return None
+            raise InputError(
+                f"each row must hold {len(declared)} values (the columns {list(declared)}); "
+                f"got rows of {width}"
+            )
         names = list(declared) if declared is not None else [str(i) for i in range(width)]
         numeric = _numeric_rows(payload, width)
         if numeric is not None:
@@ -130,8 +133,10 @@ def _adapt(adapter: Any, payload: Any) -> pa.RecordBatch:
         batch: pa.RecordBatch = adapter.to_arrow(payload)
     except InputError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, pa.ArrowException) as exc:
         raise InputError(f"{adapter.describe()} cannot read this payload: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{adapter.describe()} cannot read this payload: it is nested too deeply") from None
     return batch
 
 
@@ -142,6 +147,8 @@ def _json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError("the request body's JSON is nested too deeply; send rows of plain values") from None
 
 
 def _csv(body: bytes) -> pa.RecordBatch:
@@ -161,6 +168,12 @@ def conform(batch: pa.RecordBatch, expected: pa.Schema | None) -> pa.RecordBatch
     if expected is None or batch.schema.equals(expected):
         return batch
     names = batch.schema.names
+    if (
+        names != expected.names
+        and all(n.isdigit() for n in names)
+        and all(n.isdigit() for n in expected.names)
+    ):
+        raise InputError(f"each row must hold {len(expected.names)} values; got rows of {len(names)}")
     missing = [n for n in expected.names if n not in names]
     extra = [n for n in names if n not in expected.names]
     if missing:

@@ -12,10 +12,13 @@ One dispatcher per API feeds a single model thread, in arrival order:
   while ``queued * gap < overhead``, the oldest request can still make its deadline, and
   fewer requests wait than were recently seen waiting at once (when they all wait, the
   clients are all waiting on us and no one else will come).
-* **Load shedding.** A request whose estimated completion (the work ahead of it plus
-  its own batch) would pass ``max_latency`` is refused at once with
-  :class:`Overloaded` (HTTP 503 with ``Retry-After``); a queued request whose deadline
-  passes before it is dispatched is refused the same way instead of being served late.
+* **Load shedding, on measured waits only.** A new request is refused at once with
+  :class:`Overloaded` (HTTP 503 with ``Retry-After``) while the oldest queued request has
+  already waited longer than ``max_latency``; a queued request that has waited that long
+  before it is dispatched is refused the same way instead of being served later still.
+  The cost model's estimates never refuse a request by themselves (an estimate fitted on
+  one-row batches would otherwise refuse every large request of an idle server, for ever,
+  since a refused request never teaches the model otherwise); they only steer waiting.
 * **Isolation.** Requests join a batch only with requests of the same Arrow schema; if a
   whole batch is refused as input (``InputError``) its requests run one by one, so a bad
   request gets its own error and the others succeed.
@@ -65,13 +68,17 @@ class Scored:
 class CostModel:
     """``seconds ~ overhead + per_row * rows``, an exponentially weighted least-squares fit."""
 
-    def __init__(self, decay: float = 0.95) -> None:
+    def __init__(self, decay: float = 0.95, half_life: float = 60.0) -> None:
         self.decay = decay
+        self.half_life = half_life  # seconds: what was measured long ago counts for less
         self.n = self.sx = self.sy = self.sxx = self.sxy = 0.0
         self.observations = 0
+        self._last = time.monotonic()
 
     def observe(self, rows: int, seconds: float) -> None:
-        d = self.decay
+        now = time.monotonic()
+        d = self.decay * 0.5 ** ((now - self._last) / self.half_life)
+        self._last = now
         self.n = d * self.n + 1
         self.sx = d * self.sx + rows
         self.sy = d * self.sy + seconds
@@ -126,7 +133,6 @@ class Dispatcher:
         self.queued_rows = 0
         self.gap = math.inf  # EWMA of the time between arrivals
         self._last_arrival: float | None = None
-        self._busy_until = 0.0  # estimated end of the batch in flight
         self._peak = 1.0  # decaying maximum of requests waiting at a dispatch: the clients seen at once
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -152,13 +158,12 @@ class Dispatcher:
         if self._closing:
             raise Overloaded("the server is shutting down", retry_after=1)
         self._note_arrival(now)
-        estimate = self._estimate(batch.num_rows, now)
-        if estimate > self.max_latency and self.model.observations >= 3:
-            retry = max(1.0, math.ceil(estimate - self.max_latency))
+        waited = self._oldest_wait(now)
+        if waited > self.max_latency:
             raise Overloaded(
-                f"API {self.name} is over capacity: this request would take about {estimate * 1000:.0f} ms, "
+                f"API {self.name} is over capacity: queued requests have waited {waited * 1000:.0f} ms, "
                 f"more than its {self.max_latency * 1000:.0f} ms budget",
-                retry_after=retry,
+                retry_after=max(1.0, math.ceil(waited)),
             )
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
         self.queue.append(_Request(batch, now, future))
@@ -172,11 +177,12 @@ class Dispatcher:
             self.gap = gap if math.isinf(self.gap) else 0.8 * self.gap + 0.2 * gap
         self._last_arrival = now
 
-    def _estimate(self, rows: int, now: float) -> float:
-        """Seconds until a new request of ``rows`` rows would be answered."""
-        ahead = self.queued_rows + rows
-        batches = math.ceil(ahead / self.max_batch_rows) if self.enabled else len(self.queue) + 1
-        return max(0.0, self._busy_until - now) + batches * self.model.overhead + self.model.per_row * ahead
+    def _oldest_wait(self, now: float) -> float:
+        """Seconds the oldest request still queued has waited (measured, not estimated)."""
+        for request in self.queue:
+            if not request.future.done():
+                return now - request.arrived
+        return 0.0
 
     # -- the loop -----------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -197,7 +203,6 @@ class Dispatcher:
     async def _dispatch(self, loop: asyncio.AbstractEventLoop, taken: list[_Request]) -> None:
         rows = sum(r.rows for r in taken)
         start = time.monotonic()
-        self._busy_until = start + self.model.predict(rows)
         try:
             table = pa.Table.from_batches([r.batch for r in taken]) if len(taken) > 1 else taken[0].batch
             if self.model.observations >= 3 and self.model.predict(rows) < INLINE_SECONDS:
@@ -239,8 +244,8 @@ class Dispatcher:
     def _shed_late(self, now: float) -> None:
         while self.queue:
             head = self.queue[0]
-            late = now - head.arrived + self.model.predict(head.rows) > self.max_latency
-            if not (late and self.model.observations >= 3) and not head.future.done():
+            late = now - head.arrived > self.max_latency
+            if not late and not head.future.done():
                 return
             self.queue.popleft()
             self.queued_rows -= head.rows

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kappa.bundle import manifest as mf
-from kappa.bundle.integrity import verify
+from kappa.bundle.importer import BundleFinder
+from kappa.bundle.integrity import verify_bundle
 from kappa.bundle.namespace import bundle_namespace
-from kappa.errors import BundleError
+from kappa.errors import BundleError, BundleIntegrityError
 
 if TYPE_CHECKING:
     from kappa.service import BentoService
@@ -20,8 +22,21 @@ def looks_like_path(ref: str) -> bool:
     return "/" in ref or os.sep in ref or ref.startswith((".", "~")) or "://" in ref or os.path.exists(ref)
 
 
-def resolve(ref: str | os.PathLike[str]) -> Path:
-    """A local bundle folder for a path, a URL or a ``NAME[:VERSION|:latest]`` reference."""
+@dataclass(frozen=True)
+class Located:
+    """A local bundle folder, and the digest the repository recorded for it (None for a path or URL)."""
+
+    path: Path
+    digest: str | None = None
+
+
+def locate(ref: str | os.PathLike[str]) -> Located:
+    """Where the bundle ``ref`` (a path, a URL or ``NAME[:VERSION|:latest]``) is, and what it must be.
+
+    A repository reference resolves through the metadata database, and the bundle's
+    ``kappa.yml`` must agree with the row stored there (digest and content), so
+    files changed in the file store alone are refused before anything is imported.
+    """
     text = os.fspath(ref)
     if not text:
         raise BundleError("empty bundle reference; pass a bundle folder or NAME:VERSION")
@@ -29,23 +44,50 @@ def resolve(ref: str | os.PathLike[str]) -> Path:
         if "://" in text and not text.startswith("file://"):
             from kappa.repository.files import fetch_bundle
 
-            return fetch_bundle(text)
+            return Located(fetch_bundle(text))
         path = Path(text.removeprefix("file://")).expanduser()
         if not path.exists():
             raise BundleError(f"no bundle at {text!r}: the folder does not exist")
-        return path
+        return Located(path)
     from kappa.repository import open_repository
 
-    return open_repository().local_path(text)
+    repository = open_repository()
+    record = repository.get(text)
+    path = repository.local_path(record)
+    manifest = mf.load_manifest(path)
+    if record.digest is not None and manifest.digest != record.digest:
+        raise BundleIntegrityError(
+            f"bundle {record.tag} at {record.uri} is not the bundle the repository recorded: its "
+            f"kappa.yml says digest {manifest.digest[:19]}..., the database says {record.digest[:19]}...; "
+            "nothing was imported. Its files were changed after it was saved: restore them, or "
+            f"`kappa delete {record.tag}` and save it again"
+        )
+    stored = repository.metadata.manifest(record.name, record.version)
+    if stored and mf.canonical(stored) != mf.canonical(manifest.to_dict()):
+        raise BundleIntegrityError(
+            f"bundle {record.tag} at {record.uri}: its kappa.yml differs from the manifest the "
+            "repository recorded when it was saved; nothing was imported. Restore the bundle's files, "
+            f"or `kappa delete {record.tag}` and save it again"
+        )
+    return Located(path, record.digest)
 
 
-def load_from_dir(bundle_dir: Path) -> BentoService:
-    """Load the bundle in ``bundle_dir``, verifying file digests before any import or unpickle."""
+def resolve(ref: str | os.PathLike[str]) -> Path:
+    """A local bundle folder for a path, a URL or a ``NAME[:VERSION|:latest]`` reference."""
+    return locate(ref).path
+
+
+def load_from_dir(bundle_dir: Path, expected_digest: str | None = None) -> BentoService:
+    """Load the bundle in ``bundle_dir``, verifying it whole before any import or unpickle.
+
+    ``expected_digest`` is the digest recorded elsewhere (the repository's database, the
+    driver that shipped the bundle); the manifest must carry exactly that digest.
+    """
     from kappa.service import BentoService
 
     manifest = mf.load_manifest(bundle_dir)
-    verify(bundle_dir, manifest.all_files)
-    with bundle_namespace(bundle_dir / "src", manifest.digest):
+    sources = verify_bundle(bundle_dir, manifest.all_files, manifest.digest, expected_digest)
+    with bundle_namespace(BundleFinder(bundle_dir, sources), manifest.digest):
         try:
             module = importlib.import_module(manifest.service_module)
         except Exception as exc:
@@ -91,7 +133,8 @@ def load(ref: str | os.PathLike[str]) -> BentoService:
     ``kappa.load("./bundles/IrisClassifier")``, ``kappa.load("IrisClassifier:latest")``,
     ``kappa.load("IrisClassifier:20261122T101500Z_3F9A2C1B")``.
     """
-    return load_from_dir(resolve(ref))
+    located = locate(ref)
+    return load_from_dir(located.path, located.digest)
 
 
 def read_manifest(ref: str | os.PathLike[str]) -> mf.Manifest:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kappa.bundle.integrity import FileEntry, safe_relative
+from kappa.bundle.version import validate_name, validate_version
 from kappa.errors import BundleError
 
 if TYPE_CHECKING:
@@ -33,6 +34,12 @@ def schema_from_dict(data: dict[str, Any] | None) -> pa.Schema | None:
     import pyarrow as pa
 
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(data["ipc"])))
+
+
+def _entry(data: dict[str, Any]) -> FileEntry:
+    entry = FileEntry(**data)
+    safe_relative(entry.path)
+    return entry
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ class ArtifactEntry:
             type=data["type"],
             path=safe_relative(data["path"]),
             metadata=data.get("metadata") or {},
-            files=[FileEntry(**f) for f in data.get("files") or []],
+            files=[_entry(f) for f in data.get("files") or []],
             pip_dependencies=list(data.get("pip_dependencies") or []),
         )
 
@@ -183,8 +190,8 @@ class Manifest:
             return cls(
                 format_version=fmt,
                 kappa_version=data.get("kappa_version", ""),
-                name=data["name"],
-                version=data["version"],
+                name=validate_name(data["name"]),
+                version=validate_version(data["version"]),
                 created_at=data["created_at"],
                 digest=data["digest"],
                 service_module=data["service"]["module"],
@@ -192,7 +199,7 @@ class Manifest:
                 doc=data["service"].get("doc") or "",
                 apis=[ApiEntry.from_dict(a) for a in data["apis"]],
                 artifacts=[ArtifactEntry.from_dict(a) for a in data["artifacts"]],
-                files=[FileEntry(**f) for f in data.get("files") or []],
+                files=[_entry(f) for f in data.get("files") or []],
                 python_version=env["python_version"],
                 pip_packages=list(env.get("pip_packages") or []),
                 conda=env.get("conda"),
@@ -202,6 +209,13 @@ class Manifest:
             )
         except (KeyError, TypeError) as exc:
             raise BundleError(f"{where or FILENAME} is malformed: missing or bad field {exc}") from None
+
+
+def canonical(data: dict[str, Any]) -> str:
+    """One text for a manifest's content, whichever of YAML or JSON it came back from."""
+    import json
+
+    return json.dumps(data, sort_keys=True, default=str)
 
 
 def dump(manifest: Manifest, path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from kappa._version import __version__
 from kappa.bundle import env as envmod
 from kappa.bundle import manifest as mf
-from kappa.bundle.integrity import bundle_digest, describe_tree
+from kappa.bundle.integrity import bundle_digest, describe_tree, not_writable_by_others
 from kappa.bundle.modules import find_service_source
 from kappa.bundle.templates import render_dockerfile, render_init_py, render_setup_py
 from kappa.bundle.version import new_version, validate_name, validate_version
@@ -177,6 +177,7 @@ def save_to_dir(
             web_static_content=web,
         )
         mf.dump(manifest, staging / mf.FILENAME)  # written last: its presence means complete
+        not_writable_by_others(staging)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -68,6 +68,9 @@ pass_env = click.make_pass_decorator(Environment, ensure=True)
 def _configure_logging(env: Environment) -> None:
     level = logging.ERROR if env.quiet else logging.DEBUG if env.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    from kappa.redact import redact_logs
+
+    redact_logs()
 
 
 def common_options(func: F) -> F:
@@ -112,11 +115,12 @@ def common_options(func: F) -> F:
 def user_errors() -> Iterator[None]:
     """Turn Kappa's errors into one clean CLI error line (no traceback)."""
     from kappa.errors import KappaError
+    from kappa.redact import redact
 
     try:
         yield
     except KappaError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(redact(str(exc))) from None
 
 
 def handles_errors(func: F) -> F:

@@ -67,7 +67,13 @@ def cli(ctx: click.Context, db_url: str | None, base_url: str | None) -> None:
         env.overrides["repository.base_url"] = base_url
     if not (env.quiet or env.verbose):
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from kappa.redact import redact_logs
+
+    redact_logs()
 
 
 def main() -> None:
+    import os
+
+    os.umask(os.umask(0o022) | 0o022)  # what kappa writes is never group- or world-writable
     cli(prog_name="kappa")

@@ -3,11 +3,41 @@
 from __future__ import annotations
 
 import tarfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kappa.errors import RepositoryError
 
 MANIFEST = "kappa.yml"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most an imported bundle may hold (settings ``import.max_files|max_bytes|max_ratio``)."""
+
+    max_files: int = 10_000
+    max_bytes: int = 20 * 1024**3
+    max_ratio: int = 200  # extracted bytes per archive byte
+
+    def check(self, source: str, files: int, size: int, packed: int | None = None) -> None:
+        hint = "; raise the limit with `kappa config set {key}=N` if this bundle is genuine"
+        if files > self.max_files:
+            raise RepositoryError(
+                f"{source}: refusing a bundle of more than {self.max_files} files (import.max_files)"
+                + hint.format(key="import.max_files")
+            )
+        if size > self.max_bytes:
+            raise RepositoryError(
+                f"{source}: refusing a bundle of more than {self.max_bytes} bytes (import.max_bytes)"
+                + hint.format(key="import.max_bytes")
+            )
+        if packed is not None and size > max(packed, 1) * self.max_ratio and size > 1024**2:
+            raise RepositoryError(
+                f"{source}: refusing an archive that expands {size // max(packed, 1)} times or more "
+                f"({packed} bytes to {size}), past import.max_ratio={self.max_ratio}: a compression bomb?"
+                + hint.format(key="import.max_ratio")
+            )
 
 
 def write_archive(bundle_dir: Path, target: Path, arcname: str) -> None:
@@ -34,17 +64,36 @@ def _check_member(member: tarfile.TarInfo, source: str) -> None:
         raise RepositoryError(f"{source}: refusing {name!r}, which is not a plain file or folder")
 
 
-def extract_archive(archive_path: Path, target: Path) -> Path:
-    """Extract a bundle archive into ``target``; returns the folder that holds ``kappa.yml``."""
+def _scan(archive: tarfile.TarFile, source: str, packed: int, limits: Limits) -> list[tarfile.TarInfo]:
+    """Every member, checked one header at a time: a bomb is refused at the header that crosses a limit."""
+    members: list[tarfile.TarInfo] = []
+    size = 0
+    while (member := archive.next()) is not None:
+        _check_member(member, source)
+        members.append(member)
+        size += member.size
+        limits.check(source, len(members), size, packed)
+    return members
+
+
+def extract_archive(archive_path: Path, target: Path, limits: Limits | None = None) -> Path:
+    """Extract a bundle archive into ``target``; returns the folder that holds ``kappa.yml``.
+
+    Every header is checked (paths, links, devices, and ``limits``) before one file is written.
+    """
     source = str(archive_path)
+    limits = limits or Limits()
     try:
         with tarfile.open(archive_path, "r:*") as archive:
-            members = archive.getmembers()
-            for member in members:
-                _check_member(member, source)
+            members = _scan(archive, source, archive_path.stat().st_size, limits)
             archive.extractall(target, members=members, filter="data")
-    except tarfile.TarError as exc:
-        raise RepositoryError(f"{source} is not a readable tar archive: {exc}") from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise RepositoryError(f"cannot extract {source} into {target}: {exc}") from None
+        raise RepositoryError(
+            f"{source} is not a readable tar.gz archive ({type(exc).__name__}: {exc or 'truncated'}); "
+            "export the bundle again with `kappa export`"
+        ) from None
     if (target / MANIFEST).is_file():
         return target
     candidates = [p.parent for p in target.glob(f"*/{MANIFEST}")]

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from kappa.bundle.integrity import not_writable_by_others
 from kappa.errors import MissingDependencyError, RepositoryError
 
 MANIFEST = "kappa.yml"
@@ -59,23 +60,33 @@ def download(url: str, target: Path) -> Path:
     return target
 
 
-def copy_folder(source: Path, target: Path) -> None:
-    """Copy a bundle folder to ``target`` through a staging folder and one rename."""
+def copy_folder(source: Path, target: Path, only: list[str] | None = None) -> None:
+    """Copy a bundle folder (or only the files ``only`` names) to ``target``: staged, one rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.copy-{secrets.token_hex(4)}"
     try:
-        shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"))
+        if only is None:
+            shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            for rel in only:
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source / rel, staging / rel)
+        not_writable_by_others(staging)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def upload(local_dir: Path, url: str) -> None:
-    """Copy a bundle folder to ``url``, the manifest last so readers never see half a bundle."""
+def upload(local_dir: Path, url: str, only: list[str] | None = None) -> None:
+    """Copy a bundle folder (or only the files ``only`` names) to ``url``, the manifest last so
+    readers never see half a bundle."""
     fs, root = filesystem(url)
     root = root.rstrip("/")
-    files = sorted(p for p in local_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
+    if only is None:
+        files = sorted(p for p in local_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
+    else:
+        files = [local_dir / rel for rel in only if rel != MANIFEST]
     for file in files:
         fs.put_file(str(file), f"{root}/{file.relative_to(local_dir).as_posix()}")
     fs.put_file(str(local_dir / MANIFEST), f"{root}/{MANIFEST}")

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kappa.errors import RepositoryError
+from kappa.redact import redact
 
 PENDING, READY, DELETED = "pending", "ready", "deleted"
 
@@ -96,9 +97,9 @@ class MetadataStore:
             self.engine = _engine(url)
             self._create_schema()
         except sa.exc.ArgumentError as exc:
-            raise RepositoryError(f"bad repository.db_url {url!r}: {exc}") from None
-        except sa.exc.OperationalError as exc:
-            raise RepositoryError(f"cannot open the metadata database {url!r}: {exc.orig}") from None
+            raise RepositoryError(redact(f"bad repository.db_url {url!r}: {exc}")) from None
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise RepositoryError(redact(f"cannot open the metadata database {url!r}: {exc.orig}")) from None
         except ModuleNotFoundError as exc:
             raise RepositoryError(
                 f"the database driver for {url!r} is not installed ({exc.name}); "

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kappa.bundle.version import new_version, validate_version
+from kappa.bundle.version import new_version, validate_name, validate_version
 from kappa.errors import BundleError, RepositoryError
 from kappa.repository import files
 from kappa.repository.labels import validate_labels
@@ -19,6 +19,7 @@ from kappa.repository.selectors import parse_selector
 
 if TYPE_CHECKING:
     from kappa.bundle.manifest import Manifest
+    from kappa.repository.archive import Limits
     from kappa.service import BentoService
     from kappa.settings import KappaSettings
 
@@ -40,7 +41,7 @@ class Repository:
         self.metadata = MetadataStore(settings.db_url)
 
     def location(self, name: str, version: str) -> str:
-        return f"{self.base_url}/{name}/{version}"
+        return f"{self.base_url}/{validate_name(name)}/{validate_version(version)}"
 
     # -- writing -------------------------------------------------------------
     def _reserve(self, name: str, version: str | None, labels: dict[str, str]) -> tuple[str, str]:
@@ -93,20 +94,42 @@ class Repository:
         log.info("saved %s:%s to %s", service.name, version, uri)
         return uri
 
+    def limits(self) -> Limits:
+        from kappa.repository.archive import Limits
+
+        return Limits(
+            self.settings.import_max_files, self.settings.import_max_bytes, self.settings.import_max_ratio
+        )
+
     def add_folder(self, bundle_dir: Path) -> BundleRecord:
-        """Store a complete, verified bundle folder under the name and version of its manifest."""
-        from kappa.bundle.integrity import verify
+        """Store a complete, verified bundle folder under the name and version of its manifest.
+
+        Only the files the manifest lists are stored: anything else in the folder is left out.
+        """
+        from kappa.bundle.integrity import MANIFEST_NAME, check_digest, unlisted_files, verify
         from kappa.bundle.manifest import load_manifest
 
         manifest = load_manifest(bundle_dir)
-        verify(bundle_dir, manifest.all_files)
+        entries = manifest.all_files
+        self.limits().check(str(bundle_dir), len(entries), sum(e.size for e in entries))
+        check_digest(str(bundle_dir), entries, manifest.digest, None)
+        verify(bundle_dir, entries)
+        extra = unlisted_files(bundle_dir, entries)
+        if extra:
+            log.warning(
+                "importing %s: left out %d file(s) its manifest does not list: %s",
+                manifest.tag,
+                len(extra),
+                ", ".join(extra[:5]),
+            )
+        listed = sorted({e.path for e in entries}) + [MANIFEST_NAME]
         labels = validate_labels(manifest.labels)
         version, uri = self._reserve(manifest.name, manifest.version, labels)
         with self._pending(manifest.name, version, uri):
             if files.is_local(uri):
-                files.copy_folder(bundle_dir, files.local_part(uri))
+                files.copy_folder(bundle_dir, files.local_part(uri), only=listed)
             else:
-                files.upload(bundle_dir, uri)
+                files.upload(bundle_dir, uri, only=listed)
             self.metadata.mark_ready(
                 manifest.name, version, manifest.digest, summary(manifest), manifest.to_dict()
             )
@@ -127,7 +150,7 @@ class Repository:
                 else:
                     fs, path = files.filesystem(source)
                     fs.get_file(path, str(archive))
-                folder = extract_archive(archive, work / "extracted")
+                folder = extract_archive(archive, work / "extracted", self.limits())
             elif files.is_local(source):
                 folder = files.local_part(source)
                 if not folder.is_dir():
@@ -170,9 +193,9 @@ class Repository:
         record = self.get(ref)
         return self.metadata.manifest(record.name, record.version)
 
-    def local_path(self, ref: str | BundleRef) -> Path:
+    def local_path(self, ref: str | BundleRef | BundleRecord) -> Path:
         """A local folder holding the bundle (downloaded into the cache when remote)."""
-        record = self.get(ref)
+        record = ref if isinstance(ref, BundleRecord) else self.get(ref)
         if files.is_local(record.uri):
             return files.local_part(record.uri)
         return files.fetch_bundle(record.uri)

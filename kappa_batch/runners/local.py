@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -120,7 +121,12 @@ class ForkedPool:
 
     def __init__(self, workers: int) -> None:
         self.width = workers
-        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        self._pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        )
         list(self._pool.map(_ready, range(workers)))
 
     def submit(self, task: Task) -> Future[tuple[int, int, int]]:
@@ -131,6 +137,34 @@ class ForkedPool:
 
 
 PoolFactory = Callable[[WorkerState, ScoreJob], ShardPool]
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker: exit when the process that started it dies (even by ``kill -9``).
+
+    Linux delivers SIGKILL on the parent's death (``PR_SET_PDEATHSIG``); elsewhere, and for
+    a parent that died before that was set, a daemon thread notices the new parent id.
+    """
+    import ctypes
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no prctl
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="kappa-parent-watch", daemon=True).start()
 
 
 def _ready(_: int) -> bool:
@@ -148,11 +182,18 @@ def open_source(job: ScoreJob, runner: BatchRunner) -> tuple[InputSource, str | 
         raise InputError("give the input with --input JSON or --input-file PATH")
     if isinstance(adapter, FileInput):
         return binary_source(job.input_file, adapter.column, job.batch_size), job.id_column or "path"
-    return file_source(job.input_file, job.input_format, job.batch_size), job.id_column
+    declared = adapter.arrow_schema() if hasattr(adapter, "arrow_schema") else None
+    return file_source(job.input_file, job.input_format, job.batch_size, declared), job.id_column
 
 
-def _run_params(job: ScoreJob, runner: BatchRunner, id_column: str | None, fmt: str) -> dict[str, Any]:
+def _run_params(
+    job: ScoreJob, runner: BatchRunner, source: InputSource, id_column: str | None, fmt: str
+) -> dict[str, Any]:
+    from kappa_batch.io import fingerprint
+
+    files = fingerprint(source.fs, source.files) if source.files and source.fs is not None else []
     return {
+        "input_files": files,
         "bundle": runner.bundle_tag,
         "bundle_digest": runner.manifest.digest if runner.manifest else None,
         "api": job.api,
@@ -214,7 +255,8 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
     _state = WorkerState(runner, output, id_column, source.fs, job.batch_size, in_worker_pool=in_pool)
     pool: ShardPool | None = None
     try:
-        done = output.prepare(_run_params(job, runner, id_column, spec.fmt), job.resume, job.overwrite)
+        params = _run_params(job, runner, source, id_column, spec.fmt)
+        done = output.prepare(params, job.resume, job.overwrite)
         committed = output.committed() if job.resume else None
         if committed is not None:
             log.info("%s is already complete; nothing to resume", spec.url)

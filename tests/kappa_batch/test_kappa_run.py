@@ -313,18 +313,6 @@ def test_clear_errors(bundle, tmp_path):
             ],
             "--id-column 'nope' is not in the input",
         ),
-        (
-            [
-                "run",
-                bundle,
-                "score",
-                "--input-file",
-                str(tmp_path / "strings.csv"),
-                "--output-file",
-                str(tmp_path / "o2"),
-            ],
-            "column 'a' should be float64",
-        ),
         (["run", bundle, "score", "--input-file", str(tmp_path / "in.csv")], "give --output-file"),
     ]
     for args, message in cases:
@@ -332,6 +320,22 @@ def test_clear_errors(bundle, tmp_path):
         assert result.returncode != 0, args
         assert message in result.stderr, (message, result.stderr)
         assert "Traceback" not in result.stderr
+    # rows whose 'a' cannot be read as the declared float64 fail alone, into the errors file
+    strings = kappa(
+        "run",
+        bundle,
+        "score",
+        "--input-file",
+        str(tmp_path / "strings.csv"),
+        "--output-file",
+        str(tmp_path / "o2"),
+    )
+    assert strings.returncode == 0, strings.stderr
+    unreadable = pq.read_table(tmp_path / "o2" / "_errors.parquet").to_pylist()
+    assert [e["message"] for e in unreadable] == [
+        "column 'a': cannot read 'x' as double",
+        "column 'a': cannot read 'y' as double",
+    ]
     pd.DataFrame({"a": [1.0]}).to_csv(tmp_path / "one.csv", index=False)
     missing = kappa(
         "run",
