@@ -18,6 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from kappa.errors import InputError
+
 log = logging.getLogger(__name__)
 
 INPUT_ERROR_COLUMN = "_kappa_input_error"
@@ -42,7 +44,7 @@ def read_csv(
     try:  # the fast way: Arrow converts while it parses (opening reads the first block already)
         convert = pacsv.ConvertOptions(column_types=declared_types)
         reader = pacsv.open_csv(open_file(), read_options=read, convert_options=convert)
-        schema = reader.schema
+        schema = _checked(reader.schema, name)
         for batch in reader:
             yield batch
             delivered += batch.num_rows
@@ -52,7 +54,7 @@ def read_csv(
             raise
         log.warning("%s: %s; reading the rest of the file value by value", name, exc)
     if delivered == 0:  # failed in the first block: the types inferred from it, the declared ones first
-        inferred = pacsv.open_csv(open_file(), read_options=read).schema
+        inferred = _checked(pacsv.open_csv(open_file(), read_options=read).schema, name)
         schema = pa.schema([pa.field(f.name, declared_types.get(f.name, f.type)) for f in inferred])
     text = pacsv.ConvertOptions(column_types={f.name: pa.string() for f in schema}, strings_can_be_null=True)
     rest = pacsv.open_csv(
@@ -63,6 +65,17 @@ def read_csv(
     types = {f.name: f.type for f in schema}
     for batch in rest:
         yield typed(batch, types, declared_types)
+
+
+def _checked(schema: pa.Schema, name: str) -> pa.Schema:
+    try:
+        schema.names  # noqa: B018 - decodes every column name
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"cannot read input {name!r} as csv: its header row is not UTF-8 text ({exc.reason} at byte "
+            f"{exc.start}); save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+    return schema
 
 
 def typed(

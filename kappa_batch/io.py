@@ -290,6 +290,10 @@ def _guard(batches: Iterator[pa.RecordBatch], spec: str, kind: str) -> Iterator[
         yield from batches
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read input {spec!r} as {kind}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"cannot read input {spec!r} as {kind}: it is not UTF-8 text ({exc.reason}); save it as UTF-8"
+        ) from None
 
 
 def _json_array_source(fs: Any, files: list[str], spec: str) -> InputSource:

@@ -111,9 +111,32 @@ class ShardedOutput:
                     f"output {self.spec.url!r} already exists; pass --overwrite to replace it "
                     "or --resume to finish an interrupted run"
                 )
+        self.check_writable()
         self.fs.makedirs(self.state, exist_ok=True)
         self._put_json(f"{self.state}/{RUN_FILE}", dict(run))
         return set()
+
+    def check_writable(self) -> None:
+        """Fail before any scoring if a place the run writes to cannot be written."""
+        targets = {"--output-file": self.spec.shard_dir, "--errors-file": self.spec.errors_url}
+        if self.spec.single_file:
+            targets["--output-file"] = self.spec.url
+        for option, url in targets.items():
+            fs, path = filesystem(url)
+            folder = path if url == self.spec.shard_dir else (path.rsplit("/", 1)[0] if "/" in path else ".")
+            probe = f"{folder}/.tmp-{secrets.token_hex(4)}-probe"
+            existed = fs.exists(folder)
+            try:
+                fs.makedirs(folder, exist_ok=True)
+                fs.pipe_file(probe, b"")
+                fs.rm(probe)
+                if not existed and fs.isdir(folder):  # leave no trace: the run creates it again
+                    fs.rmdir(folder)
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise InputError(
+                    f"cannot write {option} {url!r}: {reason} ({folder}); pick a place you can write to"
+                ) from None
 
     def _resume(self, run: Mapping[str, Any]) -> set[int]:
         path = f"{self.state}/{RUN_FILE}"

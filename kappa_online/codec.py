@@ -79,8 +79,8 @@ def _rows(adapter: Any, payload: Any) -> pa.RecordBatch | None:
         declared = getattr(adapter, "columns", None)
         if declared is not None and len(declared) != width:
             raise InputError(
-                f"each row must hold {len(declared)} values (the columns {list(declared)}); "
-                f"got rows of {width}"
+                f"{adapter.describe()} expects {len(declared)} columns {list(declared)}, "
+                f"got rows of {width} values"
             )
         names = list(declared) if declared is not None else [str(i) for i in range(width)]
         numeric = _numeric_rows(payload, width)
@@ -173,7 +173,7 @@ def conform(batch: pa.RecordBatch, expected: pa.Schema | None) -> pa.RecordBatch
         and all(n.isdigit() for n in names)
         and all(n.isdigit() for n in expected.names)
     ):
-        raise InputError(f"each row must hold {len(expected.names)} values; got rows of {len(names)}")
+        raise InputError(f"this API expects rows of {len(expected.names)} values, got rows of {len(names)}")
     missing = [n for n in expected.names if n not in names]
     extra = [n for n in names if n not in expected.names]
     if missing:

@@ -121,6 +121,9 @@ def user_errors() -> Iterator[None]:
         yield
     except KappaError as exc:
         raise click.ClickException(redact(str(exc))) from None
+    except OSError as exc:  # a file or a server the command needed: one line, not a traceback
+        where = f" {exc.filename!r}" if exc.filename else ""
+        raise click.ClickException(redact(f"cannot read or write{where}: {exc.strerror or exc}")) from None
 
 
 def handles_errors(func: F) -> F:

@@ -26,6 +26,7 @@ from kappa_batch.io import (
     binary_source,
     file_source,
     inline_source,
+    parquet_file,
     read_planned,
 )
 from kappa_batch.job import Report, ScoreJob
@@ -67,8 +68,13 @@ def _score_task(state: WorkerState, task: Task) -> tuple[int, ScoredShard]:
         for batch in read_planned(state.fs, task, state.batch_size, use_threads=not state.in_worker_pool):
             parts.append(score_shard(state.runner, batch, offset, state.id_column))
             offset += batch.num_rows
-        if not parts:  # a row group without rows
-            ids = pa.array([], pa.int64())
+        if not parts:  # a row group without rows: empty tables, with the id column's own type
+            id_type = pa.int64()
+            if state.id_column is not None:
+                schema = parquet_file(state.fs, task.file).schema_arrow
+                if state.id_column in schema.names:
+                    id_type = schema.field(state.id_column).type
+            ids = pa.array([], id_type)
             errors = pa.table(
                 {
                     state.id_column or POSITION_COLUMN: ids,

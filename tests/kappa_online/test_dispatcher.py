@@ -159,3 +159,33 @@ def test_cost_model_learns_overhead_and_per_row_cost():
     single = CostModel()
     single.observe(4, 0.004)
     assert single.predict(4) == pytest.approx(0.004)
+
+
+def test_an_idle_server_serves_a_large_request_after_one_row_traffic():
+    """Fitted on one-row batches only, the model charges a whole batch per row; that estimate alone
+    (200 rows x 40 ms = 8 s against a 300 ms budget) must never refuse a request to an idle server."""
+    model = Model(seconds=0.04)
+
+    async def scenario() -> list[int]:
+        dispatcher = Dispatcher(model, max_batch_rows=1000, max_latency_ms=300)
+        dispatcher.start()
+        for _ in range(10):
+            await dispatcher.submit(request(1))
+        assert dispatcher.model.predict(200) > 1.0  # the estimate would refuse it
+        served = []
+        for _ in range(3):  # and keeps serving: a refused request would never have taught it otherwise
+            scored = await dispatcher.submit(request(*range(200)))
+            served.append(scored.outputs.num_rows)
+        await dispatcher.close()
+        return served
+
+    assert run(scenario()) == [200, 200, 200]
+
+
+def test_the_cost_model_forgets_with_time():
+    model = CostModel(half_life=0.05)
+    for _ in range(20):
+        model.observe(1, 1.0)
+    time.sleep(0.3)  # six half-lives
+    model.observe(100, 0.1)
+    assert model.predict(100) < 0.5  # the recent, cheap batch outweighs the old, slow ones

@@ -357,3 +357,63 @@ def _metric(server: Server, sample: str) -> float:
 def test_bad_bundle_reference_is_a_clear_error(tmp_path):
     result = subprocess.run([KAPPA, "serve", str(tmp_path / "nope")], capture_output=True, text=True)
     assert result.returncode != 0 and "no bundle at" in result.stderr and "Traceback" not in result.stderr
+
+
+def _chunked_post(port: int, path: str, content_type: str, chunks: int, chunk: bytes) -> tuple[int, bytes]:
+    """POST a body in chunks, without Content-Length; the answer may come before the body ends."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.putrequest("POST", path)
+        connection.putheader("Content-Type", content_type)
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        try:
+            for _ in range(chunks):
+                connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            connection.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before reading it all: what it should do
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_chunked_bodies_are_limited_while_they_stream_for_every_content_type(bundle):
+    small = Server(bundle, "--max-body-bytes", "100000")
+    try:
+        boundary = "kappaboundary"
+        part = (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.bin\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        cases = [
+            ("/size", f"multipart/form-data; boundary={boundary}", part),
+            ("/predict", "application/json", b"[" + b"[5.1, 3.5, 1.4, 0.2]," * 10),
+            ("/v2/models/OnlineIris/infer", "application/json", b'{"inputs": [' + b" " * 500),
+        ]
+        for path, content_type, head in cases:
+            start = time.monotonic()
+            status, body = _chunked_post(small.port, path, content_type, 2000, head + b"x" * 4096)
+            assert status == 413, (path, body)
+            assert "larger than 100000 bytes" in json.loads(body)["error"]
+            assert time.monotonic() - start < 20
+        assert small.post("/predict", [[5.1, 3.5, 1.4, 0.2]])[0] == 200  # the server is fine
+    finally:
+        small.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b"[[123456789012345678901234567890, 3.5, 1.4, 0.2]]", "cannot read this payload"),
+        (b"[[5.1, 3.5, 1.4, 0.2, 9.9]]", "expects 4 columns"),
+    ],
+)
+def test_hostile_json_gets_400_not_500(server, body, says):
+    status, text, _ = server.request("/predict", body)
+    assert status == 400, text
+    assert says in json.loads(text)["error"]
