@@ -66,10 +66,14 @@ def test_a_late_type_change_in_a_csv_fails_those_rows_only(bundle, tmp_path):
     a = [str(i) for i in range(rows)]
     a[100_000], a[110_000] = "1.5", "abc"
     source = tmp_path / "late.csv"
-    pd.DataFrame({"id": np.arange(rows), "a": a, "b": np.ones(rows, dtype=np.int64)}).to_csv(source, index=False)
+    pd.DataFrame({"id": np.arange(rows), "a": a, "b": np.ones(rows, dtype=np.int64)}).to_csv(
+        source, index=False
+    )
     for api, unreadable in (("score", ["abc"]), ("loose", ["abc"])):  # declared float64 / widened to float
         out = tmp_path / api
-        result = run(bundle, api, "--input-file", str(source), "--output-file", f"{out}/", "--id-column", "id")
+        result = run(
+            bundle, api, "--input-file", str(source), "--output-file", f"{out}/", "--id-column", "id"
+        )
         assert result.exit_code == 0, result.output
         output = pq.read_table(out)
         errors = pq.read_table(out / "_errors.parquet")
@@ -77,7 +81,9 @@ def test_a_late_type_change_in_a_csv_fails_those_rows_only(bundle, tmp_path):
         assert errors.column("id").to_pylist() == [110_000]
         assert [m.split("'")[3] for m in errors.column("message").to_pylist()] == unreadable
         assert errors.schema.field("id").type == output.schema.field("id").type == pa.int64()
-        scored = dict(zip(output.column("id").to_pylist(), output.column("prediction").to_pylist(), strict=True))
+        scored = dict(
+            zip(output.column("id").to_pylist(), output.column("prediction").to_pylist(), strict=True)
+        )
         assert scored[100_000] == 16.0 and scored[5] == 51.0
 
 
@@ -93,7 +99,9 @@ def test_a_folder_of_mixed_formats_needs_a_choice(bundle, tmp_path):
     assert not (tmp_path / "o1.parquet").exists()
     for fmt in ("csv", "parquet"):
         out = tmp_path / f"o-{fmt}.parquet"
-        result = run(bundle, "score", "--input-file", str(folder), "--input-format", fmt, "--output-file", str(out))
+        result = run(
+            bundle, "score", "--input-file", str(folder), "--input-format", fmt, "--output-file", str(out)
+        )
         assert result.exit_code == 0, result.output
         assert pq.read_table(out).num_rows == 200
 
@@ -163,11 +171,12 @@ def test_unreadable_and_unwritable_files_are_one_clear_line(bundle, tmp_path):
     latin.write_bytes("a\xe9,b\n1,2\n".encode("latin-1"))
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where a folder should be")
+    o1, o2, out = str(tmp_path / "o1/"), str(tmp_path / "o2/"), str(blocked / "out.parquet")
     cases = [
-        (["--input-file", str(latin), "--output-file", str(tmp_path / "o1/")], "header row is not UTF-8 text"),
-        (["--input-file", str(good), "--output-file", str(blocked / "out.parquet")], "cannot write --output-file"),
-        (["--input-file", str(good), "--output-file", str(tmp_path / "o2/"), "--errors-file",
-          str(blocked / "e.parquet")], "cannot write --errors-file"),
+        (["--input-file", str(latin), "--output-file", o1], "header row is not UTF-8 text"),
+        (["--input-file", str(good), "--output-file", out], "cannot write --output-file"),
+        (["--input-file", str(good), "--output-file", o2, "--errors-file", str(blocked / "e.parquet")],
+         "cannot write --errors-file"),
     ]  # fmt: skip
     for args, says in cases:
         result = run(bundle, "score", *args)

@@ -386,7 +386,7 @@ def test_chunked_bodies_are_limited_while_they_stream_for_every_content_type(bun
     try:
         boundary = "kappaboundary"
         part = (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.bin\"\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
         ).encode()
         cases = [

@@ -160,7 +160,9 @@ def test_manifest_names_and_versions_are_validated_where_they_enter(saved):
         data = yaml.safe_load((saved / "kappa.yml").read_text())
         data[field] = value
         (saved / "kappa.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-        with pytest.raises(BundleError, match=f"invalid {'version' if field == 'version' else 'service name'}"):
+        with pytest.raises(
+            BundleError, match=f"invalid {'version' if field == 'version' else 'service name'}"
+        ):
             load_manifest(saved)
 
 
