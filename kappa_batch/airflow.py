@@ -184,7 +184,7 @@ class KappaScoreOperator(BaseOperator):  # type: ignore[misc]
         for key, value in dict(conf.get("conf") or {}).items():
             command += ["--conf", f"{key}={value}"]
         command += [str(conf.get("script") or _score_script())]
-        command += ["--bundle", _local_bundle(tag), "--api", self.api, "--input", self.input_path]
+        command += [*_local_bundle(tag), "--api", self.api, "--input", self.input_path]
         command += ["--output", self.output_path, "--report", report_file]
         return command + _flags(conf, _SPARK_FLAGS)
 
@@ -241,11 +241,14 @@ def _flags(conf: Mapping[str, Any], flags: Mapping[str, str]) -> list[str]:
     return out
 
 
-def _local_bundle(tag: str) -> str:
-    """spark-submit's driver resolves the bundle itself; pass a folder so it needs no repository."""
-    from kappa.bundle.load import resolve
+def _local_bundle(tag: str) -> list[str]:
+    """spark-submit's driver needs no repository: pass the bundle's folder, and the digest the
+    repository recorded for it, which the driver checks before it ships anything."""
+    from kappa.bundle.load import locate
 
-    return str(resolve(tag))
+    located = locate(tag)
+    digest = ["--bundle-digest", located.digest] if located.digest else []
+    return ["--bundle", str(located.path), *digest]
 
 
 def _score_script() -> str:

@@ -34,7 +34,31 @@ def _combine(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(parts) == 1:
         return parts[0]
     if any(p.schema != parts[0].schema for p in parts):  # a reader widened a type mid-stream
-        table = pa.concat_tables([pa.Table.from_batches([p]) for p in parts], promote_options="permissive")
+        table = _promote([pa.Table.from_batches([p]) for p in parts])
     else:
         table = pa.Table.from_batches(parts)
     return table.combine_chunks().to_batches(max_chunksize=None)[0]
+
+
+def _promote(tables: list[pa.Table]) -> pa.Table:
+    """One table; a column whose types cannot be promoted without loss (int64 beyond 2**53
+    next to float64) becomes text, and the API's adapter decides what it reads from it."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        types: dict[str, set[pa.DataType]] = {}
+        for table in tables:
+            for field in table.schema:
+                types.setdefault(field.name, set()).add(field.type)
+        mixed = {name for name, seen in types.items() if len(seen) > 1}
+        as_text = [
+            pa.table(
+                [
+                    c.cast(pa.string()) if n in mixed else c
+                    for n, c in zip(t.column_names, t.columns, strict=True)
+                ],
+                names=t.column_names,
+            )
+            for t in tables
+        ]
+        return pa.concat_tables(as_text, promote_options="permissive")

@@ -23,8 +23,6 @@ from kappa.errors import InputError
 log = logging.getLogger(__name__)
 
 INPUT_ERROR_COLUMN = "_kappa_input_error"
-# Types a column without a declared type may widen to, in order.
-_WIDER = {pa.int8(): pa.int64(), pa.int16(): pa.int64(), pa.int32(): pa.int64(), pa.int64(): pa.float64()}
 Opener = Callable[[], Any]  # a fresh binary stream of the file each call
 
 
@@ -33,9 +31,14 @@ def _is_conversion_error(exc: Exception) -> bool:
 
 
 def read_csv(
-    open_file: Opener, name: str, declared: pa.Schema | None, use_threads: bool
+    open_file: Opener,
+    name: str,
+    declared: pa.Schema | None,
+    use_threads: bool,
+    keep: frozenset[str] = frozenset(),
 ) -> Iterator[pa.RecordBatch]:
-    """The batches of one CSV file (see the module's docstring)."""
+    """The batches of one CSV file (see the module's docstring); ``keep`` names columns that
+    never widen (the id column) besides the declared ones."""
     import pyarrow.csv as pacsv
 
     declared_types = {f.name: f.type for f in declared} if declared is not None else {}
@@ -63,8 +66,9 @@ def read_csv(
         convert_options=text,
     )
     types = {f.name: f.type for f in schema}
+    fixed = frozenset(declared_types) | keep
     for batch in rest:
-        yield typed(batch, types, declared_types)
+        yield typed(batch, types, fixed)
 
 
 def _checked(schema: pa.Schema, name: str) -> pa.Schema:
@@ -78,55 +82,97 @@ def _checked(schema: pa.Schema, name: str) -> pa.Schema:
     return schema
 
 
-def typed(
-    batch: pa.RecordBatch, types: dict[str, pa.DataType], declared: dict[str, pa.DataType]
-) -> pa.RecordBatch:
-    """``batch`` (text columns) cast to ``types``, widening undeclared columns where that fits;
-    rows that still do not fit get a message in :data:`INPUT_ERROR_COLUMN` and nulls."""
+def typed(batch: pa.RecordBatch, types: dict[str, pa.DataType], fixed: frozenset[str]) -> pa.RecordBatch:
+    """``batch`` (text columns) cast to ``types``; a column not in ``fixed`` (declared, or the id
+    column) widens when that lets more of its values fit, for this batch and the rest of the file.
+    Rows whose values still do not fit get a message in :data:`INPUT_ERROR_COLUMN` and nulls."""
+    import numpy as np
     import pyarrow.compute as pc
 
     columns: list[pa.Array] = []
     messages: list[str | None] = [None] * batch.num_rows
     for field, column in zip(batch.schema, batch.columns, strict=True):
         target = types[field.name]
-        if pa.types.is_string(target) or pa.types.is_large_string(target):
+        untyped = pa.types.is_null(target)  # empty where Arrow inferred types: no type to keep yet
+        if untyped:
+            target = pa.int64()
+        elif not _castable(target):  # text, or a type Arrow cannot read from text: keep the text
+            types[field.name] = pa.string()
+            columns.append(column)
+            continue
+        bad = _bad_mask(column, target)
+        if untyped and bad is None:
+            types[field.name] = target
+        if bad is not None and (untyped or field.name not in fixed):
+            for wider in _widenings(target, untyped):
+                wider_bad = _bad_mask(column, wider) if _castable(wider) else None  # text always fits
+                if wider_bad is None or wider_bad.sum() < bad.sum():
+                    target, bad = wider, wider_bad
+                    types[field.name] = wider
+                if bad is None:
+                    break
+        if bad is None:
             columns.append(column.cast(target))
             continue
-        cast = _try_cast(column, target)
-        while cast is None and field.name not in declared and target in _WIDER:
-            target = types[field.name] = _WIDER[target]
-            cast = _try_cast(column, target)
-        if cast is None:
-            bad = _bad_positions(column, target, 0)
-            for row in bad:
-                if messages[row] is None:
-                    messages[row] = f"column {field.name!r}: cannot read {column[row].as_py()!r} as {target}"
-            keep = pa.array([True] * batch.num_rows)
-            if bad:
-                mask = [True] * batch.num_rows
-                for row in bad:
-                    mask[row] = False
-                keep = pa.array(mask)
-            cast = pc.if_else(keep, column, pa.scalar(None, pa.string())).cast(target)
-        columns.append(cast)
+        for row in np.flatnonzero(bad):
+            if messages[row] is None:
+                messages[row] = f"column {field.name!r}: cannot read {column[int(row)].as_py()!r} as {target}"
+        columns.append(pc.if_else(pa.array(~bad), column, pa.scalar(None, pa.string())).cast(target))
     names = [*batch.schema.names, INPUT_ERROR_COLUMN]
     return pa.RecordBatch.from_arrays([*columns, pa.array(messages, pa.string())], names=names)
+
+
+def _widenings(target: pa.DataType, untyped: bool) -> list[pa.DataType]:
+    """What an undeclared column may become instead, in order: an integer column may take
+    decimals; a column that was empty where Arrow inferred types takes what its values fit."""
+    if untyped:
+        return [pa.float64(), pa.string()]
+    if pa.types.is_integer(target):
+        return [pa.int64(), pa.float64()] if target != pa.int64() else [pa.float64()]
+    return []
+
+
+def _castable(target: pa.DataType) -> bool:
+    if pa.types.is_string(target) or pa.types.is_large_string(target):
+        return False
+    return _try_cast(pa.array([], pa.string()), target) is not None
 
 
 def _try_cast(column: pa.Array, target: pa.DataType) -> pa.Array | None:
     try:
         return column.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
 
 
-def _bad_positions(column: pa.Array, target: pa.DataType, offset: int) -> list[int]:
-    """The rows of ``column`` whose value does not cast to ``target`` (by halving)."""
+_PATTERNS = {  # text that surely reads as these types; anything else is checked value by value
+    "int": r"^[+-]?[0-9]+$",
+    "float": r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^[+-]?(inf|infinity|nan)$",
+}
+
+
+def _bad_mask(column: pa.Array, target: pa.DataType) -> Any:
+    """A NumPy mask of the rows whose value does not read as ``target``, or None when all do.
+
+    Vectorised: a pattern clears the values that surely fit, and only the distinct other
+    values are tried one by one (a column of many bad values stays fast)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
     if _try_cast(column, target) is not None:
-        return []
-    if len(column) == 1:
-        return [offset]
-    half = len(column) // 2
-    return _bad_positions(column.slice(0, half), target, offset) + _bad_positions(
-        column.slice(half), target, offset + half
-    )
+        return None
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    kind = "int" if pa.types.is_integer(target) else "float" if pa.types.is_floating(target) else None
+    sure = np.zeros(len(column), dtype=bool)
+    if kind is not None:
+        matched = pc.match_substring_regex(column, _PATTERNS[kind], ignore_case=True)
+        sure = matched.fill_null(False).to_numpy(zero_copy_only=False)
+        if _try_cast(column.filter(pa.array(sure)), target) is None:  # e.g. an integer too large
+            sure[:] = False
+    suspects = present & ~sure
+    values = pc.unique(column.filter(pa.array(suspects)))
+    failing = [v for v in values.to_pylist() if _try_cast(pa.array([v], pa.string()), target) is None]
+    if not failing:
+        return None
+    bad = pc.is_in(column, value_set=pa.array(failing, pa.string())).fill_null(False)
+    return bad.to_numpy(zero_copy_only=False)

@@ -129,7 +129,11 @@ def _pick_files(spec: str, files: list[str], fmt: str | None) -> tuple[str, list
 
 
 def file_source(
-    spec: str, fmt: str | None, batch_size: int, declared: pa.Schema | None = None
+    spec: str,
+    fmt: str | None,
+    batch_size: int,
+    declared: pa.Schema | None = None,
+    id_column: str | None = None,
 ) -> InputSource:
     """Stream a tabular input (Parquet, CSV, JSON Lines, or a JSON array) batch by batch.
 
@@ -152,7 +156,7 @@ def file_source(
     description = f"{len(files)} {kind} file(s) from {spec}"
     if kind == "csv":
         return InputSource(
-            _guard(_csv_batches(fs, files, declared), spec, kind), None, description, files, fs
+            _guard(_csv_batches(fs, files, declared, id_column), spec, kind), None, description, files, fs
         )
     if not is_local_fs(fs):
         return InputSource(_guard(remote_text(fs, files, kind), spec, kind), None, description, files, fs)
@@ -168,7 +172,9 @@ def file_source(
     return InputSource(_guard(batches, spec, kind), None, description, files, fs)
 
 
-def _csv_batches(fs: Any, files: list[str], declared: pa.Schema | None) -> Iterator[pa.RecordBatch]:
+def _csv_batches(
+    fs: Any, files: list[str], declared: pa.Schema | None, id_column: str | None
+) -> Iterator[pa.RecordBatch]:
     from kappa_batch.csvread import read_csv
 
     local = is_local_fs(fs)
@@ -179,7 +185,8 @@ def _csv_batches(fs: Any, files: list[str], declared: pa.Schema | None) -> Itera
             if local
             else functools.partial(pa.BufferReader, fetch_into_arrow(fs, file))
         )
-        yield from read_csv(opener, file, declared, use_threads=True)
+        keep = frozenset([id_column] if id_column else [])
+        yield from read_csv(opener, file, declared, use_threads=True, keep=keep)
 
 
 def fetch_into_arrow(fs: Any, file: str) -> pa.Buffer:
@@ -288,7 +295,7 @@ def read_planned(
 def _guard(batches: Iterator[pa.RecordBatch], spec: str, kind: str) -> Iterator[pa.RecordBatch]:
     try:
         yield from batches
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise InputError(f"cannot read input {spec!r} as {kind}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise InputError(

@@ -64,13 +64,32 @@ def check_errors(value: str) -> None:
         raise InputError(f"errors must be 'raise' or 'column', not {value!r}")
 
 
-def describe(bundle: str | os.PathLike[str]) -> tuple[Path, Manifest]:
-    """The local folder and manifest of ``bundle`` (a path, URL or ``NAME[:VERSION|:latest]``)."""
-    from kappa.bundle.load import resolve
-    from kappa.bundle.manifest import load_manifest
+_verified: set[tuple[str, str]] = set()  # (folder, digest) this driver verified
 
-    path = resolve(bundle)
-    return path, load_manifest(path)
+
+def describe(bundle: str | os.PathLike[str], expected_digest: str | None = None) -> tuple[Path, Manifest]:
+    """The local folder and manifest of ``bundle`` (a path, URL or ``NAME[:VERSION|:latest]``),
+    verified whole on the driver (once per process), so a tampered bundle fails here with one
+    line, not as retried task failures on every executor. ``expected_digest`` is the digest
+    the caller resolved earlier (e.g. the Airflow task that started this job)."""
+    from kappa.bundle.integrity import verify_bundle
+    from kappa.bundle.load import locate
+    from kappa.bundle.manifest import load_manifest
+    from kappa.errors import BundleIntegrityError
+
+    located = locate(bundle)
+    manifest = load_manifest(located.path)
+    for expected in (expected_digest, located.digest):
+        if expected and manifest.digest != expected:
+            raise BundleIntegrityError(
+                f"bundle {manifest.tag} at {located.path} has digest {manifest.digest[:19]}..., "
+                f"expected {expected[:19]}...; nothing was shipped"
+            )
+    key = (str(located.path), manifest.digest)
+    if key not in _verified:
+        verify_bundle(located.path, manifest.all_files, manifest.digest)
+        _verified.add(key)
+    return located.path, manifest
 
 
 def is_remote_url(bundle: str | os.PathLike[str]) -> bool:
@@ -129,14 +148,15 @@ def ship_archive(path: Path, manifest: Manifest) -> Path:
 
 def unpacked(archive: Path, target: Path | None = None) -> str:
     """The shipped archive unpacked (by default next to it), once per machine, atomically."""
-    from kappa.repository.archive import extract_archive
+    from kappa.repository.archive import Limits, extract_archive
 
     target = target or archive.parent / f"{archive.name}.d"
     if (target / "kappa.yml").exists():
         return str(target)
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
     try:
-        folder = extract_archive(archive, staging)
+        # made by this job's driver and verified by digest when loaded: no import limits apply
+        folder = extract_archive(archive, staging, Limits.unlimited())
         try:
             os.rename(folder, target)
         except OSError:  # another process on this machine unpacked it first

@@ -147,6 +147,11 @@ class ShardedOutput:
             )
         previous = json.loads(self.fs.cat_file(path))
         changed = [k for k in RESUME_KEYS if previous.get(k) != run.get(k)]
+        if "input_files" not in previous:
+            raise InputError(
+                f"cannot resume {self.spec.url!r}: it was started by an older Kappa that did not record "
+                "its input files, so a changed input could not be told apart; use --overwrite"
+            )
         if "input_files" in changed:
             raise InputError(
                 f"cannot resume {self.spec.url!r}: the input changed since the run started "

@@ -16,6 +16,7 @@ One dispatcher per API feeds a single model thread, in arrival order:
   :class:`Overloaded` (HTTP 503 with ``Retry-After``) while the oldest queued request has
   already waited longer than ``max_latency``; a queued request that has waited that long
   before it is dispatched is refused the same way instead of being served later still.
+  A batch in flight for longer than that refuses new requests the same way (measured too).
   The cost model's estimates never refuse a request by themselves (an estimate fitted on
   one-row batches would otherwise refuse every large request of an idle server, for ever,
   since a refused request never teaches the model otherwise); they only steer waiting.
@@ -133,6 +134,7 @@ class Dispatcher:
         self.queued_rows = 0
         self.gap = math.inf  # EWMA of the time between arrivals
         self._last_arrival: float | None = None
+        self._running_since: float | None = None  # when the batch in flight started
         self._peak = 1.0  # decaying maximum of requests waiting at a dispatch: the clients seen at once
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -178,11 +180,13 @@ class Dispatcher:
         self._last_arrival = now
 
     def _oldest_wait(self, now: float) -> float:
-        """Seconds the oldest request still queued has waited (measured, not estimated)."""
+        """Measured, never estimated: how long the oldest request still queued has waited, or
+        how long the batch in flight has run (a new request waits at least that long)."""
+        running = now - self._running_since if self._running_since is not None else 0.0
         for request in self.queue:
             if not request.future.done():
-                return now - request.arrived
-        return 0.0
+                return max(running, now - request.arrived)
+        return running
 
     # -- the loop -----------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -202,7 +206,7 @@ class Dispatcher:
 
     async def _dispatch(self, loop: asyncio.AbstractEventLoop, taken: list[_Request]) -> None:
         rows = sum(r.rows for r in taken)
-        start = time.monotonic()
+        start = self._running_since = time.monotonic()
         try:
             table = pa.Table.from_batches([r.batch for r in taken]) if len(taken) > 1 else taken[0].batch
             if self.model.observations >= 3 and self.model.predict(rows) < INLINE_SECONDS:
@@ -221,6 +225,8 @@ class Dispatcher:
             for request in taken:
                 if not request.future.done():
                     request.future.set_exception(exc)
+        finally:
+            self._running_since = None
 
     async def _maybe_wait(self) -> None:
         """Hold the queue for the next arrival only while that saves more than it costs."""

@@ -77,7 +77,9 @@ class BundleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         )
         spec.has_location = True
         if source.is_package:
-            spec.submodule_search_locations = [str(source.path.parent)]
+            # No folder to search: after loading, when this finder is gone, Python's own path
+            # finder must not find unlisted files (or bytecode) below a bundle package.
+            spec.submodule_search_locations = []
         return spec
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:

@@ -36,8 +36,9 @@ def filesystem(url: str) -> tuple[Any, str]:
     return fs, str(path)
 
 
-def download(url: str, target: Path) -> Path:
-    """Copy a remote bundle folder to ``target`` (staged, then one rename)."""
+def download(url: str, target: Path, only: list[str] | None = None) -> Path:
+    """Copy a remote bundle folder (or only the files ``only`` names) to ``target``: staged,
+    then one rename."""
     fs, root = filesystem(url)
     fs.invalidate_cache()  # another process may have written it since this one last looked
     if not fs.exists(f"{root.rstrip('/')}/{MANIFEST}"):
@@ -45,7 +46,12 @@ def download(url: str, target: Path) -> Path:
     staging = target.parent / f".{target.name}.download-{secrets.token_hex(4)}"
     staging.mkdir(parents=True)
     try:
-        fs.get(root.rstrip("/") + "/", str(staging) + "/", recursive=True)
+        if only is None:
+            fs.get(root.rstrip("/") + "/", str(staging) + "/", recursive=True)
+        else:
+            for rel in only:
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(f"{root.rstrip('/')}/{rel}", str(staging / rel))
         if not (staging / MANIFEST).exists():
             raise RepositoryError(f"downloading {url!r} did not bring its {MANIFEST}")
         try:

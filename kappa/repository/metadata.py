@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kappa.errors import RepositoryError
-from kappa.redact import redact
+from kappa.redact import redact, register_secret
 
 PENDING, READY, DELETED = "pending", "ready", "deleted"
 
@@ -93,6 +93,10 @@ class MetadataStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        try:
+            register_secret(sa.engine.make_url(url).password)
+        except sa.exc.ArgumentError:
+            pass  # reported below
         try:
             self.engine = _engine(url)
             self._create_schema()

@@ -156,8 +156,28 @@ class Repository:
                 if not folder.is_dir():
                     raise RepositoryError(f"cannot import {source!r}: no such folder or .tar.gz file")
             else:
-                folder = files.download(source, work / "downloaded")
+                folder = self._download_listed(source, work / "downloaded")
             return self.add_folder(folder)
+
+    def _download_listed(self, source: str, target: Path) -> Path:
+        """A remote bundle folder's listed files, checked against the limits before any is fetched."""
+        import yaml
+
+        from kappa.bundle.manifest import FILENAME, Manifest
+
+        fs, root = files.filesystem(source)
+        where = f"{source.rstrip('/')}/{FILENAME}"
+        try:
+            manifest = Manifest.from_dict(
+                yaml.safe_load(fs.cat_file(f"{root.rstrip('/')}/{FILENAME}")), where
+            )
+        except FileNotFoundError:
+            raise RepositoryError(f"cannot import {source!r}: it has no {FILENAME}") from None
+        except yaml.YAMLError as exc:
+            raise RepositoryError(f"{where} is not valid YAML: {exc}") from None
+        entries = manifest.all_files
+        self.limits().check(source, len(entries), sum(e.size for e in entries))
+        return files.download(source, target, only=sorted({e.path for e in entries}) + [FILENAME])
 
     # -- reading -------------------------------------------------------------
     def get(self, ref: str | BundleRef) -> BundleRecord:

@@ -189,7 +189,8 @@ def open_source(job: ScoreJob, runner: BatchRunner) -> tuple[InputSource, str | 
     if isinstance(adapter, FileInput):
         return binary_source(job.input_file, adapter.column, job.batch_size), job.id_column or "path"
     declared = adapter.arrow_schema() if hasattr(adapter, "arrow_schema") else None
-    return file_source(job.input_file, job.input_format, job.batch_size, declared), job.id_column
+    source = file_source(job.input_file, job.input_format, job.batch_size, declared, job.id_column)
+    return source, job.id_column
 
 
 def _run_params(

@@ -46,13 +46,14 @@ def _pyspark() -> Any:
     return pyspark
 
 
-def ship(spark: Any, bundle: str | os.PathLike[str]) -> BundleHandle:
+def ship(spark: Any, bundle: str | os.PathLike[str], expected_digest: str | None = None) -> BundleHandle:
     """Make ``bundle`` reachable from every executor (once per Spark application).
 
     A local bundle travels as an archive with ``addFile`` (Spark refuses directories on a
     cluster); a remote one (``s3://...``) is read by each executor from its URL.
+    ``expected_digest``: the digest the bundle must have (see :func:`remote.describe`).
     """
-    path, manifest = describe(bundle)
+    path, manifest = describe(bundle, expected_digest)
     if is_remote_url(bundle):
         return BundleHandle(manifest.digest, manifest.tag, url=os.fspath(bundle))
     context = spark.sparkContext

@@ -73,6 +73,7 @@ def run(
     partition_by: Sequence[str] = (),
     errors_output: str | None = None,
     env_check: str = "fail",
+    bundle_digest: str | None = None,
 ) -> Report:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -89,7 +90,7 @@ def run(
     missing = [c for c in partition_by if c not in df.columns]
     if missing:
         raise InputError(f"--partition-by column(s) {missing} are not in the input; it has {df.columns}")
-    handle = ship(spark, bundle)
+    handle = ship(spark, bundle, bundle_digest)
     carried = [c for c in partition_by if c != id_column]
     scored = score(df.drop(*carried) if carried else df, bundle, api, id_column, env_check)
     if carried:  # partition columns travel beside the id, not into the model
@@ -135,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="score.py", description="Score files with a Kappa bundle on Spark.")
     parser.add_argument("--bundle", required=True, help="bundle path, URL or NAME[:VERSION|:latest]")
+    parser.add_argument("--bundle-digest", help="the digest the bundle must have (sha256:...)")
     parser.add_argument("--api", default="predict")
     parser.add_argument("--input", required=True, help="input path or URL (Parquet, CSV, JSON Lines)")
     parser.add_argument("--input-format", choices=["parquet", "csv", "jsonl", "json"])
@@ -147,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", help="write the run report (JSON) here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from kappa.redact import redact_logs
+
+    redact_logs()
     spark = session(app_name=f"kappa-score-{args.api}")
     try:
         report = run(
@@ -161,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.partition_by,
             args.errors_output,
             args.env_check,
+            args.bundle_digest,
         )
     except KappaError as exc:
         log.error("%s", exc)

@@ -148,7 +148,7 @@ def test_resume_and_overwrite_clean_leftovers_of_a_killed_assembly(tmp_path):
 
     target = tmp_path / "preds.csv"
     spec = OutputSpec.parse(str(target), None, None)
-    params = {"api": "score", "input": "x"}
+    params = {"api": "score", "input": "x", "input_files": []}
     output = ShardedOutput(spec)
     output.prepare(params, resume=False, overwrite=False)
     table = pa.table({"_row": [0, 1], "prediction": [1.0, 2.0]})
@@ -197,3 +197,37 @@ def test_an_empty_row_group_keeps_the_id_type(bundle, tmp_path):
                "--batch-size", "1").exit_code == 0  # fmt: skip
     assert pq.read_table(out / "_errors.parquet").schema.field("id").type == pa.string()
     assert pq.read_table(out).schema.field("id").type == pa.string()
+
+
+def test_csv_columns_empty_at_first_and_bad_ids_keep_their_types(bundle, tmp_path):
+    rows = 120_000
+    ids = [str(i) for i in range(rows)]
+    ids[115_000] = "oops"
+    source = tmp_path / "sparse.csv"
+    pd.DataFrame({"id": ids, "a": np.arange(rows, dtype=float), "b": [""] * 100_000 + ["2"] * 20_000}).to_csv(
+        source, index=False
+    )
+    out = tmp_path / "o"
+    result = run(
+        bundle, "loose", "--input-file", str(source), "--output-file", f"{out}/", "--id-column", "id"
+    )
+    assert result.exit_code == 0, result.output
+    output, errors = pq.read_table(out), pq.read_table(out / "_errors.parquet")
+    assert output.schema.field("id").type == errors.schema.field("id").type == pa.int64()
+    assert errors.column("message").to_pylist() == ["column 'id': cannot read 'oops' as int64"]
+    assert output.num_rows + errors.num_rows == rows
+    late = output.filter(pa.compute.greater_equal(output.column("id"), 100_000))
+    assert set(late.column("prediction").to_pylist()) == {v * 10 + 2 for v in late.column("id").to_pylist()}
+
+
+def test_resuming_a_run_that_recorded_no_input_files_is_refused_clearly(tmp_path):
+    import json
+
+    from kappa.errors import InputError
+    from kappa_batch.shards import OutputSpec, ShardedOutput
+
+    spec = OutputSpec.parse(str(tmp_path / "out/"), None, None)
+    (tmp_path / "out" / "_kappa").mkdir(parents=True)
+    (tmp_path / "out" / "_kappa" / "run.json").write_text(json.dumps({"api": "score"}))
+    with pytest.raises(InputError, match="older Kappa that did not record its input files"):
+        ShardedOutput(spec).prepare({"api": "score", "input_files": []}, resume=True, overwrite=False)

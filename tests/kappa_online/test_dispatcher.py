@@ -189,3 +189,22 @@ def test_the_cost_model_forgets_with_time():
     time.sleep(0.3)  # six half-lives
     model.observe(100, 0.1)
     assert model.predict(100) < 0.5  # the recent, cheap batch outweighs the old, slow ones
+
+
+def test_a_batch_running_past_the_budget_refuses_new_requests_at_once():
+    model = Model(seconds=0.6)
+
+    async def scenario() -> float:
+        dispatcher = Dispatcher(model, max_batch_rows=10, max_latency_ms=200)
+        dispatcher.start()
+        running = asyncio.ensure_future(dispatcher.submit(request(1)))
+        await asyncio.sleep(0.35)  # the batch in flight has run longer than the budget
+        start = time.perf_counter()
+        with pytest.raises(Overloaded, match="over capacity"):
+            await dispatcher.submit(request(2))
+        refused_after = time.perf_counter() - start
+        await running
+        await dispatcher.close()
+        return refused_after
+
+    assert run(scenario()) < 0.1  # refused on the spot, not after waiting out the batch

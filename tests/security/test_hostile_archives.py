@@ -118,3 +118,25 @@ def test_a_truncated_archive_is_one_clear_line(exported, tmp_path):
     assert result.exit_code == 1
     assert "is not a readable tar.gz archive" in result.output
     assert "Aborted" not in result.output and "Traceback" not in result.output
+
+
+def test_a_remote_folder_is_checked_before_anything_is_fetched(exported, tmp_path, monkeypatch):
+    import fsspec
+
+    folder = tmp_path / "unpacked"
+    with tarfile.open(exported) as archive:
+        archive.extractall(folder, filter="data")
+    bundle = next(folder.iterdir())
+    memory = fsspec.filesystem("memory")
+    remote = f"/hostile-{time.monotonic_ns()}"
+    for file in bundle.rglob("*"):
+        if file.is_file():
+            memory.pipe_file(f"{remote}/{file.relative_to(bundle).as_posix()}", file.read_bytes())
+    memory.pipe_file(f"{remote}/src/planted.py", b"raise SystemExit('ran')")
+    monkeypatch.setenv("KAPPA_IMPORT_MAX_FILES", "3")
+    with pytest.raises(RepositoryError, match="more than 3 files"):
+        open_repository().import_bundle(f"memory://{remote}")
+    monkeypatch.delenv("KAPPA_IMPORT_MAX_FILES")
+    monkeypatch.setenv("KAPPA_HOME", str(tmp_path / "another_home"))
+    record = open_repository().import_bundle(f"memory://{remote}")
+    assert not (open_repository().local_path(record) / "src" / "planted.py").exists()

@@ -177,3 +177,39 @@ def test_saved_files_are_not_writable_by_others_whatever_the_umask(make_module, 
         os.umask(old)
     modes = {p.relative_to(path).as_posix(): p.stat().st_mode & 0o777 for p in [path, *path.rglob("*")]}
     assert modes and all(mode & 0o022 == 0 for mode in modes.values()), json.dumps(modes)
+
+
+def test_unlisted_code_below_a_bundle_package_stays_unimportable_after_loading(iris, tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    root = tmp_path / "code"
+    (root / "guarded_pkg").mkdir(parents=True)
+    (root / "guarded_pkg" / "__init__.py").write_text("")
+    (root / "guarded_pkg" / "service.py").write_text(SERVICE.replace("class Guarded", "class GuardedPkg"))
+    monkeypatch.syspath_prepend(str(root))
+    module = importlib.import_module("guarded_pkg.service")
+    bundle = Path(module.GuardedPkg().pack("model", iris[2]).save_to_dir(str(tmp_path / "bundle")))
+    for name in [m for m in sys.modules if m.startswith("guarded_pkg")]:
+        del sys.modules[name]
+    monkeypatch.syspath_prepend(str(tmp_path / "elsewhere"))  # the source tree is gone
+    sys.path.remove(str(root))
+    kappa.load(str(bundle))
+    marker = tmp_path / "pwned"
+    (bundle / "src" / "guarded_pkg" / "evil.py").write_text(payload(marker))
+    loaded = [m for m in sys.modules if m.startswith("kappa_bundles.") and m.endswith(".guarded_pkg")]
+    assert loaded
+    for package in loaded:
+        with pytest.raises(ImportError):
+            importlib.import_module(f"{package}.evil")
+    assert not marker.exists()
+
+
+def test_a_spark_or_dask_driver_verifies_the_bundle_before_shipping(saved):
+    from kappa_batch.remote import describe
+
+    with pytest.raises(BundleIntegrityError, match="expected sha256:0000"):
+        describe(str(saved), expected_digest="sha256:" + "0" * 64)
+    (saved / "src" / "guarded_service.py").write_text("print('changed')\n")
+    with pytest.raises(BundleIntegrityError, match="modified after it was saved"):
+        describe(str(saved))

@@ -61,3 +61,13 @@ def test_the_user_config_is_private_whatever_the_umask(kappa_home):
     assert mode == 0o600, oct(mode)
     shown = CliRunner().invoke(cli, ["config", "get"])
     assert SECRET not in shown.output and "***" in shown.output
+
+
+def test_passwords_that_no_pattern_can_delimit_are_masked_too():
+    from kappa.redact import redact, register_secret
+
+    assert redact("postgresql://u:pa/ss@db/x") == "postgresql://u:***@db/x"
+    assert redact("postgresql://u:p@ss@db/x") == "postgresql://u:***@db/x"
+    assert redact("host=db password=hunter22 user=u") == "host=db password=*** user=u"
+    register_secret("with space!")
+    assert "with space!" not in redact("connect postgresql://u:with space!@db failed")
