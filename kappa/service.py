@@ -207,10 +207,16 @@ def env(
     conda_override_channels: bool = False,
     docker_base_image: str | None = None,
     setup_sh: str | None = None,
+    auto_pip_dependencies: bool | None = None,
 ) -> Callable[[C], C]:
-    """Declare the environment a service needs; ``requirements_txt_file`` overrides the pip options."""
+    """Declare the environment a service needs; ``requirements_txt_file`` overrides the pip options.
+
+    ``auto_pip_dependencies`` is the documented alias of ``infer_pip_packages``.
+    """
     from kappa.bundle.env import EnvSpec
 
+    if auto_pip_dependencies is not None:
+        infer_pip_packages = infer_pip_packages or auto_pip_dependencies
     spec = EnvSpec(
         infer_pip_packages=infer_pip_packages,
         pip_packages=tuple(pip_packages or ()),

@@ -47,7 +47,13 @@ def _emit_records(env: Environment, records: list[BundleRecord]) -> None:
 
 @click.command("list")
 @click.argument("name", required=False)
-@click.option("--labels", "selector", help="Label selector, e.g. 'framework=sklearn, stage In (prod, qa)'.")
+@click.option(
+    "--labels",
+    "selector",
+    help="Label selector, e.g. 'framework=sklearn, stage In (prod, qa)'. Forms: k=v, k!=v, k In (a, b), "
+    "k NotIn (a, b), k Exists, k DoesNotExist; a comma means AND. k!=v and k NotIn (...) need the "
+    "label k (with another value); k DoesNotExist selects bundles without it.",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most this many bundles.")
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Skip this many.")
 @click.option(
@@ -83,9 +89,16 @@ def list_command(
 @handles_errors
 def get_command(env: Environment, ref: str, print_location: bool, selector: str | None) -> None:
     """Show one bundle's full metadata (NAME:VERSION) or the versions of NAME."""
+    from kappa.errors import BundleError
+
     repo = env.repository()
     if ":" not in ref and not print_location:
-        _emit_records(env, repo.list(ref, selector))
+        records = repo.list(ref, selector)
+        if not records:
+            if selector and repo.list(ref):
+                raise BundleError(f"no version of {ref} matches {selector!r}; `kappa get {ref}` lists them")
+            raise BundleError(f"no bundle named {ref} is in the repository; see `kappa list`")
+        _emit_records(env, records)
         return
     record = repo.get(ref)
     if print_location:
@@ -136,13 +149,24 @@ def delete_command(env: Environment, refs: tuple[str, ...], delete_all: bool, ye
 
 @click.command("retrieve")
 @click.argument("ref", metavar="NAME[:VERSION|:latest]")
-@click.option("--target_dir", "--target-dir", "target_dir", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--target_dir",
+    "--target-dir",
+    "target_dir",
+    type=click.Path(path_type=Path),
+    help="Folder to put the bundle into; it must not exist. Defaults to NAME-VERSION in the current folder.",
+)
 @common_options
 @pass_env
 @handles_errors
-def retrieve_command(env: Environment, ref: str, target_dir: Path) -> None:
+def retrieve_command(env: Environment, ref: str, target_dir: Path | None) -> None:
     """Copy a bundle into a new folder (never overwrites one)."""
-    path = env.repository().retrieve(ref, target_dir)
+    repository = env.repository()
+    if target_dir is None:
+        record = repository.get(ref)
+        target_dir = Path.cwd() / f"{record.name}-{record.version}"
+        ref = record.tag
+    path = repository.retrieve(ref, target_dir)
     env.info(f"retrieved {ref} into {path}")
 
 

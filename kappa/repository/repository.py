@@ -258,7 +258,7 @@ class Repository:
         record = self.deletable(ref)
         self.metadata.set_status(record.name, record.version, DELETED)
         files.remove(record.uri)
-        log.info("deleted %s", record.tag)
+        log.debug("deleted %s", record.tag)
         return record
 
     def count(self) -> dict[str, int]:

@@ -1,8 +1,8 @@
 """Label selectors: ``k=v``, ``k!=v``, ``k In (a, b)``, ``k NotIn (a, b)``, ``k Exists``,
 ``k DoesNotExist``; a comma means AND. Keywords are case-insensitive.
 
-As in Kubernetes, ``k!=v`` and ``k NotIn (...)`` also match bundles without the
-label ``k``.
+As the documentation defines them, ``k!=v`` and ``k NotIn (a, b)`` select bundles that
+*have* the label ``k`` with another value; ``k DoesNotExist`` selects those that lack it.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ class Requirement:
         value = labels.get(self.key)
         checks: dict[str, Callable[[], bool]] = {
             "=": lambda: present and value in self.values,
-            "!=": lambda: not present or value not in self.values,
+            "!=": lambda: present and value not in self.values,
             "in": lambda: present and value in self.values,
-            "notin": lambda: not present or value not in self.values,
+            "notin": lambda: present and value not in self.values,
             "exists": lambda: present,
             "doesnotexist": lambda: not present,
         }

@@ -150,9 +150,11 @@ def test_list_selects_by_labels_and_pages(repo_mode, iris_service):
         return [r.version for r in repo.list("IrisClassifier", selector, **kwargs)]
 
     assert versions("framework=sklearn") == ["b", "a"]
-    assert versions("stage!=prod") == ["c", "b"]
+    assert versions("stage!=prod") == ["b"]  # "c" has no stage label: != needs the key
+    assert versions("stage DoesNotExist") == ["c"]
     assert versions("stage In (prod, qa), owner DoesNotExist") == ["a"]
-    assert versions("stage NotIn (qa)") == ["c", "a"]
+    assert versions("stage NotIn (qa)") == ["a"]
+    assert versions("framework NotIn (lambda, azure-function)") == ["c", "b", "a"]
     assert versions("owner Exists") == ["b"]
     assert versions(None, limit=1, offset=1) == ["b"]
     assert versions(None, order_by="version", ascending=True) == ["a", "b", "c"]

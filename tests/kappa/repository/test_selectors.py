@@ -15,11 +15,12 @@ LABELS = {"framework": "sklearn", "stage": "prod"}
         ("framework==sklearn", True),
         ("framework=xgboost", False),
         ("framework!=xgboost", True),
-        ("team!=fraud", True),  # a bundle without the label matches !=
+        ("team!=fraud", False),  # != requires the label (as NotIn does)
         ("stage In (prod, qa)", True),
         ("stage in (qa)", False),
         ("stage NotIn (qa)", True),
-        ("team NotIn (fraud)", True),
+        ("team NotIn (fraud)", False),  # "key equals platform and value not in ...": needs the key
+        ("team DoesNotExist, framework NotIn (xgboost)", True),
         ("framework Exists", True),
         ("team Exists", False),
         ("team DoesNotExist", True),
