@@ -29,6 +29,7 @@ KEYS = {
     "import.max_files": "import_max_files",
     "import.max_bytes": "import_max_bytes",
     "import.max_ratio": "import_max_ratio",
+    "run.max_error_rate": "run_max_error_rate",
 }
 ENV = {
     "KAPPA_DB_URL": "db_url",
@@ -36,10 +37,13 @@ ENV = {
     "KAPPA_IMPORT_MAX_FILES": "import_max_files",
     "KAPPA_IMPORT_MAX_BYTES": "import_max_bytes",
     "KAPPA_IMPORT_MAX_RATIO": "import_max_ratio",
+    "KAPPA_RUN_MAX_ERROR_RATE": "run_max_error_rate",
 }
 # What `kappa import` accepts before it writes anything: files, bytes once extracted, and
 # extracted bytes per archive byte (a gzip bomb expands far beyond any real model's ratio).
 IMPORT_DEFAULTS = {"import_max_files": 10_000, "import_max_bytes": 20 * 1024**3, "import_max_ratio": 200}
+# A scoring run in which more than this share of rows failed exits non-zero (1: never on rows).
+DEFAULT_MAX_ERROR_RATE = 0.5
 USER_CONFIG = "config.yaml"
 
 
@@ -129,6 +133,16 @@ def _positive(attr: str, value: Any, source: str) -> int:
     return number
 
 
+def _share(value: Any, source: str) -> float:
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise ConfigError(f"run.max_error_rate must be a number from 0 to 1, not {value!r} (from {source})")
+    return share
+
+
 @dataclass(frozen=True)
 class KappaSettings:
     home: Path
@@ -138,6 +152,7 @@ class KappaSettings:
     import_max_files: int = IMPORT_DEFAULTS["import_max_files"]
     import_max_bytes: int = IMPORT_DEFAULTS["import_max_bytes"]
     import_max_ratio: int = IMPORT_DEFAULTS["import_max_ratio"]
+    run_max_error_rate: float = DEFAULT_MAX_ERROR_RATE
 
     @classmethod
     def load(
@@ -171,4 +186,9 @@ class KappaSettings:
                 attr: _positive(attr, values[attr], sources[attr]) if attr in values else default
                 for attr, default in IMPORT_DEFAULTS.items()
             },
+            run_max_error_rate=(
+                _share(values["run_max_error_rate"], sources["run_max_error_rate"])
+                if "run_max_error_rate" in values
+                else DEFAULT_MAX_ERROR_RATE
+            ),
         )

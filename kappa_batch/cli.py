@@ -36,7 +36,10 @@ from kappa_batch.job import DEFAULT_BATCH_SIZE, Report, ScoreJob
     "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Scoring processes."
 )
 @click.option(
-    "--max-error-rate", type=click.FloatRange(0, 1), help="Fail the run past this share of failed rows."
+    "--max-error-rate",
+    type=click.FloatRange(0, 1),
+    help="Exit non-zero past this share of failed rows (default: setting run.max_error_rate, 0.5; "
+    "1 never fails on rows).",
 )
 @click.option("--resume", is_flag=True, help="Finish an interrupted run, skipping completed shards.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
@@ -83,9 +86,12 @@ def run_command(env: Environment, /, **options: object) -> None:
         report = run(job)
     _show(env, report)
     if not report.succeeded:
+        from kappa_batch.runners.local import max_error_rate
+
         raise click.ClickException(
             f"{report.rows_error} of {report.rows_in} rows failed ({report.error_rate:.2%}), more than "
-            f"--max-error-rate {job.max_error_rate:.2%}; see {report.errors_file}"
+            f"--max-error-rate {max_error_rate(job):.2%} (setting run.max_error_rate); no _SUCCESS was "
+            f"written; see {report.errors_file}"
         )
 
 

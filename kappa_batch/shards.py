@@ -9,7 +9,8 @@ Directory mode (``--output-file out/``)::
     out/_SUCCESS                     the run met its error budget
 
 Single-file mode (``--output-file preds.csv``) keeps the same layout in
-``preds.csv.kappa-parts/`` and, at commit, joins the shards into ``preds.csv``.
+``preds.csv.kappa-parts/`` while it runs and, at commit, joins the shards into
+``preds.csv`` (failed rows into ``preds.errors.parquet``) and removes that folder.
 
 A shard file appears in one atomic rename, after its error shard, so after a crash
 every shard is either complete or absent: ``--resume`` skips the complete ones and
@@ -105,6 +106,11 @@ class ShardedOutput:
             if overwrite:
                 self.remove()
             elif resume:
+                if self.spec.single_file and not self.fs.exists(self.root):
+                    raise InputError(
+                        f"{self.spec.url!r} is complete: there is no interrupted run to resume; "
+                        "pass --overwrite to score it again"
+                    )
                 return self._resume(run)
             else:
                 raise InputError(
@@ -231,11 +237,12 @@ class ShardedOutput:
             "report": dict(report),
         }
         self._put_json(f"{self.state}/{MANIFEST_FILE}", manifest)
-        if success:
-            self.fs.pipe_file(f"{self.root}/{SUCCESS_FILE}", b"")
-        if self.spec.single_file:  # the joined file holds it all; keep only the run's state
+        if self.spec.single_file:  # the joined files hold it all: no parts folder is left behind
             for index in range(shards):
                 self.fs.rm([self.shard_path(index), self.error_path(index)])
+            self.fs.rm(self.root, recursive=True)
+        elif success:
+            self.fs.pipe_file(f"{self.root}/{SUCCESS_FILE}", b"")
 
     def _join(self, parts: list[str], target_url: str) -> None:
         """Stream Parquet parts into one file, one part in memory at a time."""

@@ -227,8 +227,17 @@ def score_inline(job: ScoreJob) -> tuple[Report, ScoredShard]:
         shard.rows_error,
         1,
     )
-    report.finish(time.monotonic() - start, job.max_error_rate)
+    report.finish(time.monotonic() - start, max_error_rate(job))
     return report, shard
+
+
+def max_error_rate(job: ScoreJob) -> float:
+    """``--max-error-rate``, or the ``run.max_error_rate`` setting (default 0.5)."""
+    if job.max_error_rate is not None:
+        return job.max_error_rate
+    from kappa.settings import KappaSettings
+
+    return KappaSettings.load().run_max_error_rate
 
 
 def _new_report(job: ScoreJob, runner: BatchRunner, source: InputSource) -> Report:
@@ -284,7 +293,7 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
             _score_all(job, output, source, done, report, progress, pool)
         finally:
             progress.close()
-        report.finish(time.monotonic() - start, job.max_error_rate)
+        report.finish(time.monotonic() - start, max_error_rate(job))
         output.commit(report.shards, report.to_dict(), report.succeeded)
     finally:
         if pool is not None:

@@ -320,7 +320,8 @@ def test_clear_errors(bundle, tmp_path):
         assert result.returncode != 0, args
         assert message in result.stderr, (message, result.stderr)
         assert "Traceback" not in result.stderr
-    # rows whose 'a' cannot be read as the declared float64 fail alone, into the errors file
+    # rows whose 'a' cannot be read as the declared float64 fail alone, into the errors file; every
+    # row failing is past the default run.max_error_rate: the run says so in one line, no _SUCCESS
     strings = kappa(
         "run",
         bundle,
@@ -330,7 +331,9 @@ def test_clear_errors(bundle, tmp_path):
         "--output-file",
         str(tmp_path / "o2"),
     )
-    assert strings.returncode == 0, strings.stderr
+    assert strings.returncode == 1
+    assert strings.stderr.strip().splitlines()[-1].startswith("Error: 2 of 2 rows failed (100.00%)")
+    assert not (tmp_path / "o2" / "_SUCCESS").exists()
     unreadable = pq.read_table(tmp_path / "o2" / "_errors.parquet").to_pylist()
     assert [e["message"] for e in unreadable] == [
         "column 'a': cannot read 'x' as double",

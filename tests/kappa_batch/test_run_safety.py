@@ -231,3 +231,34 @@ def test_resuming_a_run_that_recorded_no_input_files_is_refused_clearly(tmp_path
     (tmp_path / "out" / "_kappa" / "run.json").write_text(json.dumps({"api": "score"}))
     with pytest.raises(InputError, match="older Kappa that did not record its input files"):
         ShardedOutput(spec).prepare({"api": "score", "input_files": []}, resume=True, overwrite=False)
+
+
+def test_a_run_where_every_row_fails_exits_non_zero_unless_told_otherwise(bundle, tmp_path, monkeypatch):
+    source = tmp_path / "in.csv"
+    source.write_text("a,b\nx,1\ny,2\n")
+    failed = run(bundle, "score", "--input-file", str(source), "--output-file", str(tmp_path / "o1/"))
+    assert failed.exit_code == 1
+    assert "2 of 2 rows failed (100.00%), more than --max-error-rate 50.00%" in failed.output
+    assert not (tmp_path / "o1" / "_SUCCESS").exists()
+    tolerated = run(bundle, "score", "--input-file", str(source), "--output-file", str(tmp_path / "o2/"),
+                    "--max-error-rate", "1")  # fmt: skip
+    assert tolerated.exit_code == 0 and (tmp_path / "o2" / "_SUCCESS").exists()
+    monkeypatch.setenv("KAPPA_RUN_MAX_ERROR_RATE", "1")  # the default comes from configuration
+    assert (
+        run(bundle, "score", "--input-file", str(source), "--output-file", str(tmp_path / "o3/")).exit_code
+        == 0
+    )
+
+
+def test_a_single_file_output_leaves_no_parts_folder(bundle, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("a,b\n1,1\n2,2\n")
+    out = tmp_path / "preds.csv"
+    assert run(bundle, "score", "--input-file", str(source), "--output-file", str(out)).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "preds.csv", "preds.errors.parquet"]
+    again = run(bundle, "score", "--input-file", str(source), "--output-file", str(out), "--resume")
+    assert again.exit_code == 1 and "is complete: there is no interrupted run to resume" in again.output
+    assert (
+        run(bundle, "score", "--input-file", str(source), "--output-file", str(out), "--overwrite").exit_code
+        == 0
+    )
