@@ -76,6 +76,9 @@ def run_command(env: Environment, /, **options: object) -> None:
     if job.input_text is not None and job.output_file is None:
         _print_inline(env, job)
         return
+    if job.input_file is not None and job.output_file is None and engine == "local":
+        _print_file(job)
+        return
     if engine == "dask":
         from kappa_batch.runners.dask_job import run_on_dask
 
@@ -99,9 +102,10 @@ def _print_inline(env: Environment, job: ScoreJob) -> None:
     from kappa.adapters._json import dumps
     from kappa_batch.runners.local import score_inline
 
-    report, shard = score_inline(job)
+    report, shard, output_adapter = score_inline(job)
     id_name = shard.outputs.column_names[0]
-    by_id = {r.pop(id_name): r for r in shard.outputs.to_pylist()}
+    values = output_adapter.to_json_rows(shard.outputs.drop_columns([id_name]))
+    by_id = dict(zip(shard.outputs.column(0).to_pylist(), values, strict=True))
     ids = [*shard.outputs.column(0).to_pylist(), *shard.errors.column(0).to_pylist()]
     click.echo(dumps([by_id.get(i) for i in sorted(ids)]))
     for error in shard.errors.to_pylist():
@@ -111,6 +115,29 @@ def _print_inline(env: Environment, job: ScoreJob) -> None:
         )
     if not report.succeeded:
         raise click.ClickException(f"{report.rows_error} of {report.rows_in} rows failed")
+
+
+def _print_file(job: ScoreJob) -> None:
+    """``--input-file`` without ``--output-file``: the predictions as one JSON array on standard
+    output, written batch by batch; failed rows print as ``null`` (details on standard error)."""
+    from kappa.adapters._json import dumps
+    from kappa_batch.runners.local import Printed, max_error_rate, stream_json
+
+    printed = Printed()
+    opened = False
+    for values, errors in stream_json(job, printed):
+        if values:
+            click.echo(("," if opened else "[") + ",".join(dumps(v) for v in values), nl=False)
+            opened = True
+        for error in errors:
+            click.echo(json.dumps(error), err=True)
+    click.echo("]" if opened else "[]")
+    report = printed.report
+    if report is not None and not report.succeeded:
+        raise click.ClickException(
+            f"{report.rows_error} of {report.rows_in} rows failed ({report.error_rate:.2%}), more than "
+            f"--max-error-rate {max_error_rate(job):.2%} (setting run.max_error_rate)"
+        )
 
 
 def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by: list[str]) -> None:

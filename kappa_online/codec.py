@@ -197,11 +197,5 @@ def conform(batch: pa.RecordBatch, expected: pa.Schema | None) -> pa.RecordBatch
 
 def encode(outputs: pa.Table, output_adapter: Any) -> list[Any]:
     """One JSON value per row: the value for one output column, a record for several."""
-    from kappa.adapters import JsonOutput
-
-    if outputs.num_columns == 1:
-        values: list[Any] = outputs.column(0).to_pylist()
-        if isinstance(output_adapter, JsonOutput):
-            return [json.loads(v) if v is not None else None for v in values]
-        return values
-    return list(outputs.to_pylist())
+    rows: list[Any] = output_adapter.to_json_rows(outputs)
+    return rows

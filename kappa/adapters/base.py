@@ -77,6 +77,14 @@ class OutputAdapter(ABC):
     def to_arrow(self, results: Any) -> pa.RecordBatch:
         """Encode the results of one batch (already checked for length)."""
 
+    def to_json_rows(self, outputs: pa.Table) -> list[Any]:
+        """One JSON value per row, as ``kappa run --input`` prints and the HTTP API answers:
+        the value itself when there is one output column, a record when there are several."""
+        if outputs.num_columns == 1:
+            values: list[Any] = outputs.column(0).to_pylist()
+            return values
+        return list(outputs.to_pylist())
+
     def describe(self) -> str:
         return type(self).__name__
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from kappa.adapters._json import dumps
@@ -138,6 +139,12 @@ class JsonOutput(OutputAdapter):
         if hasattr(results, "tolist"):
             results = results.tolist()
         return _json_column(results, self.column)
+
+    def to_json_rows(self, outputs: pa.Table) -> list[Any]:
+        """The JSON values themselves, not the strings that hold them."""
+        if outputs.num_columns != 1:
+            return super().to_json_rows(outputs)
+        return [json.loads(v) if v is not None else None for v in outputs.column(0).to_pylist()]
 
 
 class DataframeOutput(OutputAdapter):

@@ -49,7 +49,7 @@ def main(bundle_dir: str, argv: Sequence[str] | None = None) -> int:
             service = load_from_dir(Path(bundle_dir))
             api = service.get_inference_api(api_name)
             outcome = api.infer(api.input_adapter.to_arrow(payload))
-            click.echo(dumps(outcome.outputs.to_pylist()))
+            click.echo(dumps(api.output_adapter.to_json_rows(outcome.outputs)))
             for error in outcome.errors:
                 click.echo(f"row {error.row}: {error.status} {error.message}", err=True)
         except KappaError as exc:

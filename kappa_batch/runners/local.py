@@ -32,7 +32,7 @@ from kappa_batch.io import (
 from kappa_batch.job import Report, ScoreJob
 from kappa_batch.progress import Progress
 from kappa_batch.runner import BatchRunner
-from kappa_batch.scoring import POSITION_COLUMN, ScoredShard, combine, score_shard
+from kappa_batch.scoring import POSITION_COLUMN, ScoredShard, combine, score_shard, split_ids
 from kappa_batch.shards import OutputSpec, ShardedOutput
 
 log = logging.getLogger(__name__)
@@ -211,8 +211,9 @@ def _run_params(
     }
 
 
-def score_inline(job: ScoreJob) -> tuple[Report, ScoredShard]:
-    """Score ``--input`` JSON in memory (no output files); for printing."""
+def score_inline(job: ScoreJob) -> tuple[Report, ScoredShard, Any]:
+    """Score ``--input`` JSON in memory (no output files); for printing, with the API's output
+    adapter (which knows how its rows print as JSON)."""
     runner = BatchRunner(job.bundle, job.api)
     source, id_column = open_source(job, runner)
     report = _new_report(job, runner, source)
@@ -228,7 +229,7 @@ def score_inline(job: ScoreJob) -> tuple[Report, ScoredShard]:
         1,
     )
     report.finish(time.monotonic() - start, max_error_rate(job))
-    return report, shard
+    return report, shard, runner.api.output_adapter
 
 
 def max_error_rate(job: ScoreJob) -> float:
@@ -238,6 +239,53 @@ def max_error_rate(job: ScoreJob) -> float:
     from kappa.settings import KappaSettings
 
     return KappaSettings.load().run_max_error_rate
+
+
+@dataclass
+class Printed:
+    """What :func:`stream_json` printed: the run's report once the stream is exhausted."""
+
+    report: Report | None = None
+
+
+def stream_json(job: ScoreJob, printed: Printed) -> Iterator[tuple[list[Any], list[dict[str, Any]]]]:
+    """Score ``--input-file`` batch by batch for printing (no output files): per batch, one JSON
+    value per row in input order (``None`` for a failed row) and the failed rows."""
+    runner = BatchRunner(job.bundle, job.api)
+    source, id_column = open_source(job, runner)
+    report = _new_report(job, runner, source)
+    adapter = runner.api.output_adapter
+    start = time.monotonic()
+    for offset, batch in _batches(job, source):
+        shard = score_shard(runner, batch, offset, id_column)
+        name = shard.outputs.column_names[0]
+        values = adapter.to_json_rows(shard.outputs.drop_columns([name]))
+        if shard.rows_error:  # put a None where each failed row was
+            by_position = dict(zip(shard.outputs.column(0).to_pylist(), values, strict=True))
+            order = split_ids(batch, offset, id_column)[1].to_pylist()
+            values = [by_position.get(i) for i in order]
+        report.rows_in += shard.rows_in
+        report.rows_out += shard.rows_out
+        report.rows_error += shard.rows_error
+        report.shards += 1
+        yield values, shard.errors.rename_columns(["row", "status", "error"]).to_pylist()
+    report.finish(time.monotonic() - start, max_error_rate(job))
+    printed.report = report
+
+
+def _batches(job: ScoreJob, source: InputSource) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(offset, batch) over the whole input, in order."""
+    if source.plan is not None:
+        for shard in source.plan:
+            offset = shard.offset
+            for batch in read_planned(source.fs, shard, job.batch_size):
+                yield offset, batch
+                offset += batch.num_rows
+        return
+    offset = 0
+    for batch in rebatch(source.batches, job.batch_size):
+        yield offset, batch
+        offset += batch.num_rows
 
 
 def _new_report(job: ScoreJob, runner: BatchRunner, source: InputSource) -> Report:
@@ -258,7 +306,7 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
     """
     global _state
     if job.output_file is None:
-        raise InputError("give --output-file PATH for file input (stdout is for small --input JSON)")
+        raise InputError("give --output-file PATH (or leave it out on the command line to print the predictions)")
     if job.workers < 1 or job.batch_size < 1:
         raise InputError("--workers and --batch-size must be at least 1")
     runner = BatchRunner(job.bundle, job.api)

@@ -43,7 +43,7 @@ def test_pip_install_gives_a_console_script(iris_service, tmp_path):
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == [{"prediction": 0}, {"prediction": 2}]
+    assert json.loads(out.stdout) == [0, 2]  # one output column: its values, as documented
     info = subprocess.run([sys.executable, str(script), "--info"], capture_output=True, text=True, env=env)
     assert json.loads(info.stdout)["version"] == iris_service.version
     bad = subprocess.run(

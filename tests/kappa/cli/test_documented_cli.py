@@ -69,3 +69,21 @@ def test_auto_pip_dependencies_is_the_documented_alias(make_module):
 def test_list_help_says_what_not_equal_selects():
     text = " ".join(kappa("list", "--help").output.split())
     assert "k!=v and k NotIn (...) need the label k" in text
+
+
+def test_run_prints_values_for_one_output_and_streams_a_file_to_standard_output(iris_service, tmp_path):
+    import json
+
+    iris_service.save()
+    inline = kappa("run", "IrisClassifier:latest", "predict", "--input", "[[5.1, 3.5, 1.4, 0.2]]")
+    assert inline.exit_code == 0, inline.output
+    assert json.loads(inline.output.strip().splitlines()[-1]) == [0]  # as documented: [0]
+    data = tmp_path / "data.csv"
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]] * 50
+    data.write_text("a,b,c,d\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    printed = CliRunner().invoke(
+        cli, ["run", "IrisClassifier:latest", "predict", "--input-file", str(data), "--batch-size", "7"]
+    )
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.stdout) == [0, 2] * 50  # one JSON array, written batch by batch
+    assert not list(tmp_path.glob("*kappa*")) and sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
