@@ -306,7 +306,9 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
     """
     global _state
     if job.output_file is None:
-        raise InputError("give --output-file PATH (or leave it out on the command line to print the predictions)")
+        raise InputError(
+            "give --output-file PATH (or leave it out on the command line to print the predictions)"
+        )
     if job.workers < 1 or job.batch_size < 1:
         raise InputError("--workers and --batch-size must be at least 1")
     runner = BatchRunner(job.bundle, job.api)
