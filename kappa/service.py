@@ -132,7 +132,7 @@ def api(
     *,
     input: InputAdapter | None = None,
     output: OutputAdapter | None = None,
-    batch: bool = True,
+    batch: bool = False,
     api_name: str | None = None,
     mb_max_batch_size: int = DEFAULT_MB_MAX_BATCH_SIZE,
     mb_max_latency: int = DEFAULT_MB_MAX_LATENCY_MS,
@@ -141,7 +141,7 @@ def api(
 
     With ``batch=True`` the function takes a whole batch (a DataFrame for
     ``DataframeInput``, a list for the others) and returns one result per
-    item; with ``batch=False`` it takes one item. A ``tasks`` (batch) or
+    item; with ``batch=False`` (the default, as documented) it takes one item. A ``tasks`` (batch) or
     ``task`` (single) parameter receives the :class:`~kappa.types.InferenceTask`
     objects. ``mb_max_batch_size`` (rows) and ``mb_max_latency`` (ms) are the
     online micro-batching defaults.
@@ -153,7 +153,10 @@ def api(
     if batch and not input.batch_supported:
         raise InputError(f"{input.describe()} does not support batch=True")
     if not batch and not input.single_supported:
-        raise InputError(f"{input.describe()} supports batch=True only")
+        raise InputError(
+            f"{input.describe()} supports batch=True only: its function takes a whole batch (a DataFrame); "
+            f"declare it as @kappa.api(input={input.describe()}(...), batch=True)"
+        )
     if mb_max_batch_size < 1 or mb_max_latency < 1:
         raise InputError("@kappa.api: mb_max_batch_size and mb_max_latency must be positive")
 

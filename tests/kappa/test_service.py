@@ -101,6 +101,10 @@ def test_api_declaration_errors():
         kappa.api()
     with pytest.raises(InputError, match="supports batch=True only"):
         kappa.api(input=DataframeInput(), batch=False)
+    with pytest.raises(
+        InputError, match=r"declare it as @kappa.api\(input=DataframeInput\(...\), batch=True\)"
+    ):
+        kappa.api(input=DataframeInput())  # batch defaults to False, as documented
     with pytest.raises(InputError, match="must be positive"):
         kappa.api(input=JsonInput(), mb_max_batch_size=0)
     with pytest.raises(ArtifactError, match="duplicate artifact names"):

@@ -72,7 +72,7 @@ def test_requirements_are_pinned_and_include_what_artifacts_need(make_module, ir
         @kappa.env(infer_pip_packages=True, pip_packages=["pyyaml"])
         @kappa.artifacts([SklearnModelArtifact("model")])
         class Svc(kappa.BentoService):
-            @kappa.api(input=DataframeInput())
+            @kappa.api(input=DataframeInput(), batch=True)
             def predict(self, df):
                 return self.artifacts.model.predict(pd.DataFrame(df))
         """
@@ -101,7 +101,7 @@ def test_requirements_txt_file_overrides(make_module, tmp_path, iris):
                    conda_dependencies=["libgomp"], setup_sh="echo hi")
         @kappa.artifacts([SklearnModelArtifact("model")])
         class Svc(kappa.BentoService):
-            @kappa.api(input=JsonInput())
+            @kappa.api(input=JsonInput(), batch=True)
             def f(self, items):
                 return items
         """
@@ -123,7 +123,7 @@ def test_local_modules_are_copied_and_used(make_module, tmp_path):
         from kappa.adapters import JsonInput
 
         class Svc(kappa.BentoService):
-            @kappa.api(input=JsonInput())
+            @kappa.api(input=JsonInput(), batch=True)
             def f(self, items):
                 return [features.transform(i) for i in items]
         """,
@@ -151,7 +151,7 @@ def test_two_versions_load_side_by_side(make_module, tmp_path):
     from kappa.adapters import JsonInput
 
     class Versioned(kappa.BentoService):
-        @kappa.api(input=JsonInput())
+        @kappa.api(input=JsonInput(), batch=True)
         def which(self, items):
             return [helper_v.VALUE for _ in items]
     """
@@ -177,7 +177,7 @@ def test_tampered_artifact_is_refused_before_unpickling(make_module, tmp_path):
 
         @kappa.artifacts([PickleArtifact("model")])
         class P(kappa.BentoService):
-            @kappa.api(input=JsonInput())
+            @kappa.api(input=JsonInput(), batch=True)
             def f(self, items):
                 return items
         """
@@ -250,7 +250,7 @@ def test_service_in_main_says_how_to_fix(tmp_path):
             from kappa.errors import BundleError
 
             class Inline(kappa.BentoService):
-                @kappa.api(input=JsonInput())
+                @kappa.api(input=JsonInput(), batch=True)
                 def f(self, items):
                     return items
 
@@ -319,7 +319,7 @@ def test_web_static_content_and_docker_base_image_travel(make_module, tmp_path):
         @kappa.web_static_content({str(web)!r})
         @kappa.env(docker_base_image="python:3.11-bookworm")
         class Web(kappa.BentoService):
-            @kappa.api(input=JsonInput())
+            @kappa.api(input=JsonInput(), batch=True)
             def f(self, items):
                 return items
         """

@@ -83,7 +83,7 @@ class Exploding(BaseArtifact):
 
 @kappa.artifacts([Exploding("model")])
 class Fragile(kappa.BentoService):
-    @kappa.api(input=JsonInput())
+    @kappa.api(input=JsonInput(), batch=True)
     def f(self, items):
         return items
 """
