@@ -85,3 +85,19 @@ serve_gunicorn_command = click.Command(
     callback=serve_command.callback,
     help="Same as `kappa serve` (uvicorn worker processes on one port).",
 )
+
+
+@click.command("open-api-spec")
+@click.argument("bundle", metavar="BUNDLE")
+@common_options
+@pass_env
+@handles_errors
+def open_api_spec_command(env: Environment, bundle: str) -> None:
+    """Print the OpenAPI document that `kappa serve BUNDLE` serves at /openapi.json."""
+    import json
+
+    from kappa_batch.cache import load_service
+    from kappa_online.openapi import openapi_document
+
+    service, manifest = load_service(bundle)
+    click.echo(json.dumps(openapi_document(manifest, service.inference_apis), indent=2))

@@ -12,6 +12,7 @@ from starlette.staticfiles import StaticFiles
 
 from kappa_online import v2
 from kappa_online.app import error, json_response
+from kappa_online.openapi import openapi_document
 
 if TYPE_CHECKING:
     from kappa_online.app import State
@@ -60,7 +61,8 @@ def build(state: State) -> list[BaseRoute]:
     async def openapi(request: Request) -> Response:
         if state.manifest is None:
             return await not_ready()
-        return json_response(openapi_document(state))
+        apis = {name: endpoint.api for name, endpoint in state.endpoints.items()}
+        return json_response(openapi_document(state.manifest, apis))
 
     async def docs(request: Request) -> Response:
         title = state.manifest.tag if state.manifest else "Kappa"
@@ -134,71 +136,3 @@ class _StaticContent:
                 return
             self.files = StaticFiles(directory=str(folder), html=True)
         await self.files(scope, receive, send)
-
-
-def openapi_document(state: State) -> dict[str, Any]:
-    """OpenAPI 3 for the APIs (request and response shapes follow the adapters)."""
-    paths: dict[str, Any] = {}
-    for name, endpoint in state.endpoints.items():
-        api = endpoint.api
-        paths[f"/{name}"] = {
-            "post": {
-                "summary": api.doc.strip().splitlines()[0]
-                if api.doc.strip()
-                else f"{name} ({api.input_adapter.describe()})",
-                "description": api.doc or "",
-                "requestBody": {"required": True, "content": _request_content(api.input_adapter)},
-                "responses": {
-                    "200": {
-                        "description": "one prediction per input row",
-                        "content": {"application/json": {}},
-                    },
-                    "400": {"description": "the input does not fit the API"},
-                    "413": {"description": "the body is larger than the server accepts"},
-                    "415": {"description": "unsupported content type"},
-                    "503": {"description": "over capacity or not ready; see Retry-After"},
-                },
-            }
-        }
-    for path, summary in (
-        ("/metadata", "the bundle manifest"),
-        ("/healthz", "ready to serve"),
-        ("/livez", "the process is alive"),
-        ("/readyz", "ready to serve"),
-        ("/metrics", "Prometheus metrics"),
-    ):
-        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
-    manifest = state.manifest
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": manifest.name, "version": manifest.version, "description": manifest.doc or ""},
-        "paths": paths,
-    }
-
-
-def _request_content(adapter: Any) -> dict[str, Any]:
-    from kappa.adapters import DataframeInput, FileInput, JsonInput
-
-    if isinstance(adapter, FileInput):
-        return {
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
-            },
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        }
-    if isinstance(adapter, JsonInput):
-        return {"application/json": {"schema": {}}}
-    if isinstance(adapter, DataframeInput):
-        row = {"type": "array", "items": {}}
-        return {
-            "application/json": {
-                "schema": {
-                    "oneOf": [{"type": "array", "items": row}, {"type": "array", "items": {"type": "object"}}]
-                },
-                "example": [[5.1, 3.5, 1.4, 0.2]]
-                if adapter.columns is None or len(adapter.columns) == 4
-                else None,
-            },
-            "text/csv": {"schema": {"type": "string"}},
-        }
-    return {"application/json": {"schema": {}}}

@@ -417,3 +417,16 @@ def test_hostile_json_gets_400_not_500(server, body, says):
     status, text, _ = server.request("/predict", body)
     assert status == 400, text
     assert says in json.loads(text)["error"]
+
+
+def test_open_api_spec_prints_what_the_server_serves(server, bundle):
+    from click.testing import CliRunner
+
+    from kappa.cli.main import cli
+
+    printed = CliRunner().invoke(cli, ["open-api-spec", bundle])
+    assert printed.exit_code == 0, printed.output
+    status, served = server.get("/openapi.json")
+    assert status == 200
+    assert json.loads(printed.stdout) == json.loads(served)
+    assert "/predict" in json.loads(served)["paths"]
