@@ -6,11 +6,18 @@ import re
 
 SETUP_PY = '''\
 """pip-installable Kappa bundle {name}:{version} (generated; do not edit)."""
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
+# Build outside the bundle: pip builds a local folder in place, and a bundle holds exactly
+# the files it was saved with (no build/ or *.egg-info may appear in it).
+BUILD = tempfile.mkdtemp(prefix="kappa-bundle-build-")
+atexit.register(shutil.rmtree, BUILD, ignore_errors=True)
 PACKAGE = {package!r}
 REQUIREMENTS = [
     line.strip()
@@ -30,6 +37,7 @@ setup(
     install_requires=REQUIREMENTS,
     python_requires=">={python_major_minor}",
     entry_points={{"console_scripts": [{script!r}]}},
+    options={{"build": {{"build_base": BUILD + "/build"}}, "egg_info": {{"egg_base": BUILD}}}},
 )
 '''
 
@@ -48,8 +56,8 @@ def load():
 
 
 def main(argv=None):
-    """Console script {name}: run this bundle's APIs from the command line."""
-    from kappa.bundle.entry import main as run
+    """Console script {name}: the `kappa` verbs for this bundle (`{name} run predict --input ...`)."""
+    from kappa_batch.bundle_cli import main as run
 
     return run(str(BUNDLE_DIR), argv)
 '''
@@ -68,7 +76,9 @@ CMD ["kappa", "serve", "/bundle", "--host", "0.0.0.0", "--port", "5000"]
 
 
 def package_name(service_name: str) -> str:
-    return "kappa_bundle_" + re.sub(r"[^0-9a-zA-Z_]", "_", service_name).lower()
+    """The import name of the installed bundle: the service's own name, as documented
+    (``import IrisClassifier; IrisClassifier.load()``), made a Python identifier if need be."""
+    return re.sub(r"[^0-9a-zA-Z_]", "_", service_name)
 
 
 def pep440(version: str) -> str:
