@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from kappa.errors import ArtifactError, BundleError, InputError
+from kappa.errors import ArtifactError, BundleError, InputError, MissingDependencyError
 from kappa.frameworks.base import ArtifactCollection, BaseArtifact
 from kappa.types import InferenceTask
 
@@ -278,6 +278,7 @@ class BentoService:
         self._bundle_path: str | None = None
         self._labels: dict[str, str] = {}
         self._manifest: Manifest | None = None
+        self._dev_server: Any = None
 
     @property
     def name(self) -> str:
@@ -341,6 +342,30 @@ class BentoService:
         from kappa.repository import open_repository
 
         return open_repository().save(self, labels=labels, version=version)
+
+    def start_dev_server(self, port: int = 5000, host: str = "127.0.0.1") -> str:
+        """Serve this in-memory service over HTTP on ``host:port`` (the same app as `kappa serve`),
+        in a background thread, for trying it from a notebook; returns its URL. Needs the
+        online extra (`pip install 'kappa[online]'`)."""
+        from importlib.metadata import entry_points
+
+        if self._dev_server is not None:
+            raise InputError(f"{self.name} already has a dev server; call stop_dev_server() first")
+        found = [ep for ep in entry_points(group="kappa.dev_server") if ep.name == "uvicorn"]
+        if not found:
+            raise MissingDependencyError(
+                "the dev server needs Kappa's online part; run `pip install 'kappa[online]'`"
+            )
+        server = found[0].load()(self, port=port, host=host)
+        self._dev_server = server
+        return str(server.url)
+
+    def stop_dev_server(self) -> None:
+        """Stop the server :meth:`start_dev_server` started (in-flight requests finish first)."""
+        server = self._dev_server
+        if server is not None:
+            self._dev_server = None
+            server.stop()
 
     def __repr__(self) -> str:
         version = f":{self._version}" if self._version else ""

@@ -246,9 +246,12 @@ class State:
         self.manifest: Any = None
         self.service: Any = None
         self.endpoints: dict[str, Endpoint] = {}
+        self.in_memory = False  # serving a caller's service object (a notebook), not a bundle
 
     def load(self) -> None:
-        """In a thread: resolve, verify and load the bundle."""
+        """In a thread: resolve, verify and load the bundle (unless an in-memory service was given)."""
+        if self.service is not None:
+            return
         from kappa_batch.cache import load_service
 
         self.service, self.manifest = load_service(self.config.bundle, self.config.digest)
@@ -286,11 +289,18 @@ class KappaApp:
         await self.app(scope, receive, send)
 
 
-def create_app(bundle: str | None = None, config: ServeConfig | None = None) -> KappaApp:
-    """The app for ``bundle`` (a path, URL or NAME[:VERSION|:latest]); ``config`` for the rest."""
-    if config is None:
+def create_app(bundle: str | None = None, config: ServeConfig | None = None, service: Any = None) -> KappaApp:
+    """The app for ``bundle`` (a path, URL or NAME[:VERSION|:latest]), or for an in-memory
+    ``service`` (the dev server); ``config`` for the rest."""
+    if service is not None:
+        from kappa.bundle.save import describe_service
+
+        config = config or ServeConfig(bundle=f"{service.name} (in memory)")
+    elif config is None:
         config = ServeConfig(bundle=bundle) if bundle else ServeConfig.from_env()
     state = State(config)
+    if service is not None:
+        state.service, state.manifest, state.in_memory = service, describe_service(service), True
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -328,8 +338,9 @@ async def _load(state: State) -> None:
     state.start_endpoints()
     import gc
 
-    gc.collect()
-    gc.freeze()  # the loaded model and libraries leave the collector's scans: no long pauses under load
+    if not state.in_memory:  # never freeze a notebook's heap
+        gc.collect()
+        gc.freeze()  # the loaded model and libraries leave the collector's scans: no long pauses
     state.ready = True
     state.metrics.ready.set(1)
     log.info("serving %s (%s)", state.manifest.tag, ", ".join(f"POST /{n}" for n in state.endpoints))

@@ -111,6 +111,28 @@ def _write_env(
     return pins, conda
 
 
+def describe_service(service: BentoService) -> mf.Manifest:
+    """The manifest of a loaded or saved service, or one describing an unsaved, in-memory service
+    (version ``dev``, no files) for serving it without a bundle."""
+    if service.manifest is not None:
+        return service.manifest
+    return mf.Manifest(
+        kappa_version=__version__,
+        name=service.name,
+        version="dev",
+        created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        digest="",
+        service_module=type(service).__module__,
+        service_class=type(service).__qualname__,
+        doc=(type(service).__doc__ or "").strip(),
+        apis=_api_entries(service),
+        artifacts=[],
+        files=[],
+        python_version=envmod.python_version(),
+        pip_packages=[],
+    )
+
+
 def save_to_dir(
     service: BentoService,
     path: str | os.PathLike[str],
