@@ -100,6 +100,22 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Reply.json(data, status, headers).response()
 
 
+def internal_error(what: str, exc: BaseException | None = None, detail: str = "") -> Reply:
+    """A 500 that says nothing of the exception: it is logged under a request id, which the
+    body and the ``X-Request-Id`` header return (so an operator can find it)."""
+    import uuid
+
+    request_id = uuid.uuid4().hex[:16]
+    log.error(
+        "%s (request id %s): %s", what, request_id, detail or f"{type(exc).__name__}: {exc}", exc_info=exc
+    )
+    body = {
+        "error": f"internal error; see the server log for request id {request_id}",
+        "request_id": request_id,
+    }
+    return Reply.json(body, 500, {"X-Request-Id": request_id})
+
+
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return Reply.error(status, message, headers).response()
 
@@ -114,6 +130,8 @@ class Endpoint:
     def __init__(self, api: Any, runner: Any, config: ServeConfig, metrics: Metrics) -> None:
         self.api, self.name, self.metrics = api, api.name, metrics
         self.max_body = config.max_body_bytes
+        # the columns and types the API declares; without a declaration each request is read
+        # on its own (the first one never fixes the columns of later ones)
         self.expected: pa.Schema | None = api.input_adapter.arrow_schema()
         self.dispatcher = Dispatcher(
             runner.run,
@@ -131,10 +149,10 @@ class Endpoint:
         except _Disconnected:
             return  # the client left before sending its body: no one to answer
         except Exception as exc:  # noqa: BLE001 - a bug must still answer 500, never drop the connection
-            log.exception("API %s: unexpected error", self.name)
-            reply = Reply.error(500, f"internal error: {type(exc).__name__}: {exc}")
-        await reply.send(send)
+            reply = internal_error(f"API {self.name}: unexpected error", exc)
+        # counted before the answer leaves: a client that reads /metrics next sees its request
         self.metrics.observe(self.name, reply.status, time.perf_counter() - start)
+        await reply.send(send)
 
     async def _reply(self, scope: Scope, receive: Receive) -> Reply:
         try:
@@ -159,16 +177,18 @@ class Endpoint:
         except InputError as exc:
             return Reply.error(400, str(exc))
         except KappaError as exc:
-            return Reply.error(500, str(exc))
+            return internal_error(f"API {self.name}: the batch failed", exc)
         self.metrics.queue_wait_of(self.name).observe(scored.queue_seconds)
         if scored.errors.num_rows:
             self.metrics.rows_error.labels(self.name).inc(scored.errors.num_rows)
             failures = [client_error(f) for f in scored.errors.to_pylist()]
             status = min(int(f["status"]) for f in failures)
+            status = status if 400 <= status < 600 else 500
+            if status >= 500:  # the model's own exceptions stay in the server log
+                detail = "; ".join(f"row {f['row']}: {f['message']}" for f in failures)
+                return internal_error(f"API {self.name}: {len(failures)} row(s) failed", detail=detail)
             body = {"error": failures[0]["message"], "failed_rows": failures}
-            return Reply.json(body, status if 400 <= status < 600 else 500)
-        if self.expected is None:  # learn the columns this API takes from a request that worked
-            self.expected = _widened(batch.schema)
+            return Reply.json(body, status)
         return scored
 
     async def _decode(self, scope: Scope, receive: Receive) -> pa.RecordBatch:
@@ -228,11 +248,6 @@ async def _form_files(request: Request) -> list[bytes]:
         if hasattr(value, "read"):
             files.append(await value.read())
     return files
-
-
-def _widened(schema: pa.Schema) -> pa.Schema:
-    """Integer columns learned as float64, so a later ``5.0`` for a learned ``5`` is accepted."""
-    return pa.schema([pa.field(f.name, pa.float64()) if pa.types.is_integer(f.type) else f for f in schema])
 
 
 class State:

@@ -103,6 +103,9 @@ def routes(state: State) -> list[BaseRoute]:
         endpoint = state.endpoints[_api_name(state, None)]
         expected = endpoint.expected
         inputs = [{"name": f.name, "datatype": datatype(f.type), "shape": [-1]} for f in (expected or [])]
+        columns = getattr(endpoint.api.input_adapter, "columns", None)
+        if expected is None and columns:  # names declared, types not: any type the model takes
+            inputs = [{"name": str(c), "datatype": "BYTES", "shape": [-1]} for c in columns]
         declared = endpoint.api.output_adapter.arrow_schema()
         outputs = [{"name": f.name, "datatype": datatype(f.type), "shape": [-1]} for f in (declared or [])]
         return json_response(

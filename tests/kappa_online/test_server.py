@@ -48,6 +48,14 @@ class OnlineIris(kappa.BentoService):
     def echo(self, items):
         return [{{"got": item}} for item in items]
 
+    @kappa.api(input=DataframeInput(), batch=True)
+    def loose(self, df):
+        return [len(df.columns)] * len(df)
+
+    @kappa.api(input=JsonInput(), batch=True)
+    def boom(self, items):
+        raise RuntimeError("connect to postgresql://svc:not-for-clients@db failed")
+
     @kappa.api(input=FileInput(), batch=True)
     def size(self, files):
         return [len(f.read() if hasattr(f, "read") else f) for f in files]
@@ -222,7 +230,7 @@ def test_service_routes(server):
         (b"", "application/json", 400, "empty"),
         (b"[[1, 2]]", "application/json", 400, "expects 4 columns"),
         (b'[{"sepal_length": 1}]', "application/json", 400, "missing column"),
-        (b'[["a", "b", "c", "d"]]', "application/json", 400, "holds"),
+        (b'[["a", "b", "c", "d"]]', "application/json", 400, "the model rejected this input"),
         (b"[]", "application/json", 400, "no rows"),
         (b"42", "application/json", 400, "DataframeInput"),
         (b"<xml/>", "application/xml", 415, "not accepted"),
@@ -430,3 +438,24 @@ def test_open_api_spec_prints_what_the_server_serves(server, bundle):
     assert status == 200
     assert json.loads(printed.stdout) == json.loads(served)
     assert "/predict" in json.loads(served)["paths"]
+
+
+def test_a_500_never_shows_the_exception_only_a_request_id_the_log_has(bundle):
+    own = Server(bundle)
+    try:
+        status, body, headers = own.request("/boom", b'{"x": 1}')
+    finally:
+        log = own.stop()
+    assert status == 500
+    answer = json.loads(body)
+    assert "not-for-clients" not in body.decode() and "RuntimeError" not in body.decode()
+    assert answer["request_id"] == headers["x-request-id"] and answer["request_id"] in answer["error"]
+    line = next(line for line in log.splitlines() if answer["request_id"] in line)
+    assert "RuntimeError" in line and "postgresql://svc:***@db" in line  # logged, credentials masked
+
+
+def test_without_declared_columns_each_request_is_read_on_its_own(server):
+    # /echo-like freedom for DataframeInput: the first request never fixes the columns
+    first = server.post("/loose", [{"x": 1.0, "y": 2.0}])
+    second = server.post("/loose", [{"p": 5.0, "q": 1.0, "r": 1.0}])
+    assert first == (200, [2]) and second == (200, [3])
