@@ -134,11 +134,14 @@ def file_source(
     batch_size: int,
     declared: pa.Schema | None = None,
     id_column: str | None = None,
+    json_text: bool = False,
 ) -> InputSource:
     """Stream a tabular input (Parquet, CSV, JSON Lines, or a JSON array) batch by batch.
 
     ``declared`` is the API's input schema, when it declares one: CSV columns are read as
-    those types (see :mod:`kappa_batch.csvread`).
+    those types (see :mod:`kappa_batch.csvread`). With ``json_text`` (a ``JsonInput`` API)
+    JSON Lines and JSON array inputs are read as the JSON text of each value, so the API
+    gets every object exactly as written (no keys added, no types unified across rows).
     """
     import pyarrow.dataset as ds
 
@@ -146,6 +149,8 @@ def file_source(
     kind, files = _pick_files(spec, files, fmt)
     if not files:
         raise InputError(f"no {kind} files in {spec!r}")
+    if json_text and kind in ("json", "jsonl"):
+        return _json_text_source(fs, files, spec, kind, batch_size)
     if kind == "json":
         return _json_array_source(fs, files, spec)
     if kind == "parquet":
@@ -316,6 +321,43 @@ def _json_array_source(fs: Any, files: list[str], spec: str) -> InputSource:
             yield from pa.Table.from_pylist(records).to_batches()
 
     return InputSource(read(), None, f"{len(files)} json file(s) from {spec}", files, fs)
+
+
+def _json_text_source(fs: Any, files: list[str], spec: str, kind: str, batch_size: int) -> InputSource:
+    """One string column ``json``: each JSON Lines line (or JSON array item) as written."""
+    from kappa.adapters._json import dumps
+
+    def texts() -> Iterator[str]:
+        for file in files:
+            with fs.open(file, "rb") as handle:
+                if kind == "jsonl":
+                    for number, line in enumerate(handle, 1):
+                        text = line.strip()
+                        if text:
+                            try:
+                                yield text.decode("utf-8")
+                            except UnicodeDecodeError:
+                                raise InputError(f"{file} line {number} is not UTF-8 text") from None
+                    continue
+                try:
+                    records = json.load(handle)
+                except ValueError as exc:
+                    raise InputError(f"{file} is not valid JSON: {exc}") from None
+            if not isinstance(records, list):
+                raise InputError(f"{file} must hold a JSON array of values (or use .jsonl)")
+            yield from (dumps(record) for record in records)
+
+    def read() -> Iterator[pa.RecordBatch]:
+        chunk: list[str] = []
+        for text in texts():
+            chunk.append(text)
+            if len(chunk) == batch_size:
+                yield pa.RecordBatch.from_arrays([pa.array(chunk, pa.string())], names=["json"])
+                chunk = []
+        if chunk:
+            yield pa.RecordBatch.from_arrays([pa.array(chunk, pa.string())], names=["json"])
+
+    return InputSource(read(), None, f"{len(files)} {kind} file(s) from {spec}", files, fs)
 
 
 def binary_source(spec: str, column: str, batch_size: int) -> InputSource:

@@ -79,14 +79,27 @@ class OutputAdapter(ABC):
 
     def to_json_rows(self, outputs: pa.Table) -> list[Any]:
         """One JSON value per row, as ``kappa run --input`` prints and the HTTP API answers:
-        the value itself when there is one output column, a record when there are several."""
-        if outputs.num_columns == 1:
-            values: list[Any] = outputs.column(0).to_pylist()
-            return values
-        return list(outputs.to_pylist())
+        the value itself when there is one output column, a record when there are several.
+        Columns of JSON text (field metadata ``kappa.encoding: json``) give back their values."""
+        columns = [
+            _json_values(outputs.column(i), outputs.schema.field(i)) for i in range(outputs.num_columns)
+        ]
+        if len(columns) == 1:
+            return columns[0]
+        names = outputs.column_names
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+def _json_values(column: Any, field: Any) -> list[Any]:
+    values: list[Any] = column.to_pylist()
+    if (field.metadata or {}).get(b"kappa.encoding") == b"json":
+        import json
+
+        return [json.loads(v) if v is not None else None for v in values]
+    return values
 
 
 def decode_rows(

@@ -28,14 +28,28 @@ def _frame_to_arrow(frame: Any) -> pa.RecordBatch:
     return pa.RecordBatch.from_pandas(frame, preserve_index=False)
 
 
+JSON_ENCODING = {b"kappa.encoding": b"json"}  # field metadata: the strings hold JSON values
+
+
 def _json_column(items: Any, column: str) -> pa.RecordBatch:
+    """Results as JSON text, the column marked so that they print back as the values they were."""
     import pyarrow as pa
 
     try:
         texts = [dumps(item) for item in items]
     except TypeError as exc:
         raise InferenceError(f"a result is not JSON serializable ({exc})") from None
-    return pa.RecordBatch.from_arrays([pa.array(texts, pa.string())], names=[column])
+    field = pa.field(column, pa.string(), metadata=JSON_ENCODING)
+    return pa.RecordBatch.from_arrays([pa.array(texts, pa.string())], schema=pa.schema([field]))
+
+
+def _holds_objects(value: Any, depth: int = 0) -> bool:
+    """A dict, or a list that holds one: Arrow would give all such results the same keys."""
+    if isinstance(value, dict):
+        return True
+    if isinstance(value, (list, tuple)) and depth < 32:
+        return any(_holds_objects(item, depth + 1) for item in value)
+    return False
 
 
 def _array_column(array: Any) -> pa.Array:
@@ -52,8 +66,9 @@ class DefaultOutput(OutputAdapter):
     """Detects the result's kind.
 
     DataFrame -> its columns; Series, 1-D array or list of scalars -> one column
-    named ``column``; 2-D array -> one column of fixed-size lists; list of
-    dicts -> a struct column; anything else Arrow cannot type -> JSON strings.
+    named ``column``; 2-D array -> one column of fixed-size lists; objects (dicts)
+    and anything else Arrow cannot type -> JSON text, whatever the other results of
+    the batch look like (so an object comes back exactly as returned, no keys added).
 
     ``dtype`` (an Arrow type name such as ``"int64"``, ``"double"``, ``"string"``)
     declares the column's type, so engines know the output schema before scoring
@@ -118,6 +133,8 @@ class DefaultOutput(OutputAdapter):
             else:
                 return pa.RecordBatch.from_arrays([_array_column(results)], names=[self.column])
         items = list(results)
+        if any(_holds_objects(item) for item in items):
+            return _json_column(items, self.column)
         try:
             column = pa.array(items)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
@@ -131,7 +148,7 @@ class JsonOutput(OutputAdapter):
     def arrow_schema(self) -> pa.Schema:
         import pyarrow as pa
 
-        return pa.schema([pa.field(self.column, pa.string())])
+        return pa.schema([pa.field(self.column, pa.string(), metadata=JSON_ENCODING)])
 
     def to_arrow(self, results: Any) -> pa.RecordBatch:
         if _is_frame(results):

@@ -179,6 +179,7 @@ def _ready(_: int) -> bool:
 
 def open_source(job: ScoreJob, runner: BatchRunner) -> tuple[InputSource, str | None]:
     """The job's input as batches, and the id column to use."""
+    from kappa.adapters import JsonInput
     from kappa.adapters.files import FileInput
 
     adapter = runner.api.input_adapter
@@ -189,7 +190,10 @@ def open_source(job: ScoreJob, runner: BatchRunner) -> tuple[InputSource, str | 
     if isinstance(adapter, FileInput):
         return binary_source(job.input_file, adapter.column, job.batch_size), job.id_column or "path"
     declared = adapter.arrow_schema() if hasattr(adapter, "arrow_schema") else None
-    source = file_source(job.input_file, job.input_format, job.batch_size, declared, job.id_column)
+    json_text = isinstance(adapter, JsonInput) and job.id_column is None  # an id needs columns
+    source = file_source(
+        job.input_file, job.input_format, job.batch_size, declared, job.id_column, json_text=json_text
+    )
     return source, job.id_column
 
 

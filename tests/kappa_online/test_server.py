@@ -48,6 +48,10 @@ class OnlineIris(kappa.BentoService):
     def echo(self, items):
         return [{{"got": item}} for item in items]
 
+    @kappa.api(input=JsonInput(), batch=True)
+    def same(self, items):
+        return items
+
     @kappa.api(input=DataframeInput(), batch=True)
     def loose(self, df):
         return [len(df.columns)] * len(df)
@@ -459,3 +463,10 @@ def test_without_declared_columns_each_request_is_read_on_its_own(server):
     first = server.post("/loose", [{"x": 1.0, "y": 2.0}])
     second = server.post("/loose", [{"p": 5.0, "q": 1.0, "r": 1.0}])
     assert first == (200, [2]) and second == (200, [3])
+
+
+def test_json_objects_come_back_as_sent_whatever_else_shares_their_batch(server):
+    bodies = [{"a": 1}, {"b": {"c": [1, 2]}}, [{"x": 1}, {"y": None}], {"a": "text", "n": 2.5}] * 10
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda body: server.post("/same", body), bodies))
+    assert answers == [(200, [body]) for body in bodies]

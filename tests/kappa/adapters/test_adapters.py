@@ -175,8 +175,9 @@ class TestOutputs:
         ]
         frame = out.to_arrow(pd.DataFrame({"label": ["a", "b"], "p": [0.1, 0.9]}))
         assert frame.schema.names == ["label", "p"]
-        structs = out.to_arrow([{"a": 1}, {"a": 2, "b": "x"}])
-        assert structs.column(0).to_pylist() == [{"a": 1, "b": None}, {"a": 2, "b": "x"}]
+        objects = out.to_arrow([{"a": 1}, {"a": 2, "b": "x"}])  # JSON text: no keys filled in
+        assert objects.column(0).to_pylist() == ['{"a":1}', '{"a":2,"b":"x"}']
+        assert out.to_json_rows(pa.Table.from_batches([objects])) == [{"a": 1}, {"a": 2, "b": "x"}]
         mixed = out.to_arrow([1, "two", {"three": 3}])
         assert mixed.column(0).to_pylist() == ["1", '"two"', '{"three":3}']
 

@@ -87,3 +87,29 @@ def test_run_prints_values_for_one_output_and_streams_a_file_to_standard_output(
     assert printed.exit_code == 0, printed.output
     assert json.loads(printed.stdout) == [0, 2] * 50  # one JSON array, written batch by batch
     assert not list(tmp_path.glob("*kappa*")) and sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
+
+
+def test_json_input_reaches_the_function_as_written_and_comes_back_as_returned(make_module, tmp_path):
+    import json
+
+    module = make_module(
+        """
+        import kappa
+        from kappa.adapters import JsonInput
+
+        class Echo(kappa.BentoService):
+            @kappa.api(input=JsonInput(), batch=True)
+            def same(self, items):
+                assert all(isinstance(i, dict) for i in items)
+                return items
+        """
+    )
+    bundle = module.Echo().save_to_dir(str(tmp_path / "echo"))
+    records = [{"a": 1}, {"b": {"c": [1, 2]}}, {"a": "x", "d": None}]
+    data = tmp_path / "records.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    printed = CliRunner().invoke(cli, ["run", bundle, "same", "--input-file", str(data)])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.stdout) == records  # no keys filled in, no JSON strings
+    inline = kappa("run", bundle, "same", "--input", json.dumps(records))
+    assert json.loads(inline.output.strip().splitlines()[-1]) == records
