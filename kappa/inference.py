@@ -9,7 +9,7 @@ in a batch function propagates, and ``kappa_batch`` bisects the batch).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kappa.adapters.base import result_length
@@ -32,12 +32,18 @@ class RowError:
     message: str
 
 
+Response = tuple[int, Mapping[str, str]]  # an HTTP status and headers a result asked for
+Headers = Mapping[str, str] | Sequence[Mapping[str, str]] | None  # for the batch, or per row
+
+
 @dataclass(frozen=True)
 class BatchOutcome:
-    """Outputs aligned to the input rows (null where a row failed) and the failed rows."""
+    """Outputs aligned to the input rows (null where a row failed), the failed rows, and the
+    rows whose result was an :class:`~kappa.types.InferenceResult` asking for a status or headers."""
 
     outputs: pa.RecordBatch
     errors: list[RowError]
+    responses: Mapping[int, Response] = field(default_factory=dict)
 
 
 class TaskBatch(Sequence[InferenceTask[Any]]):
@@ -47,9 +53,9 @@ class TaskBatch(Sequence[InferenceTask[Any]]):
     row would cost more than scoring a LogisticRegression.
     """
 
-    def __init__(self, size: int, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, size: int, headers: Headers = None) -> None:
         self._size = size
-        self._headers = headers or {}
+        self._headers = headers if headers is not None else {}
         self._tasks: dict[int, InferenceTask[Any]] = {}
 
     def __len__(self) -> int:
@@ -64,7 +70,8 @@ class TaskBatch(Sequence[InferenceTask[Any]]):
             raise IndexError(index)
         task = self._tasks.get(index)
         if task is None:
-            task = self._tasks[index] = InferenceTask(row=index, http_headers=self._headers)
+            headers = self._headers if isinstance(self._headers, Mapping) else self._headers[index]
+            task = self._tasks[index] = InferenceTask(row=index, http_headers=headers)
         return task
 
     def __iter__(self) -> Iterator[InferenceTask[Any]]:
@@ -80,10 +87,15 @@ class TaskBatch(Sequence[InferenceTask[Any]]):
         return [t for t in self if not t.is_discarded]
 
 
+def _asks(result: InferenceResult[Any]) -> bool:
+    return result.http_status != 200 or bool(result.http_headers)
+
+
 def _unwrap_results(
-    results: Any, kept: Sequence[InferenceTask[Any]]
+    results: Any, kept: Sequence[InferenceTask[Any]], responses: dict[int, Response]
 ) -> tuple[Any, Sequence[InferenceTask[Any]]]:
-    """Turn ``InferenceError`` items into discards and ``InferenceResult`` items into values."""
+    """Turn ``InferenceError`` items into discards and ``InferenceResult`` items into values
+    (noting in ``responses`` the status and headers they ask for)."""
     if not isinstance(results, list) or not any(isinstance(r, InferenceResult) for r in results):
         return results, kept
     values: list[Any] = []
@@ -92,7 +104,12 @@ def _unwrap_results(
         if isinstance(result, ErrorResult):
             task.discard(result.http_status, result.err_msg)
             continue
-        values.append(result.data if isinstance(result, InferenceResult) else result)
+        if isinstance(result, InferenceResult):
+            if _asks(result):
+                responses[task.row] = (result.http_status, dict(result.http_headers))
+            values.append(result.data)
+        else:
+            values.append(result)
         still_kept.append(task)
     return values, still_kept
 
@@ -119,13 +136,13 @@ def null_outputs(api: InferenceAPI[Any, Any], size: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.nulls(size)], names=[api.output_adapter.column])
 
 
-def infer(
-    api: InferenceAPI[Any, Any], batch: pa.RecordBatch, headers: Mapping[str, str] | None = None
-) -> BatchOutcome:
-    """Score one batch with ``api``; see the module docstring."""
+def infer(api: InferenceAPI[Any, Any], batch: pa.RecordBatch, headers: Headers = None) -> BatchOutcome:
+    """Score one batch with ``api``; see the module docstring. ``headers``: the request headers
+    the tasks see (``task.http_headers``), one mapping for the batch or one per row."""
     import pyarrow as pa
 
     size = batch.num_rows
+    responses: dict[int, Response] = {}
     tasks = TaskBatch(size, headers)
     value = api.input_adapter.from_arrow(batch, tasks)
     active = tasks.active()
@@ -133,7 +150,7 @@ def infer(
         results = api.call_batch(value, active)
         kept = [t for t in active if not t.is_discarded] if tasks.discarded() else active
         check_length(api, results, len(active), len(active) - len(kept))
-        results, kept = _unwrap_results(results, kept)
+        results, kept = _unwrap_results(results, kept, responses)
     else:
         results, kept = [], []
         for item, task in zip(api.input_adapter.split(value), active, strict=True):
@@ -145,6 +162,8 @@ def infer(
             if isinstance(result, ErrorResult):
                 task.discard(result.http_status, result.err_msg)
             elif not task.is_discarded:
+                if isinstance(result, InferenceResult) and _asks(result):
+                    responses[task.row] = (result.http_status, dict(result.http_headers))
                 results.append(result.data if isinstance(result, InferenceResult) else result)
                 kept.append(task)
     if len(kept) == 0:
@@ -165,4 +184,4 @@ def infer(
         RowError(t.row, t.error.http_status if t.error else 400, t.error.err_msg if t.error else "")
         for t in tasks.discarded()
     ]
-    return BatchOutcome(outputs=outputs, errors=errors)
+    return BatchOutcome(outputs=outputs, errors=errors, responses=responses)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from kappa.adapters.base import InputAdapter, OutputAdapter
     from kappa.bundle.env import EnvSpec
     from kappa.bundle.manifest import Manifest
-    from kappa.inference import BatchOutcome
+    from kappa.inference import BatchOutcome, Headers
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -119,7 +119,7 @@ class InferenceAPI(Generic[P, R]):
         check_length(self, results, size, len(tasks.discarded()))
         return results
 
-    def infer(self, batch: pa.RecordBatch, headers: Mapping[str, str] | None = None) -> BatchOutcome:
+    def infer(self, batch: pa.RecordBatch, headers: Headers = None) -> BatchOutcome:
         from kappa.inference import infer
 
         return infer(self, batch, headers)

@@ -14,7 +14,7 @@ raised when a function misbehaves is :class:`kappa.errors.InferenceError`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, Union
 
@@ -22,6 +22,40 @@ JsonSerializable = Union[str, int, float, bool, None, list[Any], dict[str, Any]]
 """What ``json.loads`` can return; the item type of ``JsonInput``."""
 
 T = TypeVar("T")
+
+
+class HttpHeaders(Mapping[str, str]):
+    """A request's headers, looked up case-insensitively (``headers["Accept"]``); built from the
+    raw ASGI pairs only when first read, so requests whose API never looks cost nothing."""
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]] | Mapping[str, str] = ()) -> None:
+        self._raw = raw
+        self._items: dict[str, str] | None = None
+
+    def _built(self) -> dict[str, str]:
+        if self._items is None:
+            raw = self._raw
+            pairs = raw.items() if isinstance(raw, Mapping) else raw
+            items: dict[str, str] = {}
+            for key, value in pairs:
+                name = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+                text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                name = name.lower()
+                items[name] = f"{items[name]}, {text}" if name in items else text
+            self._items = items
+        return self._items
+
+    def __getitem__(self, key: str) -> str:
+        return self._built()[key.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    def __repr__(self) -> str:
+        return f"HttpHeaders({self._built()!r})"
 
 
 @dataclass

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -31,10 +32,12 @@ ERROR_SCHEMA = pa.schema([("row", pa.int64()), ("status", pa.int32()), ("message
 
 @dataclass(frozen=True)
 class RunResult:
-    """Outputs aligned to the input rows, and the rows that failed."""
+    """Outputs aligned to the input rows, the rows that failed, and the rows whose result asked
+    for an HTTP status or headers (row -> (status, headers); online only)."""
 
     outputs: pa.Table
     errors: pa.Table
+    responses: Mapping[int, tuple[int, Mapping[str, str]]] = field(default_factory=dict)
 
     @property
     def ok_mask(self) -> pa.Array:
@@ -81,18 +84,29 @@ class BatchRunner:
     def bundle_tag(self) -> str:
         return self.manifest.tag if self.manifest else f"{self.service.name}:{self.service.version}"
 
-    def run(self, data: pa.RecordBatch | pa.Table) -> RunResult:
+    def run(
+        self, data: pa.RecordBatch | pa.Table, headers: Sequence[Mapping[str, str]] | None = None
+    ) -> RunResult:
+        """Score ``data``; ``headers`` (online): each row's request headers, for ``task.http_headers``."""
         batch = (
             data.combine_chunks().to_batches()[0] if isinstance(data, pa.Table) and data.num_rows else data
         )
         if isinstance(batch, pa.Table):  # an empty table
             batch = pa.RecordBatch.from_pylist([], schema=batch.schema)
-        outputs, errors = self._run(batch, 0)
-        return RunResult(outputs=outputs, errors=errors)
+        responses: dict[int, tuple[int, Mapping[str, str]]] = {}
+        outputs, errors = self._run(batch, 0, headers, responses)
+        return RunResult(outputs=outputs, errors=errors, responses=responses)
 
-    def _run(self, batch: pa.RecordBatch, offset: int) -> tuple[pa.Table, pa.Table]:
+    def _run(
+        self,
+        batch: pa.RecordBatch,
+        offset: int,
+        headers: Sequence[Mapping[str, str]] | None,
+        responses: dict[int, tuple[int, Mapping[str, str]]],
+    ) -> tuple[pa.Table, pa.Table]:
+        row_headers = headers[offset : offset + batch.num_rows] if headers is not None else None
         try:
-            outcome = self.api.infer(batch)
+            outcome = self.api.infer(batch, row_headers)
         except InputError:
             raise
         except InferenceError as exc:  # wrong shape of results: the whole batch fails
@@ -104,9 +118,11 @@ class BatchRunner:
                 log.debug("row %d failed: %s", offset, message)
                 return self._nulls(batch.num_rows), _errors([offset] * batch.num_rows, [500], [message])
             half = batch.num_rows // 2
-            left = self._run(batch.slice(0, half), offset)
-            right = self._run(batch.slice(half), offset + half)
+            left = self._run(batch.slice(0, half), offset, headers, responses)
+            right = self._run(batch.slice(half), offset + half, headers, responses)
             return _concat([left[0], right[0]]), _concat([left[1], right[1]])
+        for row, response in outcome.responses.items():
+            responses[offset + row] = response
         outputs = pa.Table.from_batches([outcome.outputs])
         if not outcome.errors:
             return outputs, NO_ERRORS

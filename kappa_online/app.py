@@ -91,7 +91,11 @@ class Reply:
 
     async def send(self, send: Send) -> None:
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
-        headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        if self.headers:
+            extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+            if any(k == b"content-type" for k, _ in extra):
+                headers = headers[1:]
+            headers += extra
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -163,15 +167,25 @@ class Endpoint:
             return Reply.error(415, str(exc))
         except InputError as exc:
             return Reply.error(400, str(exc))
-        scored = await self.score(batch)
+        scored = await self.score(batch, scope["headers"])
         if isinstance(scored, Reply):
             return scored
-        return Reply(200, dumps(encode(scored.outputs, self.api.output_adapter)).encode())
+        body = dumps(encode(scored.outputs, self.api.output_adapter)).encode()
+        if not scored.responses:
+            return Reply(200, body)
+        # InferenceResult(http_status=..., http_headers=...) of this request's rows
+        status, headers = 200, {}
+        for _, (row_status, row_headers) in sorted(scored.responses.items()):
+            status = row_status if status == 200 else status
+            headers.update(row_headers)
+        headers.pop("Content-Length", None)
+        headers.pop("content-length", None)
+        return Reply(status, body, tuple(headers.items()))
 
-    async def score(self, batch: pa.RecordBatch) -> Scored | Reply:
+    async def score(self, batch: pa.RecordBatch, headers: Any = None) -> Scored | Reply:
         """``batch`` through the dispatcher: its outputs, or the error reply (REST and V2 alike)."""
         try:
-            scored = await self.dispatcher.submit(batch)
+            scored = await self.dispatcher.submit(batch, headers)
         except Overloaded as exc:
             return Reply.error(503, str(exc), {"Retry-After": str(int(exc.retry_after))})
         except InputError as exc:

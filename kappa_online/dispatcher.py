@@ -64,6 +64,7 @@ class Scored:
     errors: pa.Table
     batch_rows: int  # rows in the batch it was scored in
     queue_seconds: float
+    responses: dict[int, Any] = field(default_factory=dict)  # row -> (status, headers) it asked for
 
 
 class CostModel:
@@ -109,6 +110,7 @@ class _Request:
     batch: pa.RecordBatch
     arrived: float
     future: asyncio.Future[Scored]
+    headers: Any = None  # the request's headers (raw ASGI pairs), for task.http_headers
     rows: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -120,7 +122,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        score: Callable[[pa.Table], Any],
+        score: Callable[..., Any],  # (table) or (table, per-row headers): a BatchRunner.run
         max_batch_rows: int = 1000,
         max_latency_ms: float = 300,
         enabled: bool = True,
@@ -155,7 +157,7 @@ class Dispatcher:
         self._executor.shutdown(wait=True)
 
     # -- requests -----------------------------------------------------------------------------
-    async def submit(self, batch: pa.RecordBatch) -> Scored:
+    async def submit(self, batch: pa.RecordBatch, headers: Any = None) -> Scored:
         now = time.monotonic()
         if self._closing:
             raise Overloaded("the server is shutting down", retry_after=1)
@@ -168,7 +170,7 @@ class Dispatcher:
                 retry_after=max(1.0, math.ceil(waited)),
             )
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
-        self.queue.append(_Request(batch, now, future))
+        self.queue.append(_Request(batch, now, future, headers))
         self.queued_rows += batch.num_rows
         self._wakeup.set()
         return await future
@@ -209,10 +211,11 @@ class Dispatcher:
         start = self._running_since = time.monotonic()
         try:
             table = pa.Table.from_batches([r.batch for r in taken]) if len(taken) > 1 else taken[0].batch
+            score = self._scorer(taken)
             if self.model.observations >= 3 and self.model.predict(rows) < INLINE_SECONDS:
-                result = self.score(table)  # shorter than a thread hand-off: run it right here
+                result = score(table)  # shorter than a thread hand-off: run it right here
             else:
-                result = await loop.run_in_executor(self._executor, self.score, table)
+                result = await loop.run_in_executor(self._executor, score, table)
             elapsed = time.monotonic() - start
             self.model.observe(rows, elapsed)
             for observer in self.observers:
@@ -227,6 +230,17 @@ class Dispatcher:
                     request.future.set_exception(exc)
         finally:
             self._running_since = None
+
+    def _scorer(self, taken: list[_Request]) -> Callable[[Any], Any]:
+        """``score``, given each row's request headers when any request brought some."""
+        if all(r.headers is None for r in taken):
+            return self.score
+        from kappa.types import HttpHeaders
+
+        rows: list[Any] = []
+        for request in taken:
+            rows += [HttpHeaders(request.headers or ())] * request.rows
+        return lambda table: self.score(table, rows)
 
     async def _maybe_wait(self) -> None:
         """Hold the queue for the next arrival only while that saves more than it costs."""
@@ -295,8 +309,14 @@ class Dispatcher:
                 )
                 errors = errors.filter(mine)
                 errors = errors.set_column(0, "row", pc.subtract(errors["row"], offset))
+            responses = getattr(result, "responses", None) or {}
+            mine = {
+                row - offset: response
+                for row, response in responses.items()
+                if offset <= row < offset + request.rows
+            }
             if not request.future.done():
-                request.future.set_result(Scored(outputs, errors, rows, start - request.arrived))
+                request.future.set_result(Scored(outputs, errors, rows, start - request.arrived, mine))
             offset += request.rows
 
     async def _one_by_one(self, taken: list[_Request], first: InputError) -> None:
@@ -308,7 +328,7 @@ class Dispatcher:
         for request in taken:
             start = time.monotonic()
             try:
-                result = await loop.run_in_executor(self._executor, self.score, request.batch)
+                result = await loop.run_in_executor(self._executor, self._scorer([request]), request.batch)
             except Exception as exc:  # noqa: BLE001 - answered to its own request
                 if not request.future.done():
                     request.future.set_exception(exc)

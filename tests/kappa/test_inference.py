@@ -83,3 +83,27 @@ def test_all_rows_discarded_gives_null_outputs(svc):
     assert outcome.outputs.num_rows == 2
     assert outcome.outputs.column(0).null_count == 2
     assert len(outcome.errors) == 2
+
+
+def test_task_headers_are_empty_offline_and_case_insensitive_online(make_module):
+    import pyarrow as pa
+
+    from kappa.types import HttpHeaders
+
+    module = make_module(
+        """
+        import kappa
+        from kappa.adapters import JsonInput
+
+        class Headers(kappa.BentoService):
+            @kappa.api(input=JsonInput())
+            def accept(self, item, task):
+                return dict(task.http_headers).get("accept", "none")
+        """
+    )
+    api = module.Headers().get_inference_api("accept")
+    batch = pa.RecordBatch.from_pydict({"json": ["1", "2"]})
+    assert api.infer(batch).outputs.column(0).to_pylist() == ["none", "none"]  # offline: no headers
+    online = [HttpHeaders([(b"Accept", b"text/csv")]), HttpHeaders({"ACCEPT": "application/json"})]
+    assert api.infer(batch, online).outputs.column(0).to_pylist() == ["text/csv", "application/json"]
+    assert online[0]["accept"] == online[0]["Accept"] == "text/csv"

@@ -24,7 +24,7 @@ class Model:
         self.seconds, self.per_row = seconds, per_row
         self.batches: list[list[int]] = []
 
-    def __call__(self, table: pa.Table | pa.RecordBatch) -> RunResult:
+    def __call__(self, table: pa.Table | pa.RecordBatch, headers: object = None) -> RunResult:
         values = table.column("x").to_pylist()
         if -1 in values:
             raise InputError("x must not be -1")

@@ -26,7 +26,7 @@ import time
 import kappa
 from kappa.adapters import DataframeInput, FileInput, JsonInput, JsonOutput
 from kappa.frameworks.sklearn import SklearnModelArtifact
-from kappa.types import InferenceError
+from kappa.types import InferenceError, InferenceResult
 
 @kappa.web_static_content("{web}")
 @kappa.artifacts([SklearnModelArtifact("model")])
@@ -51,6 +51,18 @@ class OnlineIris(kappa.BentoService):
     @kappa.api(input=JsonInput(), batch=True)
     def same(self, items):
         return items
+
+    @kappa.api(input=JsonInput(), batch=True, mb_max_latency=2000)
+    def negotiate(self, items, tasks):
+        time.sleep(0.02)  # long enough for concurrent requests to share batches
+        results = []
+        for item, task in zip(items, tasks):
+            if task.http_headers.get("Accept") == "application/json":
+                results.append(InferenceResult(data={{"echo": item}}, http_status=200,
+                                               http_headers={{"X-Item": str(item)}}))
+            else:
+                results.append(InferenceError(err_msg="application/json output only", http_status=406))
+        return results
 
     @kappa.api(input=DataframeInput(), batch=True)
     def loose(self, df):
@@ -470,3 +482,28 @@ def test_json_objects_come_back_as_sent_whatever_else_shares_their_batch(server)
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda body: server.post("/same", body), bodies))
     assert answers == [(200, [body]) for body in bodies]
+
+
+def test_each_request_in_a_micro_batch_keeps_its_own_headers_status_and_answer(server):
+    def call(i: int) -> tuple[int, object, str | None]:
+        accept = "application/json" if i % 3 else "text/plain"
+        status, body, headers = server.request(
+            "/negotiate", json.dumps(i).encode(), headers={"Accept": accept}
+        )
+        return status, json.loads(body), headers.get("x-item")
+
+    with ThreadPoolExecutor(24) as pool:
+        results = list(pool.map(call, range(72)))
+    for i, (status, body, item_header) in enumerate(results):
+        if i % 3:
+            assert (status, body, item_header) == (200, [{"echo": i}], str(i))
+        else:
+            assert status == 406 and body["error"] == "application/json output only" and item_header is None
+    metrics = server.get("/metrics")[1].decode()
+    sizes = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('kappa_batch_size_rows_count{api="negotiate"}')
+    ]
+    batches = float(sizes[0].split()[-1])
+    assert batches < 72  # requests did share batches, and each still got its own answer
