@@ -22,6 +22,7 @@ def main(bundle_dir: str, argv: Sequence[str] | None = None) -> int:
     import click
 
     from kappa.bundle.manifest import load_manifest
+    from kappa.cli._common import exit_code_of
     from kappa.errors import KappaError
     from kappa_batch.cli import run_command
 
@@ -48,11 +49,4 @@ def main(bundle_dir: str, argv: Sequence[str] | None = None) -> int:
             f"Error: no command or API {args[0]!r}; try `{manifest.name} run {apis[0]} --help`", err=True
         )
         return 2
-    try:
-        run_command.main(args=[bundle_dir, *args], prog_name=f"{manifest.name} run", standalone_mode=False)
-    except click.exceptions.Abort:
-        return 1
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    return 0
+    return exit_code_of(run_command, [bundle_dir, *args], prog_name=f"{manifest.name} run")

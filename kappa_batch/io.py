@@ -308,17 +308,22 @@ def _guard(batches: Iterator[pa.RecordBatch], spec: str, kind: str) -> Iterator[
         ) from None
 
 
+def _json_array(fs: Any, file: str) -> list[Any]:
+    """The values of a file holding one JSON array."""
+    with fs.open(file, "rb") as handle:
+        try:
+            records = json.load(handle)
+        except ValueError as exc:
+            raise InputError(f"{file} is not valid JSON: {exc}") from None
+    if not isinstance(records, list):
+        raise InputError(f"{file} must hold a JSON array of records (or use .jsonl)")
+    return records
+
+
 def _json_array_source(fs: Any, files: list[str], spec: str) -> InputSource:
     def read() -> Iterator[pa.RecordBatch]:
         for file in files:
-            with fs.open(file, "rb") as handle:
-                try:
-                    records = json.load(handle)
-                except ValueError as exc:
-                    raise InputError(f"{file} is not valid JSON: {exc}") from None
-            if not isinstance(records, list):
-                raise InputError(f"{file} must hold a JSON array of records (or use .jsonl)")
-            yield from pa.Table.from_pylist(records).to_batches()
+            yield from pa.Table.from_pylist(_json_array(fs, file)).to_batches()
 
     return InputSource(read(), None, f"{len(files)} json file(s) from {spec}", files, fs)
 
@@ -329,23 +334,17 @@ def _json_text_source(fs: Any, files: list[str], spec: str, kind: str, batch_siz
 
     def texts() -> Iterator[str]:
         for file in files:
+            if kind == "json":
+                yield from (dumps(record) for record in _json_array(fs, file))
+                continue
             with fs.open(file, "rb") as handle:
-                if kind == "jsonl":
-                    for number, line in enumerate(handle, 1):
-                        text = line.strip()
-                        if text:
-                            try:
-                                yield text.decode("utf-8")
-                            except UnicodeDecodeError:
-                                raise InputError(f"{file} line {number} is not UTF-8 text") from None
-                    continue
-                try:
-                    records = json.load(handle)
-                except ValueError as exc:
-                    raise InputError(f"{file} is not valid JSON: {exc}") from None
-            if not isinstance(records, list):
-                raise InputError(f"{file} must hold a JSON array of values (or use .jsonl)")
-            yield from (dumps(record) for record in records)
+                for number, line in enumerate(handle, 1):
+                    text = line.strip()
+                    if text:
+                        try:
+                            yield text.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise InputError(f"{file} line {number} is not UTF-8 text") from None
 
     def read() -> Iterator[pa.RecordBatch]:
         chunk: list[str] = []

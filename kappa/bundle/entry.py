@@ -55,11 +55,6 @@ def main(bundle_dir: str, argv: Sequence[str] | None = None) -> int:
         except KappaError as exc:
             raise click.ClickException(str(exc)) from None
 
-    try:
-        command.main(args=list(argv) if argv is not None else sys.argv[1:], standalone_mode=False)
-    except click.exceptions.Abort:
-        return 1
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    return 0
+    from kappa.cli._common import exit_code_of
+
+    return exit_code_of(command, list(argv) if argv is not None else sys.argv[1:])

@@ -151,3 +151,15 @@ def age(created_at: float, now: float | None = None) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def exit_code_of(command: click.Command, args: list[str], prog_name: str | None = None) -> int:
+    """Run ``command`` as a console script's body: its exit code, errors shown as one line."""
+    try:
+        command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Abort:
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return 0
