@@ -45,6 +45,14 @@ class APISpec:
     mb_max_latency: int
     takes_tasks: bool
     doc: str
+    batch_given: bool = True  # False: ``batch`` was left to its default
+
+    def with_batch(self, batch: bool) -> APISpec:
+        """This API in the batch mode a bundle recorded (one saved when the default was True)."""
+        import dataclasses
+
+        params = inspect.signature(self.func).parameters
+        return dataclasses.replace(self, batch=batch, takes_tasks=("tasks" if batch else "task") in params)
 
 
 class APIMethod(Generic[S, P, R]):
@@ -132,7 +140,7 @@ def api(
     *,
     input: InputAdapter | None = None,
     output: OutputAdapter | None = None,
-    batch: bool = False,
+    batch: bool | None = None,
     api_name: str | None = None,
     mb_max_batch_size: int = DEFAULT_MB_MAX_BATCH_SIZE,
     mb_max_latency: int = DEFAULT_MB_MAX_LATENCY_MS,
@@ -146,6 +154,8 @@ def api(
     objects. ``mb_max_batch_size`` (rows) and ``mb_max_latency`` (ms) are the
     online micro-batching defaults.
     """
+    batch_given = batch is not None
+    batch = bool(batch)  # False by default, as documented
     if input is None:
         raise InputError("@kappa.api needs input=..., e.g. input=DataframeInput()")
     if not hasattr(input, "from_arrow"):
@@ -177,6 +187,7 @@ def api(
             mb_max_latency=mb_max_latency,
             takes_tasks=("tasks" if batch else "task") in params,
             doc=inspect.getdoc(func) or "",
+            batch_given=batch_given,
         )
         return APIMethod(spec)
 
@@ -356,7 +367,13 @@ class BentoService:
             raise MissingDependencyError(
                 "the dev server needs Kappa's online part; run `pip install 'kappa[online]'`"
             )
-        server = found[0].load()(self, port=port, host=host)
+        try:
+            start = found[0].load()
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"the dev server needs {exc.name or 'the online extra'}; run `pip install 'kappa[online]'`"
+            ) from None
+        server = start(self, port=port, host=host)
         self._dev_server = server
         return str(server.url)
 

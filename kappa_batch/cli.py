@@ -76,7 +76,14 @@ def run_command(env: Environment, /, **options: object) -> None:
     if job.input_text is not None and job.output_file is None:
         _print_inline(env, job)
         return
-    if job.input_file is not None and job.output_file is None and engine == "local":
+    if job.input_file is not None and job.output_file is None:
+        if engine != "local":
+            raise click.UsageError(f"--engine {engine} writes files: give --output-file")
+        if job.errors_file or job.resume or job.overwrite:
+            raise click.UsageError(
+                "--errors-file, --resume and --overwrite need --output-file; without it the "
+                "predictions print to standard output and failed rows to standard error"
+            )
         _print_file(job)
         return
     if engine == "dask":
@@ -133,6 +140,8 @@ def _print_file(job: ScoreJob) -> None:
             click.echo(json.dumps(error), err=True)
     click.echo("]" if opened else "[]")
     report = printed.report
+    if report is not None and job.report_file:
+        report.write(job.report_file)
     if report is not None and not report.succeeded:
         raise click.ClickException(
             f"{report.rows_error} of {report.rows_in} rows failed ({report.error_rate:.2%}), more than "
@@ -143,6 +152,7 @@ def _print_file(job: ScoreJob) -> None:
 def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by: list[str]) -> None:
     from kappa.errors import InputError
     from kappa_batch.runners import spark_job
+    from kappa_batch.runners.local import max_error_rate
 
     if job.input_file is None or job.output_file is None:
         raise InputError("--engine spark needs --input-file and --output-file")
@@ -161,12 +171,19 @@ def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by
             job.id_column,
             partition_by,
             job.errors_file,
+            max_error_rate=max_error_rate(job),
         )
     finally:
         spark.stop()
     if job.report_file:
         report.write(job.report_file)
     _show(env, report)
+    if not report.succeeded:
+        raise click.ClickException(
+            f"{report.rows_error} of {report.rows_in} rows failed ({report.error_rate:.2%}), more than "
+            f"--max-error-rate {max_error_rate(job):.2%} (setting run.max_error_rate); "
+            f"see {report.errors_file}"
+        )
 
 
 def _show(env: Environment, report: Report) -> None:

@@ -150,7 +150,7 @@ def file_source(
     if not files:
         raise InputError(f"no {kind} files in {spec!r}")
     if json_text and kind in ("json", "jsonl"):
-        return _json_text_source(fs, files, spec, kind, batch_size)
+        return _json_text_source(fs, files, spec, kind, batch_size, id_column)
     if kind == "json":
         return _json_array_source(fs, files, spec)
     if kind == "parquet":
@@ -328,8 +328,11 @@ def _json_array_source(fs: Any, files: list[str], spec: str) -> InputSource:
     return InputSource(read(), None, f"{len(files)} json file(s) from {spec}", files, fs)
 
 
-def _json_text_source(fs: Any, files: list[str], spec: str, kind: str, batch_size: int) -> InputSource:
-    """One string column ``json``: each JSON Lines line (or JSON array item) as written."""
+def _json_text_source(
+    fs: Any, files: list[str], spec: str, kind: str, batch_size: int, id_column: str | None = None
+) -> InputSource:
+    """One string column ``json``: each JSON Lines line (or JSON array item) as written; with an
+    ``id_column``, that field is taken out of each object into a column of its own."""
     from kappa.adapters._json import dumps
 
     def texts() -> Iterator[str]:
@@ -346,15 +349,32 @@ def _json_text_source(fs: Any, files: list[str], spec: str, kind: str, batch_siz
                         except UnicodeDecodeError:
                             raise InputError(f"{file} line {number} is not UTF-8 text") from None
 
+    def batch_of(chunk: list[str]) -> pa.RecordBatch:
+        if id_column is None:
+            return pa.RecordBatch.from_arrays([pa.array(chunk, pa.string())], names=["json"])
+        ids, rest = [], []
+        for text in chunk:
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise InputError(f"a value in {spec!r} is not valid JSON ({exc}): {text[:80]}") from None
+            if not isinstance(value, dict) or id_column not in value:
+                raise InputError(f"a value in {spec!r} has no {id_column!r} field (--id-column): {text[:80]}")
+            ids.append(value.pop(id_column))
+            rest.append(dumps(value))
+        return pa.RecordBatch.from_arrays(
+            [pa.array(ids), pa.array(rest, pa.string())], names=[id_column, "json"]
+        )
+
     def read() -> Iterator[pa.RecordBatch]:
         chunk: list[str] = []
         for text in texts():
             chunk.append(text)
             if len(chunk) == batch_size:
-                yield pa.RecordBatch.from_arrays([pa.array(chunk, pa.string())], names=["json"])
+                yield batch_of(chunk)
                 chunk = []
         if chunk:
-            yield pa.RecordBatch.from_arrays([pa.array(chunk, pa.string())], names=["json"])
+            yield batch_of(chunk)
 
     return InputSource(read(), None, f"{len(files)} {kind} file(s) from {spec}", files, fs)
 

@@ -38,6 +38,7 @@ class RunResult:
     outputs: pa.Table
     errors: pa.Table
     responses: Mapping[int, tuple[int, Mapping[str, str]]] = field(default_factory=dict)
+    raised: frozenset[int] = frozenset()  # failed rows whose function raised (not a deliberate error)
 
     @property
     def ok_mask(self) -> pa.Array:
@@ -57,9 +58,15 @@ def _errors(rows: list[int], statuses: list[int], messages: list[str]) -> pa.Tab
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
+    """One table; field metadata (e.g. JSON text columns) survives an all-null first part."""
     if len(tables) == 1:
         return tables[0]
-    return pa.concat_tables(tables, promote_options="permissive")
+    table = pa.concat_tables(tables, promote_options="permissive")
+    metadata = {f.name: f.metadata for t in reversed(tables) for f in t.schema if f.metadata}
+    if not metadata:
+        return table
+    schema = pa.schema([f.with_metadata(metadata[f.name]) if f.name in metadata else f for f in table.schema])
+    return pa.Table.from_arrays(table.columns, schema=schema)
 
 
 NO_ERRORS = _errors([], [], [])
@@ -94,8 +101,9 @@ class BatchRunner:
         if isinstance(batch, pa.Table):  # an empty table
             batch = pa.RecordBatch.from_pylist([], schema=batch.schema)
         responses: dict[int, tuple[int, Mapping[str, str]]] = {}
-        outputs, errors = self._run(batch, 0, headers, responses)
-        return RunResult(outputs=outputs, errors=errors, responses=responses)
+        raised: set[int] = set()
+        outputs, errors = self._run(batch, 0, headers, responses, raised)
+        return RunResult(outputs=outputs, errors=errors, responses=responses, raised=frozenset(raised))
 
     def _run(
         self,
@@ -103,6 +111,7 @@ class BatchRunner:
         offset: int,
         headers: Sequence[Mapping[str, str]] | None,
         responses: dict[int, tuple[int, Mapping[str, str]]],
+        raised: set[int],
     ) -> tuple[pa.Table, pa.Table]:
         row_headers = headers[offset : offset + batch.num_rows] if headers is not None else None
         try:
@@ -111,15 +120,17 @@ class BatchRunner:
             raise
         except InferenceError as exc:  # wrong shape of results: the whole batch fails
             rows = list(range(offset, offset + batch.num_rows))
+            raised.update(rows)
             return self._nulls(batch.num_rows), _errors(rows, [500] * len(rows), [str(exc)] * len(rows))
         except Exception as exc:
             if batch.num_rows <= 1:
                 message = f"{type(exc).__name__}: {exc}"
                 log.debug("row %d failed: %s", offset, message)
+                raised.update(range(offset, offset + batch.num_rows))
                 return self._nulls(batch.num_rows), _errors([offset] * batch.num_rows, [500], [message])
             half = batch.num_rows // 2
-            left = self._run(batch.slice(0, half), offset, headers, responses)
-            right = self._run(batch.slice(half), offset + half, headers, responses)
+            left = self._run(batch.slice(0, half), offset, headers, responses, raised)
+            right = self._run(batch.slice(half), offset + half, headers, responses, raised)
             return _concat([left[0], right[0]]), _concat([left[1], right[1]])
         for row, response in outcome.responses.items():
             responses[offset + row] = response

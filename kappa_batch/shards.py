@@ -10,7 +10,8 @@ Directory mode (``--output-file out/``)::
 
 Single-file mode (``--output-file preds.csv``) keeps the same layout in
 ``preds.csv.kappa-parts/`` while it runs and, at commit, joins the shards into
-``preds.csv`` (failed rows into ``preds.errors.parquet``) and removes that folder.
+``preds.csv`` (failed rows into ``preds.errors.parquet``), keeps the commit record in
+``.preds.csv.kappa.json`` beside it, and removes that folder.
 
 A shard file appears in one atomic rename, after its error shard, so after a crash
 every shard is either complete or absent: ``--resume`` skips the complete ones and
@@ -92,12 +93,24 @@ class ShardedOutput:
         target_fs, target = filesystem(self.spec.url)
         return bool(self.fs.exists(self.root) or target_fs.exists(target))
 
+    @property
+    def record(self) -> str:
+        """Where a complete single-file output keeps its commit record: a hidden file beside it."""
+        fs, path = filesystem(self.spec.url)
+        folder, name = path.rsplit("/", 1) if "/" in path else (".", path)
+        return f"{folder}/.{name}.kappa.json"
+
     def committed(self) -> dict[str, Any] | None:
         path = f"{self.state}/{MANIFEST_FILE}"
-        if not self.fs.exists(path):
-            return None
-        manifest: dict[str, Any] = json.loads(self.fs.cat_file(path))
-        return manifest
+        if self.fs.exists(path):
+            manifest: dict[str, Any] = json.loads(self.fs.cat_file(path))
+            return manifest
+        if self.spec.single_file:
+            fs, _ = filesystem(self.spec.url)
+            if fs.exists(self.record) and not self.fs.exists(self.root):
+                kept: dict[str, Any] = json.loads(fs.cat_file(self.record))
+                return kept
+        return None
 
     def prepare(self, run: Mapping[str, Any], resume: bool, overwrite: bool) -> set[int]:
         """Start (or continue) the output; returns the shards already complete."""
@@ -106,11 +119,8 @@ class ShardedOutput:
             if overwrite:
                 self.remove()
             elif resume:
-                if self.spec.single_file and not self.fs.exists(self.root):
-                    raise InputError(
-                        f"{self.spec.url!r} is complete: there is no interrupted run to resume; "
-                        "pass --overwrite to score it again"
-                    )
+                if self.committed() is not None:
+                    return set()  # complete: nothing to resume
                 return self._resume(run)
             else:
                 raise InputError(
@@ -197,6 +207,10 @@ class ShardedOutput:
 
     def remove(self) -> None:
         self._remove_leftovers()
+        if self.spec.single_file:
+            fs, _ = filesystem(self.spec.url)
+            if fs.exists(self.record):
+                fs.rm(self.record)
         for url in {self.spec.shard_dir, self.spec.url}:
             fs, path = filesystem(url)
             if fs.exists(path):
@@ -238,6 +252,9 @@ class ShardedOutput:
         }
         self._put_json(f"{self.state}/{MANIFEST_FILE}", manifest)
         if self.spec.single_file:  # the joined files hold it all: no parts folder is left behind
+            fs, _ = filesystem(self.spec.url)
+            text = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+            fs.pipe_file(self.record, text)
             for index in range(shards):
                 self.fs.rm([self.shard_path(index), self.error_path(index)])
             self.fs.rm(self.root, recursive=True)

@@ -173,13 +173,27 @@ class Endpoint:
         body = dumps(encode(scored.outputs, self.api.output_adapter)).encode()
         if not scored.responses:
             return Reply(200, body)
-        # InferenceResult(http_status=..., http_headers=...) of this request's rows
+        return self._asked(body, scored.responses)
+
+    def _asked(self, body: bytes, responses: dict[int, Any]) -> Reply:
+        """The status and headers the request's rows asked for (``InferenceResult``): the first row
+        that sets a status other than 200 decides it; the headers of all rows are merged in order."""
         status, headers = 200, {}
-        for _, (row_status, row_headers) in sorted(scored.responses.items()):
-            status = row_status if status == 200 else status
-            headers.update(row_headers)
-        headers.pop("Content-Length", None)
-        headers.pop("content-length", None)
+        for _, (row_status, row_headers) in sorted(responses.items()):
+            status = int(row_status) if status == 200 else status
+            for key, value in row_headers.items():
+                name, text = str(key), str(value)
+                if name.lower() in ("content-length", "transfer-encoding"):
+                    continue
+                try:
+                    name.encode("latin-1"), text.encode("latin-1")
+                except UnicodeEncodeError:
+                    return internal_error(f"API {self.name}: a header it returned is not latin-1: {name!r}")
+                if any(c in name + text for c in "\r\n\0") or not name or ":" in name:
+                    return internal_error(f"API {self.name}: a header it returned is malformed: {name!r}")
+                headers[name] = text
+        if not 100 <= status <= 599:
+            return internal_error(f"API {self.name}: it asked for the HTTP status {status}")
         return Reply(status, body, tuple(headers.items()))
 
     async def score(self, batch: pa.RecordBatch, headers: Any = None) -> Scored | Reply:
@@ -195,12 +209,13 @@ class Endpoint:
         self.metrics.queue_wait_of(self.name).observe(scored.queue_seconds)
         if scored.errors.num_rows:
             self.metrics.rows_error.labels(self.name).inc(scored.errors.num_rows)
-            failures = [client_error(f) for f in scored.errors.to_pylist()]
+            failures = [client_error(f, scored.raised) for f in scored.errors.to_pylist()]
             status = min(int(f["status"]) for f in failures)
             status = status if 400 <= status < 600 else 500
-            if status >= 500:  # the model's own exceptions stay in the server log
-                detail = "; ".join(f"row {f['row']}: {f['message']}" for f in failures)
-                return internal_error(f"API {self.name}: {len(failures)} row(s) failed", detail=detail)
+            hidden = [f for f in failures if f["status"] >= 500 and f["row"] in scored.raised]
+            if status >= 500 and hidden:  # an exception's text stays in the server log
+                detail = "; ".join(f"row {f['row']}: {f['message']}" for f in hidden)
+                return internal_error(f"API {self.name}: {len(hidden)} row(s) raised", detail=detail)
             body = {"error": failures[0]["message"], "failed_rows": failures}
             return Reply.json(body, status)
         return scored
@@ -226,9 +241,14 @@ class Endpoint:
 REJECTED_INPUT = ("ValueError: ", "TypeError: ")
 
 
-def client_error(failure: dict[str, Any]) -> dict[str, Any]:
-    """A row the model refused with ValueError/TypeError (NaN, wrong values) is the request's fault: 400."""
-    if failure["status"] == 500 and str(failure["message"]).startswith(REJECTED_INPUT):
+def client_error(failure: dict[str, Any], raised: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """A row the model refused with ValueError/TypeError (NaN, wrong values) is the request's fault: 400.
+    (Only rows whose function raised: a deliberate InferenceError keeps its status.)"""
+    if (
+        failure["status"] == 500
+        and failure["row"] in raised
+        and str(failure["message"]).startswith(REJECTED_INPUT)
+    ):
         return {**failure, "status": 400, "message": f"the model rejected this input: {failure['message']}"}
     return failure
 

@@ -65,6 +65,7 @@ class Scored:
     batch_rows: int  # rows in the batch it was scored in
     queue_seconds: float
     responses: dict[int, Any] = field(default_factory=dict)  # row -> (status, headers) it asked for
+    raised: frozenset[int] = frozenset()  # its failed rows whose function raised
 
 
 class CostModel:
@@ -297,8 +298,13 @@ class Dispatcher:
         return taken
 
     def _answer(self, taken: list[_Request], result: Any, rows: int, start: float) -> None:
+        import bisect
+
         import pyarrow.compute as pc
 
+        responses = getattr(result, "responses", None) or {}
+        answered = sorted(responses)
+        raised = sorted(getattr(result, "raised", ()))
         offset = 0
         for request in taken:
             outputs = result.outputs.slice(offset, request.rows)
@@ -309,15 +315,19 @@ class Dispatcher:
                 )
                 errors = errors.filter(mine)
                 errors = errors.set_column(0, "row", pc.subtract(errors["row"], offset))
-            responses = getattr(result, "responses", None) or {}
-            mine = {
-                row - offset: response
-                for row, response in responses.items()
-                if offset <= row < offset + request.rows
-            }
+            end = offset + request.rows
+            mine = {}
+            if answered:  # one ordered pass per request, never a scan of the whole batch
+                low, high = bisect.bisect_left(answered, offset), bisect.bisect_left(answered, end)
+                mine = {row - offset: responses[row] for row in answered[low:high]}
+            failed: frozenset[int] = frozenset()
+            if raised:
+                low, high = bisect.bisect_left(raised, offset), bisect.bisect_left(raised, end)
+                failed = frozenset(row - offset for row in raised[low:high])
             if not request.future.done():
-                request.future.set_result(Scored(outputs, errors, rows, start - request.arrived, mine))
-            offset += request.rows
+                scored = Scored(outputs, errors, rows, start - request.arrived, mine, failed)
+                request.future.set_result(scored)
+            offset = end
 
     async def _one_by_one(self, taken: list[_Request], first: InputError) -> None:
         loop = asyncio.get_running_loop()

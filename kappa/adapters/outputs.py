@@ -43,12 +43,18 @@ def _json_column(items: Any, column: str) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array(texts, pa.string())], schema=pa.schema([field]))
 
 
-def _holds_objects(value: Any, depth: int = 0) -> bool:
-    """A dict, or a list that holds one: Arrow would give all such results the same keys."""
-    if isinstance(value, dict):
+def _holds_objects(arrow_type: pa.DataType) -> bool:
+    """A struct type, or a list or map holding one: results that were objects (dicts)."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(arrow_type) or pa.types.is_map(arrow_type):
         return True
-    if isinstance(value, (list, tuple)) and depth < 32:
-        return any(_holds_objects(item, depth + 1) for item in value)
+    if (
+        pa.types.is_list(arrow_type)
+        or pa.types.is_large_list(arrow_type)
+        or pa.types.is_fixed_size_list(arrow_type)
+    ):
+        return _holds_objects(arrow_type.value_type)
     return False
 
 
@@ -133,11 +139,11 @@ class DefaultOutput(OutputAdapter):
             else:
                 return pa.RecordBatch.from_arrays([_array_column(results)], names=[self.column])
         items = list(results)
-        if any(_holds_objects(item) for item in items):
-            return _json_column(items, self.column)
         try:
             column = pa.array(items)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+            return _json_column(items, self.column)
+        if _holds_objects(column.type):  # Arrow gave every object the keys of all: keep them as written
             return _json_column(items, self.column)
         return pa.RecordBatch.from_arrays([column], names=[self.column])
 

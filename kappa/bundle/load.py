@@ -103,6 +103,7 @@ def load_from_dir(bundle_dir: Path, expected_digest: str | None = None) -> Bento
                 "is not a BentoService"
             )
         service: BentoService = cls()
+        _recorded_batch_modes(service, manifest)
         declared = set(service.artifacts)
         stored = {a.name for a in manifest.artifacts}
         if declared != stored:
@@ -125,6 +126,17 @@ def load_from_dir(bundle_dir: Path, expected_digest: str | None = None) -> Bento
     service._labels = dict(manifest.labels)
     service._manifest = manifest
     return service
+
+
+def _recorded_batch_modes(service: BentoService, manifest: mf.Manifest) -> None:
+    """An API that left ``batch`` to its default runs as its bundle recorded it: bundles saved
+    when the default was ``batch=True`` keep getting whole batches."""
+    from kappa.service import InferenceAPI
+
+    for entry in manifest.apis:
+        api = service._apis.get(entry.name)
+        if api is not None and not api.spec.batch_given and api.spec.batch != entry.batch:
+            service._apis[entry.name] = InferenceAPI(service, api.spec.with_batch(entry.batch))
 
 
 def load(ref: str | os.PathLike[str]) -> BentoService:

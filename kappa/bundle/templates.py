@@ -77,8 +77,18 @@ CMD ["kappa", "serve", "/bundle", "--host", "0.0.0.0", "--port", "5000"]
 
 def package_name(service_name: str) -> str:
     """The import name of the installed bundle: the service's own name, as documented
-    (``import IrisClassifier; IrisClassifier.load()``), made a Python identifier if need be."""
-    return re.sub(r"[^0-9a-zA-Z_]", "_", service_name)
+    (``import IrisClassifier; IrisClassifier.load()``), made a Python identifier if need be;
+    ``kappa_bundle_<name>`` when that would shadow a standard or Kappa module (``json``, ``kappa``)."""
+    import sys
+
+    name = re.sub(r"[^0-9a-zA-Z_]", "_", service_name)
+    if name.lower() in {m.lower() for m in sys.stdlib_module_names} | {
+        "kappa",
+        "kappa_batch",
+        "kappa_online",
+    }:
+        return f"kappa_bundle_{name.lower()}"
+    return name
 
 
 def pep440(version: str) -> str:

@@ -190,7 +190,7 @@ def open_source(job: ScoreJob, runner: BatchRunner) -> tuple[InputSource, str | 
     if isinstance(adapter, FileInput):
         return binary_source(job.input_file, adapter.column, job.batch_size), job.id_column or "path"
     declared = adapter.arrow_schema() if hasattr(adapter, "arrow_schema") else None
-    json_text = isinstance(adapter, JsonInput) and job.id_column is None  # an id needs columns
+    json_text = isinstance(adapter, JsonInput)
     source = file_source(
         job.input_file, job.input_format, job.batch_size, declared, job.id_column, json_text=json_text
     )
@@ -254,26 +254,31 @@ class Printed:
 
 def stream_json(job: ScoreJob, printed: Printed) -> Iterator[tuple[list[Any], list[dict[str, Any]]]]:
     """Score ``--input-file`` batch by batch for printing (no output files): per batch, one JSON
-    value per row in input order (``None`` for a failed row) and the failed rows."""
+    value per row in input order (``None`` for a failed row) and the failed rows (by id)."""
     runner = BatchRunner(job.bundle, job.api)
     source, id_column = open_source(job, runner)
+    limit = max_error_rate(job)  # a bad setting fails before any scoring
     report = _new_report(job, runner, source)
     adapter = runner.api.output_adapter
     start = time.monotonic()
     for offset, batch in _batches(job, source):
-        shard = score_shard(runner, batch, offset, id_column)
-        name = shard.outputs.column_names[0]
-        values = adapter.to_json_rows(shard.outputs.drop_columns([name]))
+        _, ids, inputs = split_ids(batch, offset, id_column)
+        shard = score_shard(runner, inputs, offset, None)  # rows keyed by position, ids may repeat
+        values = adapter.to_json_rows(shard.outputs.drop_columns([POSITION_COLUMN]))
         if shard.rows_error:  # put a None where each failed row was
             by_position = dict(zip(shard.outputs.column(0).to_pylist(), values, strict=True))
-            order = split_ids(batch, offset, id_column)[1].to_pylist()
-            values = [by_position.get(i) for i in order]
+            values = [by_position.get(offset + i) for i in range(batch.num_rows)]
         report.rows_in += shard.rows_in
         report.rows_out += shard.rows_out
         report.rows_error += shard.rows_error
         report.shards += 1
-        yield values, shard.errors.rename_columns(["row", "status", "error"]).to_pylist()
-    report.finish(time.monotonic() - start, max_error_rate(job))
+        row_ids = ids.to_pylist()
+        failures = [
+            {"row": row_ids[e[POSITION_COLUMN] - offset], "status": e["status"], "error": e["message"]}
+            for e in shard.errors.to_pylist()
+        ]
+        yield values, failures
+    report.finish(time.monotonic() - start, limit)
     printed.report = report
 
 
@@ -315,6 +320,7 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
         )
     if job.workers < 1 or job.batch_size < 1:
         raise InputError("--workers and --batch-size must be at least 1")
+    limit = max_error_rate(job)  # a bad setting fails before any scoring
     runner = BatchRunner(job.bundle, job.api)
     digest = runner.manifest.digest if runner.manifest else ""
     log.info("scoring with %s (%s), api %s", runner.bundle_tag, digest[:19], job.api)
@@ -347,7 +353,7 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
             _score_all(job, output, source, done, report, progress, pool)
         finally:
             progress.close()
-        report.finish(time.monotonic() - start, max_error_rate(job))
+        report.finish(time.monotonic() - start, limit)
         output.commit(report.shards, report.to_dict(), report.succeeded)
     finally:
         if pool is not None:

@@ -74,6 +74,7 @@ def run(
     errors_output: str | None = None,
     env_check: str = "fail",
     bundle_digest: str | None = None,
+    max_error_rate: float | None = None,
 ) -> Report:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -124,8 +125,18 @@ def run(
         rows_error=rows_error,
         workers=spark.sparkContext.defaultParallelism,
     )
-    report.finish(time.monotonic() - start, None)
+    report.finish(time.monotonic() - start, max_error_rate)
     return report
+
+
+def _max_error_rate(given: float | None) -> float:
+    if given is not None:
+        if not 0 <= given <= 1:
+            raise SystemExit(f"--max-error-rate must be from 0 to 1, not {given}")
+        return given
+    from kappa.settings import KappaSettings
+
+    return KappaSettings.load().run_max_error_rate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,6 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--errors-output")
     parser.add_argument("--env-check", default="fail", choices=["fail", "warn", "ignore"])
     parser.add_argument("--report", help="write the run report (JSON) here")
+    parser.add_argument(
+        "--max-error-rate",
+        type=float,
+        help="exit 1 past this share of failed rows (default: setting run.max_error_rate)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from kappa.redact import redact_logs
@@ -167,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.errors_output,
             args.env_check,
             args.bundle_digest,
+            _max_error_rate(args.max_error_rate),
         )
     except KappaError as exc:
         log.error("%s", exc)
@@ -177,4 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report:
         report.write(args.report)
     sys.stdout.write(text + "\n")
+    if not report.succeeded:
+        log.error("%d of %d rows failed, more than --max-error-rate", report.rows_error, report.rows_in)
+        return 1
     return 0

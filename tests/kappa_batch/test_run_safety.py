@@ -255,9 +255,10 @@ def test_a_single_file_output_leaves_no_parts_folder(bundle, tmp_path):
     source.write_text("a,b\n1,1\n2,2\n")
     out = tmp_path / "preds.csv"
     assert run(bundle, "score", "--input-file", str(source), "--output-file", str(out)).exit_code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "preds.csv", "preds.errors.parquet"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".preds.csv.kappa.json", "in.csv", "preds.csv", "preds.errors.parquet"]
     again = run(bundle, "score", "--input-file", str(source), "--output-file", str(out), "--resume")
-    assert again.exit_code == 1 and "is complete: there is no interrupted run to resume" in again.output
+    assert again.exit_code == 0 and "2 rows in" in again.output  # complete: nothing to resume
     assert (
         run(bundle, "score", "--input-file", str(source), "--output-file", str(out), "--overwrite").exit_code
         == 0

@@ -69,6 +69,12 @@ class OnlineIris(kappa.BentoService):
         return [len(df.columns)] * len(df)
 
     @kappa.api(input=JsonInput(), batch=True)
+    def busy(self, items):
+        return [InferenceError(http_status=503, err_msg="warming up") if i == "wait" else
+                InferenceResult(data=i, http_headers={{"X-Bad": "a\\r\\nb"}}) if i == "crlf" else
+                InferenceResult(data=i, http_headers={{"Content-Length": "1", "X-Ok": 7}}) for i in items]
+
+    @kappa.api(input=JsonInput(), batch=True)
     def boom(self, items):
         raise RuntimeError("connect to postgresql://svc:not-for-clients@db failed")
 
@@ -507,3 +513,13 @@ def test_each_request_in_a_micro_batch_keeps_its_own_headers_status_and_answer(s
     ]
     batches = float(sizes[0].split()[-1])
     assert batches < 72  # requests did share batches, and each still got its own answer
+
+
+def test_deliberate_statuses_pass_and_bad_headers_never_reach_the_wire(server):
+    status, body, _ = server.request("/busy", b'"wait"')
+    assert (status, json.loads(body)["error"]) == (503, "warming up")  # the API's own 5xx: kept
+    status, body, headers = server.request("/busy", b'"ok"')
+    assert (status, json.loads(body), headers["x-ok"]) == (200, ["ok"], "7")
+    assert headers["content-length"] == str(len(body))  # the API cannot fake the length
+    status, body, _ = server.request("/busy", b'"crlf"')
+    assert status == 500 and "request id" in json.loads(body)["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -113,3 +114,74 @@ def test_json_input_reaches_the_function_as_written_and_comes_back_as_returned(m
     assert json.loads(printed.stdout) == records  # no keys filled in, no JSON strings
     inline = kappa("run", bundle, "same", "--input", json.dumps(records))
     assert json.loads(inline.output.strip().splitlines()[-1]) == records
+
+
+def test_a_bundle_saved_when_batch_defaulted_to_true_keeps_getting_batches(make_module, tmp_path):
+    import yaml
+
+    from kappa import load
+
+    module = make_module(
+        """
+        import kappa
+        from kappa.adapters import JsonInput
+
+        class Old(kappa.BentoService):
+            @kappa.api(input=JsonInput())
+            def sizes(self, items):
+                return [len(i) for i in items]
+        """
+    )
+    bundle = Path(module.Old().save_to_dir(str(tmp_path / "old")))
+    manifest = yaml.safe_load((bundle / "kappa.yml").read_text())
+    assert manifest["apis"][0]["batch"] is False  # saved now: the documented default
+    manifest["apis"][0]["batch"] = True  # as a bundle saved under the old default records it
+    (bundle / "kappa.yml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    assert load(str(bundle)).get_inference_api("sizes").batch is True
+    printed = kappa("run", str(bundle), "sizes", "--input", '[{"a": 1, "b": 2}, {"c": 3}]')
+    assert printed.exit_code == 0 and json.loads(printed.output.strip().splitlines()[-1]) == [2, 1]
+
+
+def test_json_results_stay_values_when_a_row_of_their_batch_raised(make_module, tmp_path):
+    module = make_module(
+        """
+        import kappa
+        from kappa.adapters import JsonInput
+
+        class Objects(kappa.BentoService):
+            @kappa.api(input=JsonInput(), batch=True)
+            def obj(self, items):
+                if any(i.get("boom") for i in items):
+                    raise RuntimeError("boom")
+                return items
+        """
+    )
+    bundle = module.Objects().save_to_dir(str(tmp_path / "objects"))
+    printed = kappa("run", bundle, "obj", "--input", '[{"boom": true}, {"v": 1}]')
+    assert json.loads(printed.output.strip().splitlines()[-2]) == [None, {"v": 1}]
+    records = tmp_path / "ids.jsonl"
+    records.write_text('{"id": 7, "v": 1}\n{"id": 7, "w": {"x": 2}}\n')
+    with_ids = CliRunner().invoke(
+        cli, ["run", bundle, "obj", "--input-file", str(records), "--id-column", "id"]
+    )
+    assert with_ids.exit_code == 0, with_ids.output
+    assert json.loads(with_ids.stdout) == [{"v": 1}, {"w": {"x": 2}}]  # ids taken out, nothing added
+
+
+def test_a_bad_error_rate_setting_fails_before_scoring(iris_service, tmp_path, monkeypatch):
+    iris_service.save()
+    data = tmp_path / "data.csv"
+    data.write_text("a,b,c,d\n5.1,3.5,1.4,0.2\n")
+    monkeypatch.setenv("KAPPA_RUN_MAX_ERROR_RATE", "lots")
+    result = kappa("run", "IrisClassifier:latest", "predict", "--input-file", str(data), "--output-file",
+                   str(tmp_path / "out/"))  # fmt: skip
+    assert result.exit_code == 1 and "run.max_error_rate must be a number from 0 to 1" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_installed_bundle_never_shadows_a_standard_module():
+    from kappa.bundle.templates import package_name
+
+    assert package_name("IrisClassifier") == "IrisClassifier"
+    assert package_name("json") == "kappa_bundle_json"
+    assert package_name("my-model.v2") == "my_model_v2"
