@@ -119,8 +119,6 @@ class ShardedOutput:
             if overwrite:
                 self.remove()
             elif resume:
-                if self.committed() is not None:
-                    return set()  # complete: nothing to resume
                 return self._resume(run)
             else:
                 raise InputError(
@@ -156,12 +154,23 @@ class ShardedOutput:
 
     def _resume(self, run: Mapping[str, Any]) -> set[int]:
         path = f"{self.state}/{RUN_FILE}"
+        finished = self.committed() if not self.fs.exists(path) else None
+        if finished is not None and "run" in finished:  # a complete single file: its record
+            self._same_run(finished["run"], run)
+            return set()
         if not self.fs.exists(path):
             raise InputError(
                 f"cannot resume into {self.spec.url!r}: it was not written by `kappa run`; "
                 "use --overwrite or another output"
             )
-        previous = json.loads(self.fs.cat_file(path))
+        self._same_run(json.loads(self.fs.cat_file(path)), run)
+        if self.committed() is not None:
+            return set()
+        self._remove_leftovers()
+        return self._done_shards()
+
+    def _same_run(self, previous: Mapping[str, Any], run: Mapping[str, Any]) -> None:
+        """Refuse to resume with other settings or a changed input."""
         changed = [k for k in RESUME_KEYS if previous.get(k) != run.get(k)]
         if "input_files" not in previous:
             raise InputError(
@@ -180,9 +189,8 @@ class ShardedOutput:
                 f"cannot resume {self.spec.url!r}: it was started with other settings ({details}); "
                 "use --overwrite to start over"
             )
-        if self.committed() is not None:
-            return set()
-        self._remove_leftovers()
+
+    def _done_shards(self) -> set[int]:
         done = set()
         for name in self.fs.ls(self.root, detail=False):
             match = _PART.search(name.rsplit("/", 1)[-1])
@@ -253,8 +261,9 @@ class ShardedOutput:
         self._put_json(f"{self.state}/{MANIFEST_FILE}", manifest)
         if self.spec.single_file:  # the joined files hold it all: no parts folder is left behind
             fs, _ = filesystem(self.spec.url)
-            text = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
-            fs.pipe_file(self.record, text)
+            started = json.loads(self.fs.cat_file(f"{self.state}/{RUN_FILE}"))
+            record = {**manifest, "run": started}
+            fs.pipe_file(self.record, json.dumps(record, indent=2, sort_keys=True, default=str).encode())
             for index in range(shards):
                 self.fs.rm([self.shard_path(index), self.error_path(index)])
             self.fs.rm(self.root, recursive=True)
