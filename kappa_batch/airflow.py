@@ -85,8 +85,8 @@ def earlier_run(output_path: str, fmt: str | None = None) -> tuple[str, str | No
     output.fs.invalidate_cache()
     if not output.exists():
         return "none", None
-    if output.committed() is not None or (output.spec.single_file and not output.fs.exists(output.root)):
-        return "complete", None  # a joined single file keeps no parts folder once complete
+    if output.committed() is not None:
+        return "complete", None
     run_file = f"{output.state}/{RUN_FILE}"
     if not output.fs.exists(run_file):
         return "partial", None

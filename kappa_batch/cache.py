@@ -25,18 +25,12 @@ def load_service(
     ``expected_digest`` (what the driver or the repository recorded) must be the bundle's
     digest; a repository reference brings the one its database holds.
     """
-    from kappa.bundle.load import load_from_dir, locate
+    from kappa.bundle.load import expect_digest, load_from_dir, locate
     from kappa.bundle.manifest import load_manifest
-    from kappa.errors import BundleIntegrityError
 
     located = locate(ref)
     manifest = load_manifest(located.path)
-    for expected in (expected_digest, located.digest):
-        if expected is not None and manifest.digest != expected:
-            raise BundleIntegrityError(
-                f"bundle {manifest.tag} at {located.path} has digest {manifest.digest[:19]}..., "
-                f"expected {expected[:19]}...; nothing was imported"
-            )
+    expect_digest(manifest, located.path, expected_digest, located.digest)
     with _lock:
         service = _services.get(manifest.digest)
         if service is None:

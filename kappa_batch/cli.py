@@ -96,13 +96,18 @@ def run_command(env: Environment, /, **options: object) -> None:
         report = run(job)
     _show(env, report)
     if not report.succeeded:
-        from kappa_batch.runners.local import max_error_rate
+        raise _too_many_failed(job, report, f"no _SUCCESS was written; see {report.errors_file}")
 
-        raise click.ClickException(
-            f"{report.rows_error} of {report.rows_in} rows failed ({report.error_rate:.2%}), more than "
-            f"--max-error-rate {max_error_rate(job):.2%} (setting run.max_error_rate); no _SUCCESS was "
-            f"written; see {report.errors_file}"
-        )
+
+def _too_many_failed(job: ScoreJob, report: Report, then: str = "") -> click.ClickException:
+    """The one line a run past its error budget ends with (local, printed and Spark runs)."""
+    from kappa_batch.runners.local import max_error_rate
+
+    return click.ClickException(
+        f"{report.rows_error} of {report.rows_in} rows failed ({report.error_rate:.2%}), more than "
+        f"--max-error-rate {max_error_rate(job):.2%} (setting run.max_error_rate)"
+        + (f"; {then}" if then else "")
+    )
 
 
 def _print_inline(env: Environment, job: ScoreJob) -> None:
@@ -128,7 +133,7 @@ def _print_file(job: ScoreJob) -> None:
     """``--input-file`` without ``--output-file``: the predictions as one JSON array on standard
     output, written batch by batch; failed rows print as ``null`` (details on standard error)."""
     from kappa.adapters._json import dumps
-    from kappa_batch.runners.local import Printed, max_error_rate, stream_json
+    from kappa_batch.runners.local import Printed, stream_json
 
     printed = Printed()
     opened = False
@@ -143,10 +148,7 @@ def _print_file(job: ScoreJob) -> None:
     if report is not None and job.report_file:
         report.write(job.report_file)
     if report is not None and not report.succeeded:
-        raise click.ClickException(
-            f"{report.rows_error} of {report.rows_in} rows failed ({report.error_rate:.2%}), more than "
-            f"--max-error-rate {max_error_rate(job):.2%} (setting run.max_error_rate)"
-        )
+        raise _too_many_failed(job, report)
 
 
 def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by: list[str]) -> None:
@@ -179,11 +181,7 @@ def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by
         report.write(job.report_file)
     _show(env, report)
     if not report.succeeded:
-        raise click.ClickException(
-            f"{report.rows_error} of {report.rows_in} rows failed ({report.error_rate:.2%}), more than "
-            f"--max-error-rate {max_error_rate(job):.2%} (setting run.max_error_rate); "
-            f"see {report.errors_file}"
-        )
+        raise _too_many_failed(job, report, f"see {report.errors_file}")
 
 
 def _show(env: Environment, report: Report) -> None:

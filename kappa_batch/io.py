@@ -183,6 +183,7 @@ def _csv_batches(
     from kappa_batch.csvread import read_csv
 
     local = is_local_fs(fs)
+    keep = frozenset([id_column] if id_column else [])
     for file in files:
         # Arrow opens a local file itself (never a Python file object: see parquet_file)
         opener = (
@@ -190,7 +191,6 @@ def _csv_batches(
             if local
             else functools.partial(pa.BufferReader, fetch_into_arrow(fs, file))
         )
-        keep = frozenset([id_column] if id_column else [])
         yield from read_csv(opener, file, declared, use_threads=True, keep=keep)
 
 
@@ -334,6 +334,7 @@ def _json_text_source(
     """One string column ``json``: each JSON Lines line (or JSON array item) as written; with an
     ``id_column``, that field is taken out of each object into a column of its own."""
     from kappa.adapters._json import dumps
+    from kappa.adapters.json_input import COLUMN
 
     def texts() -> Iterator[str]:
         for file in files:
@@ -351,7 +352,7 @@ def _json_text_source(
 
     def batch_of(chunk: list[str]) -> pa.RecordBatch:
         if id_column is None:
-            return pa.RecordBatch.from_arrays([pa.array(chunk, pa.string())], names=["json"])
+            return pa.RecordBatch.from_arrays([pa.array(chunk, pa.string())], names=[COLUMN])
         ids, rest = [], []
         for text in chunk:
             try:
@@ -363,7 +364,7 @@ def _json_text_source(
             ids.append(value.pop(id_column))
             rest.append(dumps(value))
         return pa.RecordBatch.from_arrays(
-            [pa.array(ids), pa.array(rest, pa.string())], names=[id_column, "json"]
+            [pa.array(ids), pa.array(rest, pa.string())], names=[id_column, COLUMN]
         )
 
     def read() -> Iterator[pa.RecordBatch]:

@@ -8,6 +8,15 @@ from typing import Any
 DEFAULT_BATCH_SIZE = 65536
 
 
+def error_rate_limit(given: float | None) -> float:
+    """``--max-error-rate`` when given, else the ``run.max_error_rate`` setting (default 0.5)."""
+    if given is not None:
+        return given
+    from kappa.settings import KappaSettings
+
+    return KappaSettings.load().run_max_error_rate
+
+
 @dataclass(frozen=True)
 class ScoreJob:
     bundle: str
@@ -48,6 +57,11 @@ class Report:
     error_rate: float = 0.0
     status: str = "running"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, rows_in: int, rows_out: int, rows_error: int) -> None:
+        self.rows_in += rows_in
+        self.rows_out += rows_out
+        self.rows_error += rows_error
 
     def finish(self, seconds: float, max_error_rate: float | None) -> None:
         self.seconds = round(seconds, 3)

@@ -73,18 +73,12 @@ def describe(bundle: str | os.PathLike[str], expected_digest: str | None = None)
     line, not as retried task failures on every executor. ``expected_digest`` is the digest
     the caller resolved earlier (e.g. the Airflow task that started this job)."""
     from kappa.bundle.integrity import verify_bundle
-    from kappa.bundle.load import locate
+    from kappa.bundle.load import expect_digest, locate
     from kappa.bundle.manifest import load_manifest
-    from kappa.errors import BundleIntegrityError
 
     located = locate(bundle)
     manifest = load_manifest(located.path)
-    for expected in (expected_digest, located.digest):
-        if expected and manifest.digest != expected:
-            raise BundleIntegrityError(
-                f"bundle {manifest.tag} at {located.path} has digest {manifest.digest[:19]}..., "
-                f"expected {expected[:19]}...; nothing was shipped"
-            )
+    expect_digest(manifest, located.path, expected_digest, located.digest)
     key = (str(located.path), manifest.digest)
     if key not in _verified:
         verify_bundle(located.path, manifest.all_files, manifest.digest)

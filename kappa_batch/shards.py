@@ -96,8 +96,7 @@ class ShardedOutput:
     @property
     def record(self) -> str:
         """Where a complete single-file output keeps its commit record: a hidden file beside it."""
-        fs, path = filesystem(self.spec.url)
-        folder, name = path.rsplit("/", 1) if "/" in path else (".", path)
+        folder, name = _split(filesystem(self.spec.url)[1])
         return f"{folder}/.{name}.kappa.json"
 
     def committed(self) -> dict[str, Any] | None:
@@ -105,11 +104,9 @@ class ShardedOutput:
         if self.fs.exists(path):
             manifest: dict[str, Any] = json.loads(self.fs.cat_file(path))
             return manifest
-        if self.spec.single_file:
-            fs, _ = filesystem(self.spec.url)
-            if fs.exists(self.record) and not self.fs.exists(self.root):
-                kept: dict[str, Any] = json.loads(fs.cat_file(self.record))
-                return kept
+        if self.spec.single_file and self.fs.exists(self.record) and not self.fs.exists(self.root):
+            kept: dict[str, Any] = json.loads(self.fs.cat_file(self.record))
+            return kept
         return None
 
     def prepare(self, run: Mapping[str, Any], resume: bool, overwrite: bool) -> set[int]:
@@ -137,7 +134,7 @@ class ShardedOutput:
             targets["--output-file"] = self.spec.url
         for option, url in targets.items():
             fs, path = filesystem(url)
-            folder = path if url == self.spec.shard_dir else (path.rsplit("/", 1)[0] if "/" in path else ".")
+            folder = path if url == self.spec.shard_dir else _split(path)[0]
             probe = f"{folder}/.tmp-{secrets.token_hex(4)}-probe"
             existed = fs.exists(folder)
             try:
@@ -209,16 +206,14 @@ class ShardedOutput:
             self.fs.rm(leftover)
         for url in {self.spec.url, self.spec.errors_url} if self.spec.single_file else {self.spec.errors_url}:
             fs, path = filesystem(url)
-            folder, name = path.rsplit("/", 1) if "/" in path else (".", path)
+            folder, name = _split(path)
             for leftover in fs.glob(f"{folder}/.tmp-*-{name}"):
                 fs.rm(leftover)
 
     def remove(self) -> None:
         self._remove_leftovers()
-        if self.spec.single_file:
-            fs, _ = filesystem(self.spec.url)
-            if fs.exists(self.record):
-                fs.rm(self.record)
+        if self.spec.single_file and self.fs.exists(self.record):
+            self.fs.rm(self.record)
         for url in {self.spec.shard_dir, self.spec.url}:
             fs, path = filesystem(url)
             if fs.exists(path):
@@ -260,10 +255,8 @@ class ShardedOutput:
         }
         self._put_json(f"{self.state}/{MANIFEST_FILE}", manifest)
         if self.spec.single_file:  # the joined files hold it all: no parts folder is left behind
-            fs, _ = filesystem(self.spec.url)
             started = json.loads(self.fs.cat_file(f"{self.state}/{RUN_FILE}"))
-            record = {**manifest, "run": started}
-            fs.pipe_file(self.record, json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+            self._put_json(self.record, {**manifest, "run": started})
             for index in range(shards):
                 self.fs.rm([self.shard_path(index), self.error_path(index)])
             self.fs.rm(self.root, recursive=True)
@@ -275,7 +268,7 @@ class ShardedOutput:
         fs, target = filesystem(target_url)
         schemas = [parquet_schema(self.fs, p) for p in parts]
         schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
-        folder = target.rsplit("/", 1)[0] if "/" in target else "."
+        folder = _split(target)[0]
         fs.makedirs(folder, exist_ok=True)
         temporary = f"{folder}/.tmp-{secrets.token_hex(4)}-{target.rsplit('/', 1)[-1]}"
         writer = TableWriter(fs, temporary, _format_for(target), schema)
@@ -285,6 +278,12 @@ class ShardedOutput:
         finally:
             writer.close()
         fs.mv(temporary, target)
+
+
+def _split(path: str) -> tuple[str, str]:
+    """A file system path's folder (``.`` when it has none) and name."""
+    folder, sep, name = path.rpartition("/")
+    return (folder if sep else "."), name
 
 
 def _file_changes(before: list[dict[str, Any]], now: list[dict[str, Any]]) -> str:

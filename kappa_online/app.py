@@ -167,7 +167,8 @@ class Endpoint:
             return Reply.error(415, str(exc))
         except InputError as exc:
             return Reply.error(400, str(exc))
-        scored = await self.score(batch, scope["headers"])
+        # request headers reach only a function that takes tasks (task.http_headers)
+        scored = await self.score(batch, scope["headers"] if self.api.spec.takes_tasks else None)
         if isinstance(scored, Reply):
             return scored
         body = dumps(encode(scored.outputs, self.api.output_adapter)).encode()

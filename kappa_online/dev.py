@@ -39,7 +39,7 @@ class DevServer:
                 self.stop()
                 raise KappaError(f"the dev server did not start on {self.url} within {timeout:.0f} s")
             time.sleep(0.05)
-        log.info("dev server for %s at %s", self.url, self.url)
+        log.info("dev server at %s", self.url)
         return self
 
     def stop(self, timeout: float = 30) -> None:

@@ -302,9 +302,9 @@ class Dispatcher:
 
         import pyarrow.compute as pc
 
-        responses = getattr(result, "responses", None) or {}
+        responses = result.responses
         answered = sorted(responses)
-        raised = sorted(getattr(result, "raised", ()))
+        raised = sorted(result.raised)
         offset = 0
         for request in taken:
             outputs = result.outputs.slice(offset, request.rows)

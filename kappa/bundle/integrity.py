@@ -71,13 +71,15 @@ def safe_relative(path: str) -> str:
     return path
 
 
-def _check(root: Path, entry: FileEntry, data: bytes | None = None) -> None:
+def _check(root: Path, entry: FileEntry, keep: bool = False) -> bytes | None:
+    """Raise unless the file matches its entry; with ``keep``, return the bytes that were checked."""
     file = root / safe_relative(entry.path)
+    if not file.is_file():
+        raise BundleIntegrityError(
+            f"bundle {root} is incomplete: {entry.path} is missing; retrieve or re-save the bundle"
+        )
+    data = file.read_bytes() if keep else None
     if data is None:
-        if not file.is_file():
-            raise BundleIntegrityError(
-                f"bundle {root} is incomplete: {entry.path} is missing; retrieve or re-save the bundle"
-            )
         sha, size = hash_file(file)
     else:
         sha, size = hashlib.sha256(data).hexdigest(), len(data)
@@ -87,6 +89,7 @@ def _check(root: Path, entry: FileEntry, data: bytes | None = None) -> None:
             f"({size} bytes), the manifest says {entry.sha256[:12]}... ({entry.size} bytes); "
             "nothing was unpickled. Re-save the bundle or fetch an intact copy"
         )
+    return data
 
 
 def verify(root: Path, entries: Iterable[FileEntry]) -> None:
@@ -159,17 +162,8 @@ def verify_bundle(
         )
     sources: dict[str, bytes] = {}
     for entry in entries:
-        if entry.path.startswith("src/") and entry.path.endswith(".py"):
-            file = root / safe_relative(entry.path)
-            try:
-                data = file.read_bytes()
-            except OSError:
-                data = None
-            if data is None:
-                _check(root, entry)  # raises: missing
-                continue
-            _check(root, entry, data)
+        source = entry.path.startswith("src/") and entry.path.endswith(".py")
+        data = _check(root, entry, keep=source)
+        if data is not None:
             sources[entry.path] = data
-        else:
-            _check(root, entry)
     return sources

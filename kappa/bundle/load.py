@@ -72,6 +72,16 @@ def locate(ref: str | os.PathLike[str]) -> Located:
     return Located(path, record.digest)
 
 
+def expect_digest(manifest: mf.Manifest, where: Path, *expected: str | None) -> None:
+    """Raise unless ``manifest`` carries each digest given (the driver's, the repository's)."""
+    for digest in expected:
+        if digest and manifest.digest != digest:
+            raise BundleIntegrityError(
+                f"bundle {manifest.tag} at {where} has digest {manifest.digest[:19]}..., "
+                f"expected {digest[:19]}...; nothing from it was run"
+            )
+
+
 def resolve(ref: str | os.PathLike[str]) -> Path:
     """A local bundle folder for a path, a URL or a ``NAME[:VERSION|:latest]`` reference."""
     return locate(ref).path

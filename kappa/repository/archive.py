@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kappa.errors import RepositoryError
+from kappa.settings import IMPORT_DEFAULTS
 
 MANIFEST = "kappa.yml"
 
@@ -16,9 +17,9 @@ MANIFEST = "kappa.yml"
 class Limits:
     """The most an imported bundle may hold (settings ``import.max_files|max_bytes|max_ratio``)."""
 
-    max_files: int = 10_000
-    max_bytes: int = 20 * 1024**3
-    max_ratio: int = 200  # extracted bytes per archive byte
+    max_files: int = IMPORT_DEFAULTS["import_max_files"]
+    max_bytes: int = IMPORT_DEFAULTS["import_max_bytes"]
+    max_ratio: int = IMPORT_DEFAULTS["import_max_ratio"]  # extracted bytes per archive byte
 
     @classmethod
     def unlimited(cls) -> Limits:

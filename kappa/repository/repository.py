@@ -101,17 +101,26 @@ class Repository:
             self.settings.import_max_files, self.settings.import_max_bytes, self.settings.import_max_ratio
         )
 
+    def _within_limits(self, source: str, manifest: Manifest) -> list[str]:
+        """The paths a bundle is made of (its listed files and ``kappa.yml``), once its manifest
+        is within the import limits."""
+        from kappa.bundle.manifest import FILENAME
+
+        entries = manifest.all_files
+        self.limits().check(source, len(entries), sum(e.size for e in entries))
+        return sorted({e.path for e in entries}) + [FILENAME]
+
     def add_folder(self, bundle_dir: Path) -> BundleRecord:
         """Store a complete, verified bundle folder under the name and version of its manifest.
 
         Only the files the manifest lists are stored: anything else in the folder is left out.
         """
-        from kappa.bundle.integrity import MANIFEST_NAME, check_digest, unlisted_files, verify
+        from kappa.bundle.integrity import check_digest, unlisted_files, verify
         from kappa.bundle.manifest import load_manifest
 
         manifest = load_manifest(bundle_dir)
         entries = manifest.all_files
-        self.limits().check(str(bundle_dir), len(entries), sum(e.size for e in entries))
+        listed = self._within_limits(str(bundle_dir), manifest)
         check_digest(str(bundle_dir), entries, manifest.digest, None)
         verify(bundle_dir, entries)
         extra = unlisted_files(bundle_dir, entries)
@@ -122,7 +131,6 @@ class Repository:
                 len(extra),
                 ", ".join(extra[:5]),
             )
-        listed = sorted({e.path for e in entries}) + [MANIFEST_NAME]
         labels = validate_labels(manifest.labels)
         version, uri = self._reserve(manifest.name, manifest.version, labels)
         with self._pending(manifest.name, version, uri):
@@ -175,9 +183,7 @@ class Repository:
             raise RepositoryError(f"cannot import {source!r}: it has no {FILENAME}") from None
         except yaml.YAMLError as exc:
             raise RepositoryError(f"{where} is not valid YAML: {exc}") from None
-        entries = manifest.all_files
-        self.limits().check(source, len(entries), sum(e.size for e in entries))
-        return files.download(source, target, only=sorted({e.path for e in entries}) + [FILENAME])
+        return files.download(source, target, only=self._within_limits(source, manifest))
 
     # -- reading -------------------------------------------------------------
     def get(self, ref: str | BundleRef) -> BundleRecord:

@@ -29,7 +29,7 @@ from kappa_batch.io import (
     parquet_file,
     read_planned,
 )
-from kappa_batch.job import Report, ScoreJob
+from kappa_batch.job import Report, ScoreJob, error_rate_limit
 from kappa_batch.progress import Progress
 from kappa_batch.runner import BatchRunner
 from kappa_batch.scoring import POSITION_COLUMN, ScoredShard, combine, score_shard, split_ids
@@ -238,11 +238,7 @@ def score_inline(job: ScoreJob) -> tuple[Report, ScoredShard, Any]:
 
 def max_error_rate(job: ScoreJob) -> float:
     """``--max-error-rate``, or the ``run.max_error_rate`` setting (default 0.5)."""
-    if job.max_error_rate is not None:
-        return job.max_error_rate
-    from kappa.settings import KappaSettings
-
-    return KappaSettings.load().run_max_error_rate
+    return error_rate_limit(job.max_error_rate)
 
 
 @dataclass
@@ -268,9 +264,7 @@ def stream_json(job: ScoreJob, printed: Printed) -> Iterator[tuple[list[Any], li
         if shard.rows_error:  # put a None where each failed row was
             by_position = dict(zip(shard.outputs.column(0).to_pylist(), values, strict=True))
             values = [by_position.get(offset + i) for i in range(batch.num_rows)]
-        report.rows_in += shard.rows_in
-        report.rows_out += shard.rows_out
-        report.rows_error += shard.rows_error
+        report.add(shard.rows_in, shard.rows_out, shard.rows_error)
         report.shards += 1
         row_ids = ids.to_pylist()
         failures = [
@@ -387,9 +381,7 @@ def _score_all(
     inflight: deque[Pending] = deque()
 
     def account(rows_in: int, rows_out: int, rows_error: int) -> None:
-        report.rows_in += rows_in
-        report.rows_out += rows_out
-        report.rows_error += rows_error
+        report.add(rows_in, rows_out, rows_error)
         progress.update(rows_in, rows_error)
 
     for index, rows, task in _tasks(job, source, pool):

@@ -130,13 +130,11 @@ def run(
 
 
 def _max_error_rate(given: float | None) -> float:
-    if given is not None:
-        if not 0 <= given <= 1:
-            raise SystemExit(f"--max-error-rate must be from 0 to 1, not {given}")
-        return given
-    from kappa.settings import KappaSettings
+    from kappa_batch.job import error_rate_limit
 
-    return KappaSettings.load().run_max_error_rate
+    if given is not None and not 0 <= given <= 1:
+        raise SystemExit(f"--max-error-rate must be from 0 to 1, not {given}")
+    return error_rate_limit(given)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
