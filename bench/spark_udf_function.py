@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from batch_scoring import save_bundle, train  # noqa: E402
 
 from kappa.bundle.manifest import load_manifest  # noqa: E402
-from kappa_batch.remote import BundleHandle  # noqa: E402
-from kappa_batch.runners import spark as kspark  # noqa: E402
+from kappa_batch import spark as kspark  # noqa: E402
+from kappa_batch.frames import FramePlan  # noqa: E402
+from kappa_batch.shipping import BundleHandle  # noqa: E402
 
 ROWS, BATCHES = 65_536, 8
 FEATURES = [f"f{i}" for i in range(16)]
@@ -54,7 +55,8 @@ def main(kind: str) -> None:
             yield pa.RecordBatch.from_arrays([pa.array(values)], names=["prediction"])
 
     outputs = pa.schema([("prediction", pa.int64())])
-    names = ["prediction", "_status", "_message"]
+    schema = pa.schema([*outputs, ("_status", pa.int32()), ("_message", pa.string())])
+    plan = FramePlan(handle, "predict", None, "column", "warn", outputs, schema)
     contenders = {
         "hand_udf": (hand_udf, column_batches),
         "kappa_udf": (
@@ -63,7 +65,7 @@ def main(kind: str) -> None:
         ),
         "hand_arrow": (hand_arrow, record_batches),
         "kappa_score": (
-            kspark._score_function(handle, "predict", outputs, names, None, "column", "warn"),
+            kspark._score_function(plan),
             record_batches,
         ),
     }

@@ -36,6 +36,10 @@ class InputError(KappaError):
     """Input data does not fit what an API accepts."""
 
 
+class UnsupportedMediaType(InputError):
+    """A request's content type is not one the API's input adapter reads."""
+
+
 class InferenceError(KappaError):
     """A user API function misbehaved (raised, or returned the wrong shape)."""
 

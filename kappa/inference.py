@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kappa.adapters.base import result_length
 from kappa.errors import InferenceError
@@ -23,13 +23,32 @@ if TYPE_CHECKING:
     from kappa.service import InferenceAPI
 
 
+ErrorKind = Literal["discarded", "rejected", "raised", "invalid_output", "unreadable"]
+"""Why a row got no prediction, as data (never parsed from its message):
+
+* ``discarded``: the API refused it on purpose (``task.discard``, an ``InferenceError``
+  result, or an input adapter that could not decode it); its status is the API's.
+* ``rejected``: the function raised ``ValueError``/``TypeError`` on it: the input's fault.
+* ``raised``: the function raised anything else: the server's fault.
+* ``invalid_output``: the function returned the wrong number of results for its batch.
+* ``unreadable``: a value of the input file could not be read as its column's type.
+"""
+ERROR_KINDS: tuple[ErrorKind, ...] = ("discarded", "rejected", "raised", "invalid_output", "unreadable")
+
+
+def raised_kind(exc: BaseException) -> ErrorKind:
+    """The kind of a row whose function raised ``exc``."""
+    return "rejected" if isinstance(exc, (ValueError, TypeError)) else "raised"
+
+
 @dataclass(frozen=True)
 class RowError:
-    """A row that got no prediction: its position in the batch, a status and why."""
+    """A row that got no prediction: its position in the batch, a status, why, and its kind."""
 
     row: int
     status: int
     message: str
+    kind: ErrorKind = "discarded"
 
 
 Response = tuple[int, Mapping[str, str]]  # an HTTP status and headers a result asked for
@@ -144,6 +163,7 @@ def infer(api: InferenceAPI[Any, Any], batch: pa.RecordBatch, headers: Headers =
     size = batch.num_rows
     responses: dict[int, Response] = {}
     tasks = TaskBatch(size, headers)
+    kinds: dict[int, ErrorKind] = {}  # rows of a batch=False API whose call raised
     value = api.input_adapter.from_arrow(batch, tasks)
     active = tasks.active()
     if api.batch:
@@ -158,6 +178,7 @@ def infer(api: InferenceAPI[Any, Any], batch: pa.RecordBatch, headers: Headers =
                 result = api.call_single(item, task)
             except Exception as exc:  # one item's failure must not fail its batch
                 task.discard(500, f"{type(exc).__name__}: {exc}")
+                kinds[task.row] = raised_kind(exc)
                 continue
             if isinstance(result, ErrorResult):
                 task.discard(result.http_status, result.err_msg)
@@ -181,7 +202,12 @@ def infer(api: InferenceAPI[Any, Any], batch: pa.RecordBatch, headers: Headers =
                 positions[task.row] = index
             outputs = outputs.take(pa.array(positions, type=pa.int64()))
     errors = [
-        RowError(t.row, t.error.http_status if t.error else 400, t.error.err_msg if t.error else "")
+        RowError(
+            t.row,
+            t.error.http_status if t.error else 400,
+            t.error.err_msg if t.error else "",
+            kinds.get(t.row, "discarded"),
+        )
         for t in tasks.discarded()
     ]
     return BatchOutcome(outputs=outputs, errors=errors, responses=responses)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from kappa.errors import ArtifactError, BundleError, InputError, MissingDependencyError
+from kappa.errors import ArtifactError, InputError, MissingDependencyError
 from kappa.frameworks.base import ArtifactCollection, BaseArtifact
 from kappa.types import InferenceTask
 
@@ -387,13 +387,3 @@ class BentoService:
     def __repr__(self) -> str:
         version = f":{self._version}" if self._version else ""
         return f"<{self.name}{version} apis={sorted(self._apis)} artifacts={sorted(self._artifacts)}>"
-
-
-def check_packed(service: BentoService) -> None:
-    """Raise unless every declared artifact has been packed."""
-    missing = [name for name, artifact in service.artifacts.items() if not artifact.packed]
-    if missing:
-        raise BundleError(
-            f"cannot save {service.name}: artifact(s) {missing} are not packed; "
-            f"call svc.pack({missing[0]!r}, model) first"
-        )

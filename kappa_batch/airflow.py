@@ -175,7 +175,7 @@ class KappaScoreOperator(BaseOperator):  # type: ignore[misc]
         return command + _flags(self.engine_conf, _RUN_FLAGS)
 
     def _spark_command(self, tag: str, report_file: str) -> list[str]:
-        from kappa_batch.runners.spark_job import spark_submit
+        from kappa_batch.engines.spark_job import spark_submit
 
         conf = self.engine_conf
         command = [str(conf.get("spark_submit") or spark_submit())]
@@ -257,7 +257,7 @@ def _score_script() -> str:
     if here.exists():
         return str(here)
     script = Path(tempfile.mkdtemp(prefix="kappa-spark-job-")) / "score.py"
-    script.write_text("import sys\nfrom kappa_batch.runners.spark_job import main\nsys.exit(main())\n")
+    script.write_text("import sys\nfrom kappa_batch.engines.spark_job import main\nsys.exit(main())\n")
     return str(script)
 
 

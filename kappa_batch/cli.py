@@ -87,11 +87,11 @@ def run_command(env: Environment, /, **options: object) -> None:
         _print_file(job)
         return
     if engine == "dask":
-        from kappa_batch.runners.dask_job import run_on_dask
+        from kappa_batch.engines.dask_job import run_on_dask
 
         report = run_on_dask(job, str(scheduler) if scheduler else None)
     else:
-        from kappa_batch.runners.local import run
+        from kappa_batch.engines.local import run
 
         report = run(job)
     _show(env, report)
@@ -101,7 +101,7 @@ def run_command(env: Environment, /, **options: object) -> None:
 
 def _too_many_failed(job: ScoreJob, report: Report, then: str = "") -> click.ClickException:
     """The one line a run past its error budget ends with (local, printed and Spark runs)."""
-    from kappa_batch.runners.local import max_error_rate
+    from kappa_batch.engines.local import max_error_rate
 
     return click.ClickException(
         f"{report.rows_error} of {report.rows_in} rows failed ({report.error_rate:.2%}), more than "
@@ -112,19 +112,12 @@ def _too_many_failed(job: ScoreJob, report: Report, then: str = "") -> click.Cli
 
 def _print_inline(env: Environment, job: ScoreJob) -> None:
     from kappa.adapters._json import dumps
-    from kappa_batch.runners.local import score_inline
+    from kappa_batch.engines.local import score_inline
 
-    report, shard, output_adapter = score_inline(job)
-    id_name = shard.outputs.column_names[0]
-    values = output_adapter.to_json_rows(shard.outputs.drop_columns([id_name]))
-    by_id = dict(zip(shard.outputs.column(0).to_pylist(), values, strict=True))
-    ids = [*shard.outputs.column(0).to_pylist(), *shard.errors.column(0).to_pylist()]
-    click.echo(dumps([by_id.get(i) for i in sorted(ids)]))
-    for error in shard.errors.to_pylist():
-        click.echo(
-            json.dumps({"row": error[id_name], "status": error["status"], "error": error["message"]}),
-            err=True,
-        )
+    report, values, failures = score_inline(job)
+    click.echo(dumps(values))
+    for failure in failures:
+        click.echo(json.dumps(failure), err=True)
     if not report.succeeded:
         raise click.ClickException(f"{report.rows_error} of {report.rows_in} rows failed")
 
@@ -133,7 +126,7 @@ def _print_file(job: ScoreJob) -> None:
     """``--input-file`` without ``--output-file``: the predictions as one JSON array on standard
     output, written batch by batch; failed rows print as ``null`` (details on standard error)."""
     from kappa.adapters._json import dumps
-    from kappa_batch.runners.local import Printed, stream_json
+    from kappa_batch.engines.local import Printed, stream_json
 
     printed = Printed()
     opened = False
@@ -153,8 +146,8 @@ def _print_file(job: ScoreJob) -> None:
 
 def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by: list[str]) -> None:
     from kappa.errors import InputError
-    from kappa_batch.runners import spark_job
-    from kappa_batch.runners.local import max_error_rate
+    from kappa_batch.engines import spark_job
+    from kappa_batch.engines.local import max_error_rate
 
     if job.input_file is None or job.output_file is None:
         raise InputError("--engine spark needs --input-file and --output-file")

@@ -1,7 +1,8 @@
 """``BatchRunner``: score Arrow batches with one API of a bundle.
 
 Outputs come back aligned to the input rows (null where a row failed) with an
-error table (``row``, ``status``, ``message``). A row the function discards, or
+error table (``row``, ``status``, ``message``, ``kind``: see
+:data:`kappa.inference.ErrorKind`). A row the function discards, or
 that makes it raise, never fails its batch: the runner splits a raising batch in
 halves until the failing rows stand alone. Data that does not fit the API
 (a missing column) raises :class:`kappa.errors.InputError`, and an API that
@@ -20,14 +21,19 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from kappa.errors import InferenceError, InputError
+from kappa.inference import ErrorKind, raised_kind
+from kappa_batch.cache import load_service, loaded
 
 if TYPE_CHECKING:
     from kappa.bundle.manifest import Manifest
     from kappa.service import BentoService, InferenceAPI
+    from kappa_batch.shipping import BundleHandle
 
 log = logging.getLogger(__name__)
 
-ERROR_SCHEMA = pa.schema([("row", pa.int64()), ("status", pa.int32()), ("message", pa.string())])
+ERROR_SCHEMA = pa.schema(
+    [("row", pa.int64()), ("status", pa.int32()), ("message", pa.string()), ("kind", pa.string())]
+)
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,8 @@ class RunResult:
     for an HTTP status or headers (row -> (status, headers); online only)."""
 
     outputs: pa.Table
-    errors: pa.Table
+    errors: pa.Table  # ERROR_SCHEMA, rows in order
     responses: Mapping[int, tuple[int, Mapping[str, str]]] = field(default_factory=dict)
-    raised: frozenset[int] = frozenset()  # failed rows whose function raised (not a deliberate error)
 
     @property
     def ok_mask(self) -> pa.Array:
@@ -50,9 +55,16 @@ class RunResult:
         return pa.array(ok)
 
 
-def _errors(rows: list[int], statuses: list[int], messages: list[str]) -> pa.Table:
+def error_table(
+    rows: list[int], statuses: list[int], messages: list[str], kinds: list[ErrorKind]
+) -> pa.Table:
     return pa.table(
-        [pa.array(rows, pa.int64()), pa.array(statuses, pa.int32()), pa.array(messages, pa.string())],
+        [
+            pa.array(rows, pa.int64()),
+            pa.array(statuses, pa.int32()),
+            pa.array(messages, pa.string()),
+            pa.array(kinds, pa.string()),
+        ],
         schema=ERROR_SCHEMA,
     )
 
@@ -69,7 +81,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.Table.from_arrays(table.columns, schema=schema)
 
 
-NO_ERRORS = _errors([], [], [])
+NO_ERRORS = error_table([], [], [], [])
 
 
 class BatchRunner:
@@ -82,10 +94,18 @@ class BatchRunner:
         if isinstance(service, BentoService):
             self.service, self.manifest = service, service.manifest
         else:
-            from kappa_batch.cache import load_service
-
             self.service, self.manifest = load_service(service)
         self.api: InferenceAPI[Any, Any] = self.service.get_inference_api(api_name)
+
+    @classmethod
+    def on_worker(cls, handle: BundleHandle, api_name: str, env_check: str) -> BatchRunner:
+        """On a Spark or Dask worker: the runner for ``api_name`` of the bundle ``handle`` names,
+        made once per process (see :func:`kappa_batch.cache.loaded`)."""
+        entry = loaded(handle, env_check)
+        runner: BatchRunner | None = entry.runners.get(api_name)
+        if runner is None:
+            runner = entry.runners.setdefault(api_name, cls(entry.service, api_name))
+        return runner
 
     @property
     def bundle_tag(self) -> str:
@@ -101,9 +121,8 @@ class BatchRunner:
         if isinstance(batch, pa.Table):  # an empty table
             batch = pa.RecordBatch.from_pylist([], schema=batch.schema)
         responses: dict[int, tuple[int, Mapping[str, str]]] = {}
-        raised: set[int] = set()
-        outputs, errors = self._run(batch, 0, headers, responses, raised)
-        return RunResult(outputs=outputs, errors=errors, responses=responses, raised=frozenset(raised))
+        outputs, errors = self._run(batch, 0, headers, responses)
+        return RunResult(outputs=outputs, errors=errors, responses=responses)
 
     def _run(
         self,
@@ -111,7 +130,6 @@ class BatchRunner:
         offset: int,
         headers: Sequence[Mapping[str, str]] | None,
         responses: dict[int, tuple[int, Mapping[str, str]]],
-        raised: set[int],
     ) -> tuple[pa.Table, pa.Table]:
         row_headers = headers[offset : offset + batch.num_rows] if headers is not None else None
         try:
@@ -120,27 +138,33 @@ class BatchRunner:
             raise
         except InferenceError as exc:  # wrong shape of results: the whole batch fails
             rows = list(range(offset, offset + batch.num_rows))
-            raised.update(rows)
-            return self._nulls(batch.num_rows), _errors(rows, [500] * len(rows), [str(exc)] * len(rows))
+            size = len(rows)
+            return self._nulls(size), error_table(
+                rows, [500] * size, [str(exc)] * size, ["invalid_output"] * size
+            )
         except Exception as exc:
             if batch.num_rows <= 1:
                 message = f"{type(exc).__name__}: {exc}"
                 log.debug("row %d failed: %s", offset, message)
-                raised.update(range(offset, offset + batch.num_rows))
-                return self._nulls(batch.num_rows), _errors([offset] * batch.num_rows, [500], [message])
+                size = batch.num_rows
+                errors = error_table(
+                    [offset] * size, [500] * size, [message] * size, [raised_kind(exc)] * size
+                )
+                return self._nulls(size), errors
             half = batch.num_rows // 2
-            left = self._run(batch.slice(0, half), offset, headers, responses, raised)
-            right = self._run(batch.slice(half), offset + half, headers, responses, raised)
+            left = self._run(batch.slice(0, half), offset, headers, responses)
+            right = self._run(batch.slice(half), offset + half, headers, responses)
             return _concat([left[0], right[0]]), _concat([left[1], right[1]])
         for row, response in outcome.responses.items():
             responses[offset + row] = response
         outputs = pa.Table.from_batches([outcome.outputs])
         if not outcome.errors:
             return outputs, NO_ERRORS
-        return outputs, _errors(
+        return outputs, error_table(
             [offset + e.row for e in outcome.errors],
             [e.status for e in outcome.errors],
             [e.message for e in outcome.errors],
+            [e.kind for e in outcome.errors],
         )
 
     def _nulls(self, size: int) -> pa.Table:

@@ -30,6 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from kappa.adapters.schema import fit
 from kappa.errors import InputError
 from kappa_batch.io import OUTPUT_FORMATS, TableWriter, filesystem, parquet_schema, read_parquet, write_table
 
@@ -274,7 +275,7 @@ class ShardedOutput:
         writer = TableWriter(fs, temporary, _format_for(target), schema)
         try:
             for part in parts:
-                writer.write(conform(read_parquet(self.fs, part), schema))
+                writer.write(fit(read_parquet(self.fs, part), schema))
         finally:
             writer.close()
         fs.mv(temporary, target)
@@ -298,17 +299,6 @@ def _file_changes(before: list[dict[str, Any]], now: list[dict[str, Any]]) -> st
                 f"{new[path].get('size')} bytes at {new[path].get('stamp')}"
             )
     return "; ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
-
-
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with exactly ``schema``'s columns: cast where present, null where missing."""
-    columns = [
-        table.column(f.name).cast(f.type)
-        if f.name in table.column_names
-        else pa.nulls(table.num_rows, f.type)
-        for f in schema
-    ]
-    return pa.table(columns, schema=schema)
 
 
 def _format_for(url: str) -> str:

@@ -40,6 +40,7 @@ from typing import Any
 import pyarrow as pa
 
 from kappa.errors import InputError, KappaError
+from kappa_batch.scoring import ScoredBatch
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,11 @@ class Overloaded(KappaError):
 
 @dataclass(frozen=True)
 class Scored:
-    """One request's share of a batch: outputs aligned to its rows, and its failed rows."""
+    """One request's share of a batch (its rows, numbered from 0), and how it was batched."""
 
-    outputs: pa.Table
-    errors: pa.Table
+    rows: ScoredBatch
     batch_rows: int  # rows in the batch it was scored in
     queue_seconds: float
-    responses: dict[int, Any] = field(default_factory=dict)  # row -> (status, headers) it asked for
-    raised: frozenset[int] = frozenset()  # its failed rows whose function raised
 
 
 class CostModel:
@@ -119,11 +117,12 @@ class _Request:
 
 
 class Dispatcher:
-    """Batches requests for ``score`` (a ``BatchRunner.run``), one batch at a time."""
+    """Batches requests for ``score`` (:func:`kappa_batch.scoring.score_batch` with a runner), one
+    batch at a time."""
 
     def __init__(
         self,
-        score: Callable[..., Any],  # (table) or (table, per-row headers): a BatchRunner.run
+        score: Callable[..., ScoredBatch],  # (table) or (table, per-row headers)
         max_batch_rows: int = 1000,
         max_latency_ms: float = 300,
         enabled: bool = True,
@@ -297,37 +296,10 @@ class Dispatcher:
             rows += head.rows
         return taken
 
-    def _answer(self, taken: list[_Request], result: Any, rows: int, start: float) -> None:
-        import bisect
-
-        import pyarrow.compute as pc
-
-        responses = result.responses
-        answered = sorted(responses)
-        raised = sorted(result.raised)
-        offset = 0
-        for request in taken:
-            outputs = result.outputs.slice(offset, request.rows)
-            errors = result.errors
-            if errors.num_rows:
-                mine = pc.and_(
-                    pc.greater_equal(errors["row"], offset), pc.less(errors["row"], offset + request.rows)
-                )
-                errors = errors.filter(mine)
-                errors = errors.set_column(0, "row", pc.subtract(errors["row"], offset))
-            end = offset + request.rows
-            mine = {}
-            if answered:  # one ordered pass per request, never a scan of the whole batch
-                low, high = bisect.bisect_left(answered, offset), bisect.bisect_left(answered, end)
-                mine = {row - offset: responses[row] for row in answered[low:high]}
-            failed: frozenset[int] = frozenset()
-            if raised:
-                low, high = bisect.bisect_left(raised, offset), bisect.bisect_left(raised, end)
-                failed = frozenset(row - offset for row in raised[low:high])
+    def _answer(self, taken: list[_Request], result: ScoredBatch, rows: int, start: float) -> None:
+        for request, mine in zip(taken, result.split([r.rows for r in taken]), strict=True):
             if not request.future.done():
-                scored = Scored(outputs, errors, rows, start - request.arrived, mine, failed)
-                request.future.set_result(scored)
-            offset = end
+                request.future.set_result(Scored(mine, rows, start - request.arrived))
 
     async def _one_by_one(self, taken: list[_Request], first: InputError) -> None:
         loop = asyncio.get_running_loop()

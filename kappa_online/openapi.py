@@ -17,7 +17,7 @@ def openapi_document(manifest: Any, apis: Mapping[str, Any]) -> dict[str, Any]:
                 if api.doc.strip()
                 else f"{name} ({api.input_adapter.describe()})",
                 "description": api.doc or "",
-                "requestBody": {"required": True, "content": _request_content(api.input_adapter)},
+                "requestBody": {"required": True, "content": api.input_adapter.openapi_request()},
                 "responses": {
                     "200": {
                         "description": "one prediction per input row",
@@ -43,31 +43,3 @@ def openapi_document(manifest: Any, apis: Mapping[str, Any]) -> dict[str, Any]:
         "info": {"title": manifest.name, "version": manifest.version, "description": manifest.doc or ""},
         "paths": paths,
     }
-
-
-def _request_content(adapter: Any) -> dict[str, Any]:
-    from kappa.adapters import DataframeInput, FileInput, JsonInput
-
-    if isinstance(adapter, FileInput):
-        return {
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
-            },
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        }
-    if isinstance(adapter, JsonInput):
-        return {"application/json": {"schema": {}}}
-    if isinstance(adapter, DataframeInput):
-        row = {"type": "array", "items": {}}
-        return {
-            "application/json": {
-                "schema": {
-                    "oneOf": [{"type": "array", "items": row}, {"type": "array", "items": {"type": "object"}}]
-                },
-                "example": [[5.1, 3.5, 1.4, 0.2]]
-                if adapter.columns is None or len(adapter.columns) == 4
-                else None,
-            },
-            "text/csv": {"schema": {"type": "string"}},
-        }
-    return {"application/json": {"schema": {}}}

@@ -11,11 +11,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kappa_online import v2
-from kappa_online.app import error, json_response
 from kappa_online.openapi import openapi_document
+from kappa_online.replies import error, json_response
 
 if TYPE_CHECKING:
-    from kappa_online.app import State
+    from kappa_online.state import State
 
 DOCS_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>

@@ -15,9 +15,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kappa.errors import InputError
+from kappa_online.replies import Reply, error, json_response
 
 if TYPE_CHECKING:
-    from kappa_online.app import State
+    from kappa_online.state import State
 
 DATATYPES = {
     "BOOL": pa.bool_(),
@@ -81,8 +82,6 @@ def to_batch(payload: Any, columns: list[str] | None) -> pa.RecordBatch:
 
 
 def routes(state: State) -> list[BaseRoute]:
-    from kappa_online.app import Reply, error, json_response
-
     def model_or_error(name: str) -> Response | None:
         if state.manifest is None:
             return error(503, "the model is loading", {"Retry-After": "1"})
@@ -101,7 +100,7 @@ def routes(state: State) -> list[BaseRoute]:
         if problem is not None:
             return problem
         endpoint = state.endpoints[_api_name(state, None)]
-        expected = endpoint.expected
+        expected = endpoint.api.input_adapter.arrow_schema()
         inputs = [{"name": f.name, "datatype": datatype(f.type), "shape": [-1]} for f in (expected or [])]
         columns = getattr(endpoint.api.input_adapter, "columns", None)
         if expected is None and columns:  # names declared, types not: any type the model takes
@@ -139,23 +138,22 @@ def routes(state: State) -> list[BaseRoute]:
                 state, (payload.get("parameters") or {}).get("api") if isinstance(payload, dict) else None
             )
             endpoint = state.endpoints[api]
-            batch = to_batch(payload, getattr(endpoint.api.input_adapter, "columns", None))
-            from kappa_online.codec import conform
-
-            batch = conform(batch, endpoint.expected)
+            adapter = endpoint.api.input_adapter
+            batch = adapter.conform(to_batch(payload, getattr(adapter, "columns", None)))
         except InputError as exc:
             return error(400, str(exc))
         scored = await endpoint.score(batch)
         if isinstance(scored, Reply):
             return scored.response()
+        table = scored.rows.result.outputs
         outputs = [
             {
                 "name": name,
                 "datatype": datatype(column.type),
-                "shape": [scored.outputs.num_rows],
+                "shape": [table.num_rows],
                 "data": column.to_pylist(),
             }
-            for name, column in zip(scored.outputs.column_names, scored.outputs.columns, strict=True)
+            for name, column in zip(table.column_names, table.columns, strict=True)
         ]
         body = {
             "model_name": state.manifest.name,

@@ -9,7 +9,7 @@ Set PYSPARK_PYTHON (and PYSPARK_DRIVER_PYTHON) to an interpreter that has kappa 
 
 import sys
 
-from kappa_batch.runners.spark_job import main
+from kappa_batch.engines.spark_job import main
 
 if __name__ == "__main__":
     sys.exit(main())

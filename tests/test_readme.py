@@ -102,7 +102,7 @@ def _help(words: list[str]) -> str:
             sub = ["config", words[2]]
         return CliRunner().invoke(cli, [*sub, "--help"]).output
     if words[:2] == ["spark-submit", "spark_jobs/score.py"]:
-        from kappa_batch.runners import spark_job
+        from kappa_batch.engines import spark_job
 
         with pytest.raises(SystemExit):
             spark_job.main(["--help"])
@@ -111,7 +111,7 @@ def _help(words: list[str]) -> str:
 
 
 def test_every_option_in_a_synopsis_exists(capsys):
-    from kappa_batch.runners import spark_job
+    from kappa_batch.engines import spark_job
 
     checked = 0
     for block in blocks("text"):

@@ -29,3 +29,22 @@ def _default(obj: Any) -> Any:
 def dumps(obj: Any) -> str:
     """``json.dumps`` with numpy/pandas support and no NaN (it becomes null)."""
     return json.dumps(obj, default=_default, allow_nan=True, separators=(",", ":"))
+
+
+def parse_body(body: bytes) -> Any:
+    """A request body's JSON; every problem is an :class:`~kappa.errors.InputError`."""
+    from kappa.errors import InputError
+
+    if not body.strip():
+        raise InputError("the request body is empty; send JSON")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError("the request body's JSON is nested too deeply; send rows of plain values") from None
+
+
+def is_json(media_type: str) -> bool:
+    """JSON, or no content type at all (curl's default is form-encoded only with -d)."""
+    return media_type in ("application/json", "", "text/plain") or media_type.endswith("+json")

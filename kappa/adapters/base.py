@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kappa.errors import InputError
+from kappa.errors import InputError, UnsupportedMediaType
 from kappa.types import InferenceTask
 
 if TYPE_CHECKING:
@@ -20,10 +20,13 @@ if TYPE_CHECKING:
 
 
 class InputAdapter(ABC):
-    """Turns Arrow batches (and in-process Python payloads) into a function's input."""
+    """Turns Arrow batches (and in-process Python payloads) into a function's input, and owns its
+    wire formats: JSON (``kappa run --input`` and HTTP bodies alike), the media types it reads
+    over HTTP, and the OpenAPI description of a request."""
 
     batch_supported: ClassVar[bool] = True
     single_supported: ClassVar[bool] = True
+    media_types: ClassVar[tuple[str, ...]] = ("application/json",)
 
     def config(self) -> dict[str, Any]:
         """The adapter's settings, as recorded in the bundle manifest."""
@@ -45,6 +48,52 @@ class InputAdapter(ABC):
         out of the returned value. A problem with the whole batch (a missing
         column) raises :class:`kappa.errors.InputError`.
         """
+
+    # -- wire formats ----------------------------------------------------------
+    def from_json(self, payload: Any) -> pa.RecordBatch:
+        """A parsed JSON value holding a batch of rows, as Arrow (``kappa run --input``; an HTTP body).
+        Whatever cannot be read is an :class:`~kappa.errors.InputError`, never a traceback."""
+        import pyarrow as pa
+
+        try:
+            batch = self.to_arrow(payload)
+        except InputError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, pa.ArrowException) as exc:
+            raise InputError(f"{self.describe()} cannot read this payload: {exc}") from None
+        except RecursionError:
+            raise InputError(f"{self.describe()} cannot read this payload: it is nested too deeply") from None
+        if batch.num_rows == 0:
+            raise InputError("the input holds no rows; send a list of rows or records")
+        return batch
+
+    def from_http(self, body: bytes, media_type: str, files: list[bytes] | None = None) -> pa.RecordBatch:
+        """One HTTP request (its body, or the files of a multipart form) as Arrow, fitted to the
+        declared columns. A media type the adapter does not read is :class:`UnsupportedMediaType`."""
+        from kappa.adapters._json import is_json, parse_body
+
+        if files is not None or not is_json(media_type):
+            raise UnsupportedMediaType(
+                f"content type {media_type!r} is not accepted here; send {' or '.join(self.media_types)}"
+            )
+        return self.conform(self.from_json(parse_body(body)))
+
+    def conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` with the columns (order and types) the adapter declares; an
+        :class:`~kappa.errors.InputError` naming the column otherwise."""
+        expected = self.arrow_schema()
+        if expected is None or batch.schema.equals(expected):
+            return batch
+        import pyarrow as pa
+
+        from kappa.adapters.schema import fit
+
+        table = fit(batch, expected, strict=True)
+        return pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], schema=expected)
+
+    def openapi_request(self) -> dict[str, Any]:
+        """The OpenAPI ``requestBody.content`` of an API with this input."""
+        return {"application/json": {"schema": {}}}
 
     def coerce(self, payload: Any) -> Any:
         """Turn an in-process payload (``svc.predict(payload)``) into the batch input."""

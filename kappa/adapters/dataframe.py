@@ -29,6 +29,7 @@ class DataframeInput(InputAdapter):
     """
 
     single_supported = False
+    media_types = ("application/json", "text/csv")
 
     def __init__(
         self,
@@ -118,11 +119,37 @@ class DataframeInput(InputAdapter):
         names = [str(c) for c in frame.columns]
         if len(set(names)) != len(names):
             raise InputError(f"DataframeInput: duplicate column names {names}")
-        frame = frame.set_axis(names, axis=1)
         try:
-            return pa.RecordBatch.from_pandas(frame, preserve_index=False)
+            return frame_to_arrow(frame.set_axis(names, axis=1))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise InputError(f"DataframeInput cannot convert the data to Arrow: {exc}") from None
+
+    # -- wire formats: JSON rows or records, CSV ------------------------------
+    def from_json(self, payload: Any) -> pa.RecordBatch:
+        """Rows (``[[...], ...]``), records (``[{...}, ...]``) or ``{"columns", "data"}`` as Arrow.
+        Rows and records of plain values go straight to Arrow; the rest through pandas."""
+        if isinstance(payload, list) and not payload:
+            raise InputError("the input holds no rows; send a list of rows or records")
+        batch = _plain_rows(self, payload)
+        return batch if batch is not None else super().from_json(payload)
+
+    def from_http(self, body: bytes, media_type: str, files: list[bytes] | None = None) -> pa.RecordBatch:
+        if files is None and media_type in ("text/csv", "application/csv"):
+            return self.conform(_csv(body))
+        return super().from_http(body, media_type, files)
+
+    def openapi_request(self) -> dict[str, Any]:
+        row = {"type": "array", "items": {}}
+        example = [[5.1, 3.5, 1.4, 0.2]] if self.columns is None or len(self.columns) == 4 else None
+        return {
+            "application/json": {
+                "schema": {
+                    "oneOf": [{"type": "array", "items": row}, {"type": "array", "items": {"type": "object"}}]
+                },
+                "example": example,
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        }
 
     # -- Arrow -> DataFrame for the function ---------------------------------
     def from_arrow(self, batch: pa.RecordBatch, tasks: Sequence[InferenceTask[Any]]) -> pd.DataFrame:
@@ -191,6 +218,106 @@ class DataframeInput(InputAdapter):
                     f"values that do not convert ({exc})"
                 ) from None
         return frame
+
+
+SCALARS = (int, float, str, bool, type(None))
+
+
+def _plain_rows(adapter: DataframeInput, payload: Any) -> pa.RecordBatch | None:
+    """Rows (``[[...], ...]``) or records (``[{...}, ...]``) of scalars straight to Arrow.
+
+    Gives what the pandas route gives (names, types, nulls) without building a DataFrame
+    per request; anything less regular goes that route (``None``).
+    """
+    import pyarrow as pa
+
+    if not isinstance(payload, list) or not payload:
+        return None
+    first = payload[0]
+    if isinstance(first, list):
+        width = len(first)
+        if any(not isinstance(row, list) or len(row) != width for row in payload):
+            return None
+        declared = adapter.columns
+        if declared is not None and len(declared) != width:
+            raise InputError(
+                f"{adapter.describe()} expects {len(declared)} columns {list(declared)}, "
+                f"got rows of {width} values"
+            )
+        names = list(declared) if declared is not None else positional_names(width)
+        numeric = _numeric_rows(payload, width)
+        if numeric is not None:
+            return pa.RecordBatch.from_arrays(numeric, names=[str(n) for n in names]) if names else None
+        columns: list[Any] = list(zip(*payload, strict=True))
+    elif isinstance(first, dict):
+        names = list(first)
+        if any(not isinstance(row, dict) or list(row) != names for row in payload):
+            return None
+        columns = [[row[name] for row in payload] for name in names]
+    else:
+        return None
+    if not names or len(set(names)) != len(names):
+        return None
+    arrays = []
+    for column in columns:
+        if any(not isinstance(value, SCALARS) for value in column):
+            return None
+        try:
+            array = pa.array(column)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return None  # mixed kinds: pandas decides
+        if pa.types.is_null(array.type):
+            return None
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, names=[str(n) for n in names])
+
+
+def _numeric_rows(payload: list[Any], width: int) -> list[pa.Array] | None:
+    """Rows of plain numbers as columns, through one NumPy array (the common online request)."""
+    import numpy as np
+    import pyarrow as pa
+
+    try:
+        matrix = np.array(payload)
+    except (ValueError, TypeError):
+        return None
+    if matrix.ndim != 2 or matrix.shape[1] != width or matrix.dtype.kind not in "fi":
+        return None
+    if any(type(v) is bool for row in payload for v in row):
+        return None  # NumPy would read True as 1; pandas keeps booleans
+    rows = matrix.shape[0]
+    flat = pa.array(np.ascontiguousarray(matrix.T).ravel())  # one conversion, then zero-copy slices
+    return [flat.slice(i * rows, rows) for i in range(width)]
+
+
+def _csv(body: bytes) -> pa.RecordBatch:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(io.BytesIO(body))
+    except (pa.ArrowInvalid, ValueError) as exc:
+        raise InputError(f"the request body is not valid CSV with a header row: {exc}") from None
+    if table.num_rows == 0:
+        raise InputError("the CSV holds no rows")
+    return table.combine_chunks().to_batches()[0]
+
+
+def frame_to_arrow(frame: pd.DataFrame) -> pa.RecordBatch:
+    """A pandas DataFrame as one Arrow batch (its index left out), the one way every engine does it:
+    numeric NumPy columns without copying (NaN stays NaN), others as ``pa.Array.from_pandas``."""
+    import numpy as np
+    import pyarrow as pa
+
+    arrays = []
+    for _, column in frame.items():
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf":
+            arrays.append(pa.array(column.to_numpy()))
+        else:
+            arrays.append(pa.Array.from_pandas(column))
+    return pa.RecordBatch.from_arrays(arrays, names=[str(c) for c in frame.columns])
 
 
 def _feature_matrix_frame(batch: pa.RecordBatch) -> pd.DataFrame | None:

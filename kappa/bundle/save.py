@@ -111,6 +111,16 @@ def _write_env(
     return pins, conda
 
 
+def check_packed(service: BentoService) -> None:
+    """Raise unless every declared artifact has been packed."""
+    missing = [name for name, artifact in service.artifacts.items() if not artifact.packed]
+    if missing:
+        raise BundleError(
+            f"cannot save {service.name}: artifact(s) {missing} are not packed; "
+            f"call svc.pack({missing[0]!r}, model) first"
+        )
+
+
 def describe_service(service: BentoService) -> mf.Manifest:
     """The manifest of a loaded or saved service, or one describing an unsaved, in-memory service
     (version ``dev``, no files) for serving it without a bundle."""
@@ -140,8 +150,6 @@ def save_to_dir(
     labels: Mapping[str, str] | None = None,
 ) -> str:
     """Write ``service`` as a bundle at ``path``; the folder must not exist yet."""
-    from kappa.service import check_packed
-
     name = validate_name(service.name)
     version = validate_version(version) if version is not None else new_version()
     check_packed(service)

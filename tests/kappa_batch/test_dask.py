@@ -387,7 +387,7 @@ def test_bad_scheduler_address_is_a_clear_error(bundle, iris_big, tmp_path):
 
 
 def test_arrow_output_types_survive_a_failed_row():
-    from kappa_batch.runners.dask import _empty_frame
+    from kappa_batch.dask import _empty_frame
 
     schema = pa.schema([("prediction", pa.int64()), ("_status", pa.int32())])
     frame = _empty_frame(schema, pd.RangeIndex(0))

@@ -52,7 +52,7 @@ SPARK_ENV = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "
 def spark():
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    from kappa_batch.runners.spark_job import session
+    from kappa_batch.engines.spark_job import session
 
     session_ = session("local[2]", "kappa-tests")
     yield session_

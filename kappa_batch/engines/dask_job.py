@@ -16,15 +16,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kappa.errors import KappaError
+from kappa_batch.dask import _distributed, ship
+from kappa_batch.engines.local import Task, WorkerState, run, write_task
 from kappa_batch.job import Report, ScoreJob
-from kappa_batch.remote import BundleHandle
-from kappa_batch.runners.dask import _distributed, runner_for, ship
-from kappa_batch.runners.local import Task, WorkerState, run, write_task
+from kappa_batch.runner import BatchRunner
 from kappa_batch.shards import OutputSpec, ShardedOutput
+from kappa_batch.shipping import BundleHandle
 
 log = logging.getLogger(__name__)
-
-_states: dict[tuple[Any, ...], WorkerState] = {}
 
 
 @dataclass(frozen=True)
@@ -39,21 +38,13 @@ class ShardPlan:
     fs: Any
     batch_size: int
 
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return (self.handle.digest, self.api, self.spec, self.id_column, self.batch_size)
-
 
 def _remote_work(plan: ShardPlan, task: Task) -> tuple[int, int, int]:
-    """Runs on a Dask worker: score one shard and write it."""
-    state = _states.get(plan.key)
-    if state is None:
-        runner = runner_for(plan.handle, plan.api, plan.env_check)
-        if len(_states) > 16:  # a long-lived worker serving many runs
-            _states.clear()
-        state = _states[plan.key] = WorkerState(
-            runner, ShardedOutput(plan.spec), plan.id_column, plan.fs, plan.batch_size, in_worker_pool=True
-        )
+    """Runs on a Dask worker: score one shard (the runner comes from the process's cache) and write it."""
+    runner = BatchRunner.on_worker(plan.handle, plan.api, plan.env_check)
+    state = WorkerState(
+        runner, ShardedOutput(plan.spec), plan.id_column, plan.fs, plan.batch_size, in_worker_pool=True
+    )
     return write_task(state, task)
 
 

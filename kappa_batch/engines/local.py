@@ -31,8 +31,8 @@ from kappa_batch.io import (
 )
 from kappa_batch.job import Report, ScoreJob, error_rate_limit
 from kappa_batch.progress import Progress
-from kappa_batch.runner import BatchRunner
-from kappa_batch.scoring import POSITION_COLUMN, ScoredShard, combine, score_shard, split_ids
+from kappa_batch.runner import NO_ERRORS, BatchRunner, RunResult
+from kappa_batch.scoring import ROW_ID, ScoredBatch, score_batch
 from kappa_batch.shards import OutputSpec, ShardedOutput
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,30 @@ def _to_ipc(batch: pa.RecordBatch) -> Any:
     return sink.getvalue()
 
 
-def _score_task(state: WorkerState, task: Task) -> tuple[int, ScoredShard]:
+@dataclass(frozen=True)
+class ShardResult:
+    """A scored shard as written: the rows that got a prediction, the failed rows, rows read."""
+
+    outputs: pa.Table
+    errors: pa.Table
+    rows_in: int
+
+    @classmethod
+    def of(cls, parts: list[ScoredBatch]) -> ShardResult:
+        if len(parts) == 1:
+            return cls(parts[0].outputs(), parts[0].errors(), parts[0].rows_in)
+        return cls(
+            pa.concat_tables([p.outputs() for p in parts], promote_options="permissive"),
+            pa.concat_tables([p.errors() for p in parts], promote_options="permissive"),
+            sum(p.rows_in for p in parts),
+        )
+
+
+def _score_task(state: WorkerState, task: Task) -> tuple[int, ShardResult]:
     if isinstance(task, PlannedShard):
         parts, offset = [], task.offset
         for batch in read_planned(state.fs, task, state.batch_size, use_threads=not state.in_worker_pool):
-            parts.append(score_shard(state.runner, batch, offset, state.id_column))
+            parts.append(score_batch(state.runner, batch, offset=offset, id_column=state.id_column))
             offset += batch.num_rows
         if not parts:  # a row group without rows: empty tables, with the id column's own type
             id_type = pa.int64()
@@ -74,27 +93,21 @@ def _score_task(state: WorkerState, task: Task) -> tuple[int, ScoredShard]:
                 schema = parquet_file(state.fs, task.file).schema_arrow
                 if state.id_column in schema.names:
                     id_type = schema.field(state.id_column).type
-            ids = pa.array([], id_type)
-            errors = pa.table(
-                {
-                    state.id_column or POSITION_COLUMN: ids,
-                    "status": pa.array([], pa.int32()),
-                    "message": pa.array([], pa.string()),
-                }
-            )
-            return task.index, ScoredShard(errors.select([0]), errors, 0)
-        return task.index, combine(parts)
+            nothing = RunResult(pa.table({}), NO_ERRORS)
+            parts = [ScoredBatch(state.id_column or ROW_ID, nothing, 0, pa.array([], id_type))]
+        return task.index, ShardResult.of(parts)
     index, offset, batch = task
     if not isinstance(batch, pa.RecordBatch):
         batch = pa.ipc.open_stream(batch).read_next_batch()
-    return index, score_shard(state.runner, batch, offset, state.id_column)
+    return index, ShardResult.of([score_batch(state.runner, batch, offset=offset, id_column=state.id_column)])
 
 
 def write_task(state: WorkerState, task: Task) -> tuple[int, int, int]:
     """Score one shard and write it; returns rows in, out and in error."""
     index, shard = _score_task(state, task)
     state.output.write_shard(index, shard.outputs, shard.errors)
-    return shard.rows_in, shard.rows_out, shard.rows_error
+    errors = int(shard.errors.num_rows)
+    return shard.rows_in, shard.rows_in - errors, errors
 
 
 def _work(task: Task) -> tuple[int, int, int]:
@@ -215,9 +228,8 @@ def _run_params(
     }
 
 
-def score_inline(job: ScoreJob) -> tuple[Report, ScoredShard, Any]:
-    """Score ``--input`` JSON in memory (no output files); for printing, with the API's output
-    adapter (which knows how its rows print as JSON)."""
+def score_inline(job: ScoreJob) -> tuple[Report, list[Any], list[dict[str, Any]]]:
+    """Score ``--input`` JSON in memory (no output files), for printing: see :func:`printed_rows`."""
     runner = BatchRunner(job.bundle, job.api)
     source, id_column = open_source(job, runner)
     report = _new_report(job, runner, source)
@@ -225,15 +237,25 @@ def score_inline(job: ScoreJob) -> tuple[Report, ScoredShard, Any]:
     batch = next(iter(rebatch(source.batches, max(job.batch_size, 1))), None)
     if batch is None:
         raise InputError("--input holds no rows")
-    shard = score_shard(runner, batch, 0, id_column)
-    report.rows_in, report.rows_out, report.rows_error, report.shards = (
-        shard.rows_in,
-        shard.rows_out,
-        shard.rows_error,
-        1,
-    )
+    scored = score_batch(runner, batch, id_column=id_column)
+    report.add(scored.rows_in, scored.rows_out, scored.rows_error)
+    report.shards = 1
     report.finish(time.monotonic() - start, max_error_rate(job))
-    return report, shard, runner.api.output_adapter
+    return report, *printed_rows(scored, runner)
+
+
+def printed_rows(scored: ScoredBatch, runner: BatchRunner) -> tuple[list[Any], list[dict[str, Any]]]:
+    """One JSON value per row in input order, as the API's output adapter prints it (``None``
+    for a failed row), and the failed rows by id (what standard error shows)."""
+    values = runner.api.output_adapter.to_json_rows(scored.result.outputs)
+    errors = scored.errors()
+    failed = scored.result.errors["row"].to_pylist()
+    for row in failed:
+        values[row] = None
+    failures = [
+        {"row": e[scored.id_name], "status": e["_status"], "error": e["_message"]} for e in errors.to_pylist()
+    ]
+    return values, failures
 
 
 def max_error_rate(job: ScoreJob) -> float:
@@ -255,23 +277,12 @@ def stream_json(job: ScoreJob, printed: Printed) -> Iterator[tuple[list[Any], li
     source, id_column = open_source(job, runner)
     limit = max_error_rate(job)  # a bad setting fails before any scoring
     report = _new_report(job, runner, source)
-    adapter = runner.api.output_adapter
     start = time.monotonic()
     for offset, batch in _batches(job, source):
-        _, ids, inputs = split_ids(batch, offset, id_column)
-        shard = score_shard(runner, inputs, offset, None)  # rows keyed by position, ids may repeat
-        values = adapter.to_json_rows(shard.outputs.drop_columns([POSITION_COLUMN]))
-        if shard.rows_error:  # put a None where each failed row was
-            by_position = dict(zip(shard.outputs.column(0).to_pylist(), values, strict=True))
-            values = [by_position.get(offset + i) for i in range(batch.num_rows)]
-        report.add(shard.rows_in, shard.rows_out, shard.rows_error)
+        scored = score_batch(runner, batch, offset=offset, id_column=id_column)
+        report.add(scored.rows_in, scored.rows_out, scored.rows_error)
         report.shards += 1
-        row_ids = ids.to_pylist()
-        failures = [
-            {"row": row_ids[e[POSITION_COLUMN] - offset], "status": e["status"], "error": e["message"]}
-            for e in shard.errors.to_pylist()
-        ]
-        yield values, failures
+        yield printed_rows(scored, runner)
     report.finish(time.monotonic() - start, limit)
     printed.report = report
 

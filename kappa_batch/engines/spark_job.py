@@ -1,4 +1,4 @@
-"""A Spark scoring job: read files, score with :func:`kappa_batch.runners.spark.score`, write.
+"""A Spark scoring job: read files, score with :func:`kappa_batch.spark.score`, write.
 
 Writes are idempotent: the output (and errors) are written with ``mode("overwrite")``
 (per partition with ``--partition-by``), so a retried task or a re-run job replaces
@@ -19,13 +19,15 @@ from typing import Any
 from kappa.errors import InputError
 from kappa_batch.io import format_of
 from kappa_batch.job import Report
+from kappa_batch.rowids import FILE_COLUMN, INDEX_COLUMN, SPLIT_COLUMN, Positions
+from kappa_batch.scoring import MESSAGE, ROW_ID, STATUS
 
 log = logging.getLogger(__name__)
 
 
 def session(master: str | None = None, app_name: str = "kappa-score") -> Any:
     """A SparkSession whose Python workers use this interpreter (and so find kappa)."""
-    from kappa_batch.runners.spark import _pyspark
+    from kappa_batch.spark import _pyspark
 
     _pyspark()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -48,7 +50,7 @@ def session(master: str | None = None, app_name: str = "kappa-score") -> Any:
 
 def spark_submit() -> str:
     """The ``spark-submit`` of the installed pyspark."""
-    from kappa_batch.runners.spark import _pyspark
+    from kappa_batch.spark import _pyspark
 
     return str(Path(_pyspark().__file__).resolve().parent / "bin" / "spark-submit")
 
@@ -79,35 +81,32 @@ def run(
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from kappa_batch.runners.spark import score, ship
+    from kappa_batch.spark import score_frame, ship
 
     if fmt not in ("parquet", "csv", "json", "jsonl", "orc"):
         raise InputError(f"unknown output format {fmt!r}; use parquet, csv, jsonl or orc")
     start = time.monotonic()
     df = read(spark, input_url, input_format)
-    if id_column is None:
-        id_column = "_row"
-        df = df.withColumn(id_column, F.monotonically_increasing_id())
     missing = [c for c in partition_by if c not in df.columns]
     if missing:
         raise InputError(f"--partition-by column(s) {missing} are not in the input; it has {df.columns}")
     handle = ship(spark, bundle, bundle_digest)
+    positions = None
+    if id_column is None:  # ids from the rows' positions in the input files, as `kappa run` gives them
+        df, positions = with_positions(spark, df)
     carried = [c for c in partition_by if c != id_column]
-    scored = score(df.drop(*carried) if carried else df, bundle, api, id_column, env_check)
-    if carried:  # partition columns travel beside the id, not into the model
-        scored = scored.join(df.select(id_column, *carried), on=id_column, how="left")
+    scored = score_frame(df, bundle, api, id_column, env_check, "column", positions, carried)
+    key = id_column or ROW_ID
     scored = scored.persist(StorageLevel.DISK_ONLY)
     try:
-        good = scored.filter(F.col("_status").isNull()).drop("_status", "_message")
-        bad = scored.filter(F.col("_status").isNotNull()).select(
-            id_column, F.col("_status").alias("status"), F.col("_message").alias("message")
-        )
+        good = scored.filter(F.col(STATUS).isNull()).drop(STATUS, MESSAGE)
+        bad = scored.filter(F.col(STATUS).isNotNull()).select(key, STATUS, MESSAGE)
         writer = good.write.mode("overwrite")
         if partition_by:
             spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
             writer = writer.partitionBy(*partition_by)
         writer.format("json" if fmt == "jsonl" else fmt).save(output_url)
-        errors_url = errors_output or f"{output_url.rstrip('/')}/_errors"
+        errors_url = errors_output or f"{output_url.rstrip('/')}/_errors.parquet"
         bad.write.mode("overwrite").parquet(errors_url)
         rows_in, rows_error = scored.count(), bad.count()
     finally:
@@ -127,6 +126,28 @@ def run(
     )
     report.finish(time.monotonic() - start, max_error_rate)
     return report
+
+
+def with_positions(spark: Any, df: Any) -> tuple[Any, Positions]:
+    """``df`` with the columns that place each row in its file, and where each file (and each split
+    of a text file) starts in the whole input: one pass that counts the rows of every split."""
+    from pyspark.sql import functions as F
+
+    parquet = "row_index" in df.select("_metadata.*").columns
+    if not parquet:  # the counting pass and the scoring pass must cut the files into the same splits
+        key = "spark.sql.files.minPartitionNum"
+        if spark.conf.get(key, None) is None:
+            spark.conf.set(key, str(spark.sparkContext.defaultParallelism))
+    located = df.withColumn(FILE_COLUMN, F.col("_metadata.file_path"))
+    if parquet:
+        located = located.withColumn(INDEX_COLUMN, F.col("_metadata.row_index"))
+        split = F.lit(0).cast("long")
+    else:
+        split = F.col("_metadata.file_block_start")
+        located = located.withColumn(SPLIT_COLUMN, split)
+    counts = df.groupBy(F.col("_metadata.file_path"), split.alias("split")).count().collect()
+    positions = Positions.from_counts(((r[0], int(r[1]), int(r[2])) for r in counts), by_split=not parquet)
+    return located, positions
 
 
 def _max_error_rate(given: float | None) -> float:

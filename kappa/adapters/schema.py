@@ -1,0 +1,56 @@
+"""Fitting Arrow data to a schema: the one function that does it, for inputs and outputs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kappa.errors import InferenceError, InputError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def fit(data: pa.Table | pa.RecordBatch, schema: pa.Schema, strict: bool = False) -> pa.Table:
+    """``data`` with exactly ``schema``'s columns, in its order and types.
+
+    Outputs (``strict=False``): a missing column is all null (e.g. every row of the batch
+    failed). Inputs (``strict=True``): a missing column is an :class:`~kappa.errors.InputError`.
+    A value that does not fit its type (``1.5`` for an integer) is an error that names the column.
+    """
+    import pyarrow as pa
+
+    names = data.schema.names
+    if strict:
+        _check_columns(names, schema)
+    columns = []
+    for field in schema:
+        if field.name not in names:
+            columns.append(pa.nulls(data.num_rows, field.type))
+            continue
+        column = data.column(names.index(field.name))
+        if column.type != field.type:
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                if strict:
+                    raise InputError(
+                        f"column {field.name!r} holds {column.type} values; the API takes {field.type}"
+                    ) from None
+                raise InferenceError(
+                    f"output column {field.name!r} holds {column.type} values that do not fit "
+                    f"the declared {field.type}"
+                ) from None
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _check_columns(names: list[str], schema: pa.Schema) -> None:
+    if names != schema.names and all(n.isdigit() for n in names) and all(n.isdigit() for n in schema.names):
+        raise InputError(f"this API expects rows of {len(schema.names)} values, got rows of {len(names)}")
+    missing = [n for n in schema.names if n not in names]
+    if missing:
+        extra = [n for n in names if n not in schema.names]
+        raise InputError(
+            f"missing column(s) {missing}; the API takes {schema.names}"
+            + (f" (got {extra})" if extra else "")
+        )

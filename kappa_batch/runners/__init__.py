@@ -1,1 +1,0 @@
-"""Engines that drive ``kappa_batch`` runners: local, Spark, Dask, Airflow."""

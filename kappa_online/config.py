@@ -1,0 +1,36 @@
+"""How ``kappa serve`` serves a bundle: one frozen config, from the command line or the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    bundle: str
+    max_batch_size: int | None = None  # rows; None: the API decorator's mb_max_batch_size
+    max_latency_ms: float | None = None  # None: the API decorator's mb_max_latency
+    microbatch: bool = True
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    digest: str | None = None  # what the repository recorded for the bundle, checked before loading
+
+    @classmethod
+    def from_env(cls) -> ServeConfig:
+        """For ``uvicorn --factory`` workers: the settings ``kappa serve`` put in the environment."""
+
+        def number(name: str) -> float | None:
+            value = os.environ.get(name)
+            return float(value) if value else None
+
+        rows = number("KAPPA_SERVE_MAX_BATCH_SIZE")
+        return cls(
+            bundle=os.environ["KAPPA_SERVE_BUNDLE"],
+            max_batch_size=int(rows) if rows else None,
+            max_latency_ms=number("KAPPA_SERVE_MAX_LATENCY"),
+            microbatch=os.environ.get("KAPPA_SERVE_MICROBATCH", "1") == "1",
+            max_body_bytes=int(number("KAPPA_SERVE_MAX_BODY") or DEFAULT_MAX_BODY),
+            digest=os.environ.get("KAPPA_SERVE_DIGEST") or None,
+        )

@@ -1,0 +1,68 @@
+"""Answers of the serving app: a JSON body with a status and headers, sent over ASGI or as a Response."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Send
+
+from kappa.adapters._json import dumps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An API answer: status, JSON body and extra headers; sent straight over ASGI or as a Response."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+        return cls(status, dumps(data).encode(), tuple((headers or {}).items()))
+
+    @classmethod
+    def error(cls, status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
+        return cls.json({"error": message}, status, headers)
+
+    def response(self) -> Response:
+        return Response(self.body, self.status, dict(self.headers), media_type="application/json")
+
+    async def send(self, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
+        if self.headers:
+            extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+            if any(k == b"content-type" for k, _ in extra):
+                headers = headers[1:]
+            headers += extra
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Reply.json(data, status, headers).response()
+
+
+def internal_error(what: str, exc: BaseException | None = None, detail: str = "") -> Reply:
+    """A 500 that says nothing of the exception: it is logged under a request id, which the
+    body and the ``X-Request-Id`` header return (so an operator can find it)."""
+    import uuid
+
+    request_id = uuid.uuid4().hex[:16]
+    log.error(
+        "%s (request id %s): %s", what, request_id, detail or f"{type(exc).__name__}: {exc}", exc_info=exc
+    )
+    body = {
+        "error": f"internal error; see the server log for request id {request_id}",
+        "request_id": request_id,
+    }
+    return Reply.json(body, 500, {"X-Request-Id": request_id})
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Reply.error(status, message, headers).response()
