@@ -71,7 +71,9 @@ def _dags_test(env: dict[str, str], dag_id: str) -> subprocess.CompletedProcess[
 
 def _parts(folder: Path) -> pd.DataFrame:
     files = sorted(folder.rglob("part-*.parquet"))
-    files = [f for f in files if not {"_kappa", "_errors"} & set(f.relative_to(folder).parts)]
+    files = [
+        f for f in files if not {"_kappa", "_errors", "_errors.parquet"} & set(f.relative_to(folder).parts)
+    ]
     return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
 
 

@@ -104,8 +104,8 @@ def test_csv_to_parquet_with_ids_errors_and_report(bundle, tmp_path):
     assert result.set_index("id").loc["r3", "prediction"] == 31.0
     assert len(list((tmp_path / "out").glob("part-*.parquet"))) == 8  # ceil(1000 / 128) shards
     errors = pq.read_table(tmp_path / "errors.parquet").to_pylist()
-    assert [(e["id"], e["status"]) for e in errors] == [("r7", 500), ("r500", 500)]
-    assert errors[0]["message"] == "ValueError: negative a"
+    assert [(e["id"], e["_status"]) for e in errors] == [("r7", 500), ("r500", 500)]
+    assert errors[0]["_message"] == "ValueError: negative a"
     report = json.loads((tmp_path / "report.json").read_text())
     assert (report["rows_in"], report["rows_out"], report["rows_error"]) == (1000, 998, 2)
     assert report["bundle"].startswith("Scorer:") and report["digest"].startswith("sha256:")
@@ -284,7 +284,7 @@ def test_files_and_images_from_a_folder(bundle, tmp_path):
         {"path": "x.png", "prediction": [3, 4, 3]}
     ]
     errors = pq.read_table(tmp_path / "o2" / "_errors.parquet").to_pylist()
-    assert errors[0]["path"] == "broken.png" and "cannot decode image" in errors[0]["message"]
+    assert errors[0]["path"] == "broken.png" and "cannot decode image" in errors[0]["_message"]
 
 
 def test_clear_errors(bundle, tmp_path):
@@ -334,7 +334,7 @@ def test_clear_errors(bundle, tmp_path):
     assert strings.stderr.strip().splitlines()[-1].startswith("Error: 2 of 2 rows failed (100.00%)")
     assert not (tmp_path / "o2" / "_SUCCESS").exists()
     unreadable = pq.read_table(tmp_path / "o2" / "_errors.parquet").to_pylist()
-    assert [e["message"] for e in unreadable] == [
+    assert [e["_message"] for e in unreadable] == [
         "column 'a': cannot read 'x' as double",
         "column 'a': cannot read 'y' as double",
     ]

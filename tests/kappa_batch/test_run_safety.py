@@ -79,7 +79,7 @@ def test_a_late_type_change_in_a_csv_fails_those_rows_only(bundle, tmp_path):
         errors = pq.read_table(out / "_errors.parquet")
         assert output.num_rows + errors.num_rows == rows
         assert errors.column("id").to_pylist() == [110_000]
-        assert [m.split("'")[3] for m in errors.column("message").to_pylist()] == unreadable
+        assert [m.split("'")[3] for m in errors.column("_message").to_pylist()] == unreadable
         assert errors.schema.field("id").type == output.schema.field("id").type == pa.int64()
         scored = dict(
             zip(output.column("id").to_pylist(), output.column("prediction").to_pylist(), strict=True)
@@ -214,7 +214,7 @@ def test_csv_columns_empty_at_first_and_bad_ids_keep_their_types(bundle, tmp_pat
     assert result.exit_code == 0, result.output
     output, errors = pq.read_table(out), pq.read_table(out / "_errors.parquet")
     assert output.schema.field("id").type == errors.schema.field("id").type == pa.int64()
-    assert errors.column("message").to_pylist() == ["column 'id': cannot read 'oops' as int64"]
+    assert errors.column("_message").to_pylist() == ["column 'id': cannot read 'oops' as int64"]
     assert output.num_rows + errors.num_rows == rows
     late = output.filter(pa.compute.greater_equal(output.column("id"), 100_000))
     assert set(late.column("prediction").to_pylist()) == {v * 10 + 2 for v in late.column("id").to_pylist()}

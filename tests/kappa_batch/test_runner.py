@@ -49,7 +49,9 @@ def test_outputs_align_and_a_raising_row_is_isolated(module):
     result = runner.run(pa.table({"x": list(range(20))}))
     values = result.outputs.column("prediction").to_pylist()
     assert values == [i * i if i != 13 else None for i in range(20)]
-    assert result.errors.to_pylist() == [{"row": 13, "status": 500, "message": "ValueError: unlucky 13"}]
+    assert result.errors.to_pylist() == [
+        {"row": 13, "status": 500, "message": "ValueError: unlucky 13", "kind": "rejected"}
+    ]
     assert result.ok_mask.to_pylist() == [i != 13 for i in range(20)]
     assert len(module.CALLS) < 20  # bisection, not one call per row
 
@@ -59,9 +61,9 @@ def test_discards_land_in_the_error_table(module):
     batch = runner.api.input_adapter.to_arrow([1, -1, 2, -5])
     result = runner.run(batch)
     assert result.outputs.column(0).to_pylist() == [1, None, 2, None]
-    assert [(e["row"], e["status"], e["message"]) for e in result.errors.to_pylist()] == [
-        (1, 422, "negative"),
-        (3, 422, "negative"),
+    assert [(e["row"], e["status"], e["message"], e["kind"]) for e in result.errors.to_pylist()] == [
+        (1, 422, "negative", "discarded"),
+        (3, 422, "negative", "discarded"),
     ]
 
 
@@ -70,6 +72,7 @@ def test_wrong_length_fails_the_whole_batch_naming_api_and_lengths(module):
     result = runner.run(pa.table({"x": [1, 2, 3]}))
     assert result.errors.num_rows == 3
     assert "Flaky.short returned 1 results for 3 inputs" in result.errors["message"][0].as_py()
+    assert set(result.errors["kind"].to_pylist()) == {"invalid_output"}
 
 
 def test_data_that_does_not_fit_raises(module):

@@ -218,7 +218,9 @@ def _write_input(iris_frame, folder: Path, partitioned: bool = False) -> Path:
 
 
 def _read(folder: Path) -> pd.DataFrame:
-    files = sorted(p for p in folder.rglob("part-*.parquet") if not {"_errors", "_kappa"} & set(p.parts))
+    files = sorted(
+        p for p in folder.rglob("part-*.parquet") if not {"_errors.parquet", "_kappa"} & set(p.parts)
+    )
     return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
 
 
@@ -272,9 +274,9 @@ def test_kappa_run_engine_spark_matches_the_local_engine(bundle, iris_frame, tmp
     pd.testing.assert_frame_equal(
         got[["id", "prediction"]], expected[["id", "prediction"]], check_dtype=False
     )
-    errors = pq.read_table(tmp_path / "spark" / "_errors").to_pandas()
+    errors = pq.read_table(tmp_path / "spark" / "_errors.parquet").to_pandas()
     assert sorted(errors["id"]) == sorted(f"row{7 + 150 * i}" for i in range(20))
-    assert set(errors["status"]) == {500}
+    assert set(errors["_status"]) == {500} and list(errors.columns) == ["id", "_status", "_message"]
     report = json.loads((tmp_path / "r.json").read_text())
     assert (report["engine"], report["rows_in"], report["rows_error"]) == ("spark", 3000, 20)
 

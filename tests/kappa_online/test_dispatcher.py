@@ -10,6 +10,7 @@ import pytest
 
 from kappa.errors import InputError
 from kappa_batch.runner import NO_ERRORS, RunResult
+from kappa_batch.scoring import ROW_ID, ScoredBatch
 from kappa_online.dispatcher import CostModel, Dispatcher, Overloaded
 
 
@@ -24,13 +25,13 @@ class Model:
         self.seconds, self.per_row = seconds, per_row
         self.batches: list[list[int]] = []
 
-    def __call__(self, table: pa.Table | pa.RecordBatch, headers: object = None) -> RunResult:
+    def __call__(self, table: pa.Table | pa.RecordBatch, headers: object = None) -> ScoredBatch:
         values = table.column("x").to_pylist()
         if -1 in values:
             raise InputError("x must not be -1")
         time.sleep(self.seconds + self.per_row * len(values))
         self.batches.append(values)
-        return RunResult(pa.table({"y": [2 * v for v in values]}), NO_ERRORS)
+        return ScoredBatch(ROW_ID, RunResult(pa.table({"y": [2 * v for v in values]}), NO_ERRORS))
 
 
 def run(coroutine):  # type: ignore[no-untyped-def]
@@ -47,7 +48,7 @@ def test_a_lone_request_is_not_held_back():
         scored = await dispatcher.submit(request(21))
         took = time.perf_counter() - start
         await dispatcher.close()
-        assert scored.outputs.column("y").to_pylist() == [42]
+        assert scored.rows.result.outputs.column("y").to_pylist() == [42]
         return took
 
     assert run(scenario()) < 0.05  # far below the 300 ms budget it could have waited
@@ -66,7 +67,7 @@ def test_requests_are_served_in_arrival_order_and_batched_up_to_the_row_cap():
         results = await asyncio.gather(*tasks)
         await dispatcher.close()
         for i, scored in enumerate(results):  # each request gets exactly its own rows back
-            assert scored.outputs.column("y").to_pylist() == [6 * i, 6 * i + 2, 6 * i + 4]
+            assert scored.rows.result.outputs.column("y").to_pylist() == [6 * i, 6 * i + 2, 6 * i + 4]
         return model.batches
 
     batches = run(scenario())
@@ -130,7 +131,11 @@ def test_a_batch_refused_as_input_is_retried_request_by_request():
 
     outcomes = run(scenario())
     assert isinstance(outcomes[2], InputError)
-    assert [o.outputs.column("y").to_pylist() for i, o in enumerate(outcomes) if i != 2] == [[2], [4], [8]]
+    assert [o.rows.result.outputs.column("y").to_pylist() for i, o in enumerate(outcomes) if i != 2] == [
+        [2],
+        [4],
+        [8],
+    ]
 
 
 def test_close_serves_what_is_queued():
@@ -144,7 +149,7 @@ def test_close_serves_what_is_queued():
         await dispatcher.close()
         with pytest.raises(Overloaded, match="shutting down"):
             await dispatcher.submit(request(9))
-        return [p.result().outputs.column("y").to_pylist() for p in pending]
+        return [p.result().rows.result.outputs.column("y").to_pylist() for p in pending]
 
     assert run(scenario()) == [[0], [2], [4], [6], [8]]
 
@@ -175,7 +180,7 @@ def test_an_idle_server_serves_a_large_request_after_one_row_traffic():
         served = []
         for _ in range(3):  # and keeps serving: a refused request would never have taught it otherwise
             scored = await dispatcher.submit(request(*range(200)))
-            served.append(scored.outputs.num_rows)
+            served.append(scored.rows.rows_in)
         await dispatcher.close()
         return served
 

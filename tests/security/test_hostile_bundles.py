@@ -206,7 +206,7 @@ def test_unlisted_code_below_a_bundle_package_stays_unimportable_after_loading(i
 
 
 def test_a_spark_or_dask_driver_verifies_the_bundle_before_shipping(saved):
-    from kappa_batch.remote import describe
+    from kappa_batch.shipping import describe
 
     with pytest.raises(BundleIntegrityError, match="expected sha256:0000"):
         describe(str(saved), expected_digest="sha256:" + "0" * 64)
