@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
 
@@ -52,9 +54,26 @@ def bundle(make_module, tmp_path_factory):
 
 
 def kappa(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    return subprocess.run(
-        [KAPPA, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd
-    )
+    """`kappa ARGS` in this process (CliRunner): these tests are about what the command does. The
+    tests about the process itself (its exit, signals, forked workers' lives) start real ones."""
+    from kappa.cli.main import cli
+
+    previous = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(cli, list(args), env=env)
+    finally:
+        os.chdir(previous)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "Traceback (in process):\n" + "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, stderr)
+
+
+def kappa_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A real `kappa ARGS` process (its log lines, its environment, its exit)."""
+    return subprocess.run([KAPPA, *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
 def frame(n: int, bad: tuple[int, ...] = ()) -> pd.DataFrame:
@@ -171,7 +190,7 @@ def test_existing_output_needs_overwrite_or_resume(bundle, tmp_path):
     assert again.returncode == 1 and "already exists; pass --overwrite" in again.stderr
     replaced = kappa(*args, "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
-    done = kappa(*args, "--resume")
+    done = kappa_process(*args, "--resume")  # its log line, as a terminal shows it
     assert done.returncode == 0 and "nothing to resume" in done.stderr
     other = kappa(*args, "--resume", "--batch-size", "3")
     assert other.returncode == 1 and "started with other settings (batch_size: 65536 -> 3)" in other.stderr
@@ -384,7 +403,7 @@ def test_s3_input_glob_and_output(bundle, tmp_path, s3_endpoint):
         buffer = io.BytesIO()
         frame(20).iloc[i * 10 : (i + 1) * 10].to_parquet(buffer, row_group_size=5)
         fs.pipe_file(f"{prefix}/in/part-{i}.parquet", buffer.getvalue())
-    result = kappa(
+    result = kappa_process(
         "run",
         bundle,
         "score",
