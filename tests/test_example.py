@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 KAPPA = str(Path(sys.executable).parent / "kappa")
 
 
+@pytest.mark.slow
 def test_iris_example_end_to_end(tmp_path, kappa_home):
     train = subprocess.run(
         [sys.executable, "-m", "examples.iris.main"], cwd=ROOT, capture_output=True, text=True

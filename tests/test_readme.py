@@ -76,6 +76,7 @@ def test_the_python_blocks_run(readme_service, kappa_home):
     assert (Path("bundles") / "iris" / "kappa.yml").is_file()
 
 
+@pytest.mark.slow
 def test_the_console_blocks_run_as_printed(readme_service, kappa_home, tmp_path):
     shutil.copyfile(ROOT / "examples" / "iris" / "iris.csv", tmp_path / "iris.csv")
     ran = 0

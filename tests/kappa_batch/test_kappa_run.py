@@ -426,6 +426,7 @@ def test_s3_input_glob_and_output(bundle, tmp_path, s3_endpoint):
     assert fs.exists(f"{prefix}/out/_SUCCESS") and not fs.glob(f"{prefix}/out/.tmp-*")
 
 
+@pytest.mark.slow
 def test_runs_with_many_shards_exit_cleanly(bundle, tmp_path):
     """Regression: `kappa run` sometimes aborted after its work ("terminate called without an
     active exception", exit -6) when an Arrow reader thread released Python-owned buffers while
