@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 
+from kappa.adapters.schema import one_batch
+
 
 def rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
     if size < 1:
@@ -37,7 +39,7 @@ def _combine(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
         table = _promote([pa.Table.from_batches([p]) for p in parts])
     else:
         table = pa.Table.from_batches(parts)
-    return table.combine_chunks().to_batches(max_chunksize=None)[0]
+    return one_batch(table.combine_chunks())
 
 
 def _promote(tables: list[pa.Table]) -> pa.Table:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from kappa.adapters.schema import one_batch
 from kappa.errors import InferenceError, InputError
 from kappa.inference import ErrorKind, raised_kind
 from kappa_batch.cache import load_service, loaded
@@ -115,11 +116,7 @@ class BatchRunner:
         self, data: pa.RecordBatch | pa.Table, headers: Sequence[Mapping[str, str]] | None = None
     ) -> RunResult:
         """Score ``data``; ``headers`` (online): each row's request headers, for ``task.http_headers``."""
-        batch = (
-            data.combine_chunks().to_batches()[0] if isinstance(data, pa.Table) and data.num_rows else data
-        )
-        if isinstance(batch, pa.Table):  # an empty table
-            batch = pa.RecordBatch.from_pylist([], schema=batch.schema)
+        batch = one_batch(data)
         responses: dict[int, tuple[int, Mapping[str, str]]] = {}
         outputs, errors = self._run(batch, 0, headers, responses)
         return RunResult(outputs=outputs, errors=errors, responses=responses)

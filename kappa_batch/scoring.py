@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from kappa.adapters.schema import fit
+from kappa.adapters.schema import fit, one_batch
 from kappa.errors import InputError, KappaError
 from kappa_batch.csvread import INPUT_ERROR_COLUMN
 from kappa_batch.runner import ERROR_SCHEMA, BatchRunner, RunResult, error_table
@@ -193,14 +193,6 @@ def score_batch(
     else:
         result = _run_readable(runner, batch, unreadable, headers)
     return ScoredBatch(id_column or ROW_ID, result, offset, ids)
-
-
-def one_batch(table: pa.Table) -> pa.RecordBatch:
-    """A table as one record batch (without copying when it has one chunk)."""
-    if table.num_rows == 0:
-        return pa.RecordBatch.from_pylist([], schema=table.schema)
-    batches = table.to_batches()
-    return batches[0] if len(batches) == 1 else table.combine_chunks().to_batches()[0]
 
 
 def _unreadable_rows(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.Array | None]:

@@ -296,13 +296,15 @@ def _csv(body: bytes) -> pa.RecordBatch:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    from kappa.adapters.schema import one_batch
+
     try:
         table = pacsv.read_csv(io.BytesIO(body))
     except (pa.ArrowInvalid, ValueError) as exc:
         raise InputError(f"the request body is not valid CSV with a header row: {exc}") from None
     if table.num_rows == 0:
         raise InputError("the CSV holds no rows")
-    return table.combine_chunks().to_batches()[0]
+    return one_batch(table)
 
 
 def frame_to_arrow(frame: pd.DataFrame) -> pa.RecordBatch:

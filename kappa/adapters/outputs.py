@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from kappa.adapters._json import dumps
 from kappa.adapters.base import OutputAdapter
+from kappa.adapters.schema import one_batch
 from kappa.errors import InferenceError
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ def _is_series(value: Any) -> bool:
 
 
 def _frame_to_arrow(frame: Any) -> pa.RecordBatch:
+    """A returned DataFrame as Arrow; unlike inputs (:func:`kappa.adapters.dataframe.frame_to_arrow`)
+    NaN becomes null, so every output writes and prints as valid JSON."""
     import pyarrow as pa
 
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
@@ -124,11 +127,7 @@ class DefaultOutput(OutputAdapter):
         if isinstance(results, pa.RecordBatch):
             return results
         if isinstance(results, pa.Table):
-            return (
-                results.combine_chunks().to_batches()[0]
-                if results.num_rows
-                else (pa.RecordBatch.from_pylist([], schema=results.schema))
-            )
+            return one_batch(results)
         if _is_frame(results):
             return _frame_to_arrow(results)
         if _is_series(results):

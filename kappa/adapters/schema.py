@@ -1,4 +1,4 @@
-"""Fitting Arrow data to a schema: the one function that does it, for inputs and outputs."""
+"""Fitting Arrow data to a shape: one schema (for inputs and outputs alike), one record batch."""
 
 from __future__ import annotations
 
@@ -54,3 +54,17 @@ def _check_columns(names: list[str], schema: pa.Schema) -> None:
             f"missing column(s) {missing}; the API takes {schema.names}"
             + (f" (got {extra})" if extra else "")
         )
+
+
+def one_batch(data: pa.Table | pa.RecordBatch) -> pa.RecordBatch:
+    """``data`` as one record batch (no copy when the table has one chunk; an empty one keeps its schema)."""
+    import pyarrow as pa
+
+    if isinstance(data, pa.RecordBatch):
+        return data
+    batches = data.to_batches()
+    if len(batches) == 1:
+        return batches[0]
+    if data.num_rows == 0:
+        return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in data.schema], schema=data.schema)
+    return data.combine_chunks().to_batches()[0]
