@@ -86,11 +86,11 @@ def loaded(handle: BundleHandle, env_check: str) -> Loaded:
     """On a worker: the bundle ``handle`` names, loaded once per process from where the driver put
     it, verified by the driver's digest and checked against this worker's packages once."""
     entry = _loaded.get(handle.digest)
-    if entry is not None and entry.env_checked:
+    if entry is not None and (entry.env_checked or env_check == "ignore"):
         return entry
     entry = _entry(handle.location(), handle.digest)
     with _lock:
-        if not entry.env_checked:
+        if not entry.env_checked and env_check != "ignore":
             _check_environment(entry.manifest, env_check)
             entry.env_checked = True
     return entry
@@ -121,8 +121,6 @@ def cached_digests() -> list[str]:
 def _check_environment(manifest: Manifest, env_check: str) -> None:
     from kappa.bundle.env import environment_differences
 
-    if env_check == "ignore":
-        return
     differences = environment_differences(manifest.pip_packages)
     if differences:
         message = (

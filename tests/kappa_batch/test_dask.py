@@ -139,7 +139,7 @@ def test_score_dataframe_on_a_cluster_matches_kappa_run(client, bundle, iris_big
     failed = result[result["_status"].notna()]
     assert failed["id"].tolist() == ["row7"] and "negative sepal length" in failed["_message"].iloc[0]
     # the model is loaded once per worker process, from the copy shipped into its local directory
-    from kappa_batch.remote import loaded_from
+    from kappa_batch.cache import loaded_from
 
     locations = client.run(loaded_from)
     assert len(locations) == 2
