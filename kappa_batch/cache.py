@@ -37,7 +37,7 @@ class Loaded:
     manifest: Manifest
     location: str  # the folder or URL this process loaded it from
     runners: dict[str, Any] = field(default_factory=dict)  # API -> its BatchRunner
-    env_checked: bool = False
+    differences: list[str] | None = None  # this process's packages against the bundle's pins, once
     schemas: dict[tuple[str, str], pa.Schema] = field(default_factory=dict)  # (api, input key) -> outputs
 
 
@@ -84,23 +84,21 @@ def load_service(
 
 def loaded(handle: BundleHandle, env_check: str) -> Loaded:
     """On a worker: the bundle ``handle`` names, loaded once per process from where the driver put
-    it, verified by the driver's digest and checked against this worker's packages once."""
+    it, verified by the driver's digest, and checked against this worker's packages (compared
+    once; ``fail`` refuses, ``warn`` logs once, ``ignore`` skips)."""
     entry = _loaded.get(handle.digest)
-    if entry is not None and (entry.env_checked or env_check == "ignore"):
-        return entry
-    entry = _entry(handle.location(), handle.digest)
-    with _lock:
-        if not entry.env_checked and env_check != "ignore":
-            _check_environment(entry.manifest, env_check)
-            entry.env_checked = True
+    if entry is None:
+        entry = _entry(handle.location(), handle.digest)
+    if env_check != "ignore":
+        _check_environment(entry, env_check)
     return entry
 
 
 def learned_schema(
-    ref: str | os.PathLike[str], api: str, input_key: str, learn: Callable[[], pa.Schema]
+    ref: str | os.PathLike[str], digest: str, api: str, input_key: str, learn: Callable[[], pa.Schema]
 ) -> pa.Schema:
     """The output schema ``learn()`` finds for ``api`` and inputs like ``input_key``, once per process."""
-    entry = _entry(ref, None)
+    entry = _entry(ref, digest)
     key = (api, input_key)
     if key not in entry.schemas:
         entry.schemas[key] = learn()
@@ -118,16 +116,20 @@ def cached_digests() -> list[str]:
         return list(_loaded)
 
 
-def _check_environment(manifest: Manifest, env_check: str) -> None:
-    from kappa.bundle.env import environment_differences
+def _check_environment(entry: Loaded, env_check: str) -> None:
+    first = entry.differences is None
+    if entry.differences is None:
+        from kappa.bundle.env import environment_differences
 
-    differences = environment_differences(manifest.pip_packages)
-    if differences:
-        message = (
-            f"this worker's Python packages differ from what bundle {manifest.tag} pins: "
-            + "; ".join(differences)
-            + " (install the bundle's env/requirements.txt on the workers, or pass env_check='warn')"
-        )
-        if env_check == "fail":
-            raise KappaError(message)
+        entry.differences = environment_differences(entry.manifest.pip_packages)
+    if not entry.differences:
+        return
+    message = (
+        f"this worker's Python packages differ from what bundle {entry.manifest.tag} pins: "
+        + "; ".join(entry.differences)
+        + " (install the bundle's env/requirements.txt on the workers, or pass env_check='warn')"
+    )
+    if env_check == "fail":
+        raise KappaError(message)
+    if first:  # "warn": once per process
         log.warning(message)

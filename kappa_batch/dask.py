@@ -102,11 +102,14 @@ class DaskTransport:
         self.client.register_plugin(plugin, name=archive.name.removesuffix(".tar.gz"))
 
 
-def ship(bundle: str | os.PathLike[str], client: Any = None) -> BundleHandle:
+def ship(
+    bundle: str | os.PathLike[str], client: Any = None, expected_digest: str | None = None
+) -> BundleHandle:
     """Make ``bundle`` reachable from the workers of ``client`` (default: the current client;
-    without one, Dask's local schedulers read the bundle's folder on this machine)."""
+    without one, Dask's local schedulers read the bundle's folder on this machine).
+    ``expected_digest``: the digest the bundle must have."""
     client = client if client is not None else _current_client()
-    return shipping.ship(bundle, DaskTransport(client) if client is not None else None)
+    return shipping.ship(bundle, DaskTransport(client) if client is not None else None, expected_digest)
 
 
 def runner_for(handle: BundleHandle, api: str, env_check: str) -> Any:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from kappa.errors import InputError
-from kappa_batch.cache import check_env_check, learned_schema
+from kappa_batch.cache import check_env_check, learned_schema, load_service
 from kappa_batch.rowids import Positions
 from kappa_batch.runner import BatchRunner
 from kappa_batch.scoring import ERROR_FIELDS, ROW_ID, check_errors, check_id_column, score_batch
@@ -76,17 +76,20 @@ def plan(
     hint: str,
     positions: Positions | None = None,
     carry: tuple[pa.Field, ...] = (),
+    expected_digest: str | None = None,
 ) -> FramePlan:
     """Check the options, ship the bundle and settle the columns (see the module docstring).
     ``outputs``: the API's output columns when the caller knows them (Dask ``meta=``);
     ``positions``: ids (:data:`~kappa_batch.scoring.ROW_ID`) from the input files' row positions;
-    ``carry``: input columns passed through after the others (e.g. the columns a job partitions by)."""
+    ``carry``: input columns passed through after the others (e.g. the columns a job partitions by);
+    ``expected_digest``: the digest the bundle must have (what the job resolved at its start); the
+    bundle that is shipped, and sampled here, is that one."""
     check_errors(errors)
     check_env_check(env_check)
     check_id_column(id_column, columns)
-    handle = ship(bundle, transport)
+    handle = ship(bundle, transport, expected_digest)
     if outputs is None:
-        outputs = output_schema(bundle, api, input_key, sample, hint)
+        outputs = output_schema(bundle, api, input_key, sample, hint, handle.digest)
     fields = list(outputs)
     if id_column is not None:
         fields.insert(0, id_field(id_column))
@@ -105,20 +108,22 @@ def output_schema(
     input_key: str,
     sample: Callable[[], pa.RecordBatch | pa.Table],
     hint: str,
+    expected_digest: str | None = None,
 ) -> pa.Schema:
     """The API's output columns: declared in the bundle's manifest, or learned by scoring ``sample()``
     (real rows of the input, never made-up ones) here once per bundle, API and ``input_key``
     (the input's columns and types)."""
     from kappa.bundle.manifest import schema_from_dict
 
-    path, manifest = describe(bundle)
+    path, manifest = describe(bundle, expected_digest)
     declared = schema_from_dict(manifest.api(api).output_schema)
     if declared is not None:
         return declared
 
     def learn() -> pa.Schema:
 
-        result = BatchRunner(path, api).run(sample())
+        service, _ = load_service(path, manifest.digest)
+        result = BatchRunner(service, api).run(sample())
         if result.errors.num_rows == result.outputs.num_rows:
             why = result.errors.to_pylist()[0]["message"] if result.errors.num_rows else "the input is empty"
             raise InputError(
@@ -127,4 +132,4 @@ def output_schema(
             )
         return result.outputs.schema
 
-    return learned_schema(path, api, input_key, learn)
+    return learned_schema(path, manifest.digest, api, input_key, learn)

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
+
+from kappa.errors import KappaError
 
 FILE_COLUMN = "_kappa_file"  # the file a row was read from
 INDEX_COLUMN = "_kappa_index"  # its index in that file (Parquet)
@@ -30,8 +33,9 @@ class Positions:
 
     @classmethod
     def from_counts(cls, counts: Iterable[tuple[str, int, int]], by_split: bool) -> Positions:
-        """From (file, split start, rows) of every split; files in sorted order."""
-        ordered = sorted(counts)
+        """From (file, split start, rows) of every split; files in the order ``kappa run`` reads them
+        (sorted by path: Spark's ``file:`` URIs are compared as the paths they encode)."""
+        ordered = sorted(counts, key=lambda c: (unquote(c[0]), c[1]))
         starts: dict[tuple[str, int], int] = {}
         position = 0
         for file, split, rows in ordered:
@@ -41,6 +45,15 @@ class Positions:
                 starts[(file, split)] = position
             position += rows
         return cls(starts)
+
+    def start(self, file: str, split: int) -> int:
+        try:
+            return self.starts[(file, split)]
+        except KeyError:
+            raise KappaError(
+                f"{file} (split at byte {split}) was not seen when the job counted its input's rows: "
+                "the input changed while the job ran; run the job again"
+            ) from None
 
     def assign(self, batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.Array, pa.RecordBatch]]:
         """For every batch of one task, in order: its rows' ids and the batch without the helper columns.
@@ -52,7 +65,7 @@ class Positions:
             paths = files.dictionary.to_pylist()
             codes = files.indices.to_numpy(zero_copy_only=False).astype(np.int64)
             if INDEX_COLUMN in names:  # Parquet: the index in the file is known
-                base = np.array([self.starts[(p, -1)] for p in paths], dtype=np.int64)
+                base = np.array([self.start(p, -1) for p in paths], dtype=np.int64)
                 index = batch.column(names.index(INDEX_COLUMN)).to_numpy(zero_copy_only=False)
                 ids = base[codes] + index
             else:
@@ -64,7 +77,7 @@ class Positions:
                         continue
                     key = (paths[codes[start]], int(splits[start]))
                     done = seen.get(key, 0)
-                    ids[start:end] = self.starts[key] + done + np.arange(end - start)
+                    ids[start:end] = self.start(*key) + done + np.arange(end - start)
                     seen[key] = done + end - start
             keep = [i for i, n in enumerate(names) if n not in (FILE_COLUMN, INDEX_COLUMN, SPLIT_COLUMN)]
             yield pa.array(ids), batch.select(keep)

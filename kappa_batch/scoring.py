@@ -24,8 +24,9 @@ import pyarrow as pa
 
 from kappa.adapters.schema import fit, one_batch
 from kappa.errors import InputError, KappaError
+from kappa.inference import null_outputs
 from kappa_batch.csvread import INPUT_ERROR_COLUMN
-from kappa_batch.runner import ERROR_SCHEMA, BatchRunner, RunResult, error_table
+from kappa_batch.runner import ERROR_SCHEMA, NO_ERRORS, BatchRunner, RunResult, error_table
 
 if TYPE_CHECKING:
     from kappa.inference import ErrorKind
@@ -179,15 +180,20 @@ def score_batch(
     id_column: str | None = None,
     ids: pa.Array | None = None,
     headers: Sequence[Mapping[str, str]] | None = None,
+    reader_errors: bool = False,
 ) -> ScoredBatch:
     """Score ``batch``: ids from ``id_column`` (taken out of the input), else ``ids``, else the
-    rows' positions plus ``offset``; ``headers``: each row's request headers (online)."""
+    rows' positions plus ``offset``; ``headers``: each row's request headers (online);
+    ``reader_errors``: the batch comes from ``kappa run``'s reader, whose
+    :data:`~kappa_batch.csvread.INPUT_ERROR_COLUMN` marks rows it could not read."""
     if isinstance(batch, pa.Table):
         batch = one_batch(batch)
     named, batch = split_ids(batch, id_column)
     if named is not None:
         ids = named
-    batch, unreadable = _unreadable_rows(batch)
+    unreadable = None
+    if reader_errors:
+        batch, unreadable = _unreadable_rows(batch)
     if unreadable is None:
         result = runner.run(batch, headers)
     else:
@@ -218,11 +224,16 @@ def _run_readable(
     readable = pc.is_null(unreadable)
     positions = np.flatnonzero(readable.to_numpy(zero_copy_only=False))
     kept = [headers[int(i)] for i in positions] if headers is not None else None
-    scored = runner.run(batch.filter(readable), kept)
     size = batch.num_rows
+    if len(positions):
+        scored = runner.run(batch.filter(readable), kept)
+    else:  # nothing to score: the model is not called
+        scored = RunResult(pa.Table.from_batches([null_outputs(runner.api, 0)]), NO_ERRORS)
     back = np.full(size, -1, dtype=np.int64)  # each input row's place among the readable ones
     back[positions] = np.arange(len(positions))
     outputs = scored.outputs.take(pa.array(back, mask=back < 0))
+    if outputs.num_rows != size:  # an API that answers no rows with no columns
+        outputs = pa.Table.from_batches([null_outputs(runner.api, size)])
     bad = np.flatnonzero(~readable.to_numpy(zero_copy_only=False))
     failed = error_table(
         bad.tolist(),

@@ -42,7 +42,16 @@ MANIFEST_FILE = "manifest.json"
 SUCCESS_FILE = "_SUCCESS"
 _PART = re.compile(r"part-(\d{5,})\.(parquet|csv|jsonl)$")
 # What must match for --resume to continue an output.
-RESUME_KEYS = ("bundle_digest", "api", "input", "input_files", "batch_size", "format", "id_column")
+RESUME_KEYS = (
+    "bundle_digest",
+    "api",
+    "input",
+    "input_files",
+    "batch_size",
+    "format",
+    "id_column",
+    "error_columns",
+)
 
 
 @dataclass(frozen=True)

@@ -130,9 +130,8 @@ class KappaUDF:
         check_errors(errors)
         check_env_check(env_check)
         self.handle = ship(spark, bundle)
-        from kappa.bundle.load import resolve
-
-        value_spark, self.arrow_type = _output_arrow_type(str(resolve(bundle)), api, return_type)
+        path, _ = shipping.describe(bundle, self.handle.digest)
+        value_spark, self.arrow_type = _output_arrow_type(str(path), api, return_type)
         self.api, self.errors, self.env_check = api, errors, env_check
         if errors == "column":
             from pyspark.sql.types import StructField, StructType
@@ -241,6 +240,7 @@ def score_frame(
     errors: str,
     positions: Positions | None = None,
     carry: Sequence[str] = (),
+    expected_digest: str | None = None,
 ) -> Any:
     """:func:`score`, or with ``positions`` (and the helper columns of :mod:`kappa_batch.rowids` in
     ``df``) the ``_row`` id of every row: its position in the input files (Spark jobs). ``carry``:
@@ -268,6 +268,7 @@ def score_frame(
         hint="declare the API's output (e.g. DefaultOutput(dtype='int64'))",
         positions=positions,
         carry=tuple(arrow_field(c) for c in carry if c != id_column),
+        expected_digest=expected_digest,
     )
     return df.mapInArrow(_score_function(plan), spark_schema(plan.schema))
 

@@ -10,6 +10,7 @@ raised ``ValueError``/``TypeError``) are the request's fault (400); ``raised`` a
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -116,13 +117,21 @@ class Endpoint:
         errors = scored.rows.result.errors
         if errors.num_rows:
             self.metrics.rows_error.labels(self.name).inc(errors.num_rows)
-            failures = [failure(e) for e in errors.to_pylist()]
+            rows = errors.to_pylist()
+            failures = [failure(e) for e in rows]
             status = min(f["status"] for f in failures)
             status = status if 400 <= status < 600 else 500
-            hidden = [e for e in errors.to_pylist() if e["kind"] in HIDDEN]
-            if status >= 500 and hidden:  # an exception's text stays in the server log
+            hidden = [e for e in rows if e["kind"] in HIDDEN]
+            if hidden:  # an exception's text stays in the server log, whatever the answer's status
                 detail = "; ".join(f"row {e['row']}: {e['message']}" for e in hidden)
-                return internal_error(f"API {self.name}: {len(hidden)} row(s) raised", detail=detail)
+                logged = internal_error(f"API {self.name}: {len(hidden)} row(s) raised", detail=detail)
+                if status >= 500:
+                    return logged
+                said = json.loads(logged.body)["error"]
+                failures = [
+                    {**f, "message": said} if e["kind"] in HIDDEN else f
+                    for f, e in zip(failures, rows, strict=True)
+                ]
             return Reply.json({"error": failures[0]["message"], "failed_rows": failures}, status)
         return scored
 

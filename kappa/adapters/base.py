@@ -8,6 +8,7 @@ declaring a service stays cheap.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -81,15 +82,17 @@ class InputAdapter(ABC):
     def conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """``batch`` with the columns (order and types) the adapter declares; an
         :class:`~kappa.errors.InputError` naming the column otherwise."""
-        expected = self.arrow_schema()
+        expected = self.declared_schema
         if expected is None or batch.schema.equals(expected):
             return batch
-        import pyarrow as pa
-
         from kappa.adapters.schema import fit
 
-        table = fit(batch, expected, strict=True)
-        return pa.RecordBatch.from_arrays([c.combine_chunks() for c in table.columns], schema=expected)
+        return fit(batch, expected, strict=True)
+
+    @functools.cached_property
+    def declared_schema(self) -> pa.Schema | None:
+        """:meth:`arrow_schema`, worked out once (it is read for every request)."""
+        return self.arrow_schema()
 
     def openapi_request(self) -> dict[str, Any]:
         """The OpenAPI ``requestBody.content`` of an API with this input."""

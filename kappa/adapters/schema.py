@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kappa.errors import InferenceError, InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+Arrow = TypeVar("Arrow", bound=Any)  # a pa.Table or a pa.RecordBatch: what comes in goes out
 
-def fit(data: pa.Table | pa.RecordBatch, schema: pa.Schema, strict: bool = False) -> pa.Table:
-    """``data`` with exactly ``schema``'s columns, in its order and types.
+
+def fit(data: Arrow, schema: pa.Schema, strict: bool = False) -> Arrow:
+    """``data`` with exactly ``schema``'s columns, in its order and types (a batch stays a batch).
 
     Outputs (``strict=False``): a missing column is all null (e.g. every row of the batch
     failed). Inputs (``strict=True``): a missing column is an :class:`~kappa.errors.InputError`.
@@ -41,7 +43,9 @@ def fit(data: pa.Table | pa.RecordBatch, schema: pa.Schema, strict: bool = False
                     f"the declared {field.type}"
                 ) from None
         columns.append(column)
-    return pa.Table.from_arrays(columns, schema=schema)
+    kind = pa.RecordBatch if isinstance(data, pa.RecordBatch) else pa.Table
+    fitted: Arrow = kind.from_arrays(columns, schema=schema)
+    return fitted
 
 
 def _check_columns(names: list[str], schema: pa.Schema) -> None:

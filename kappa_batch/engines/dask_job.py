@@ -81,7 +81,8 @@ class DaskPool:
             self.client.wait_for_workers(1, timeout=60)
             nthreads = self.client.nthreads()
         self.width = max(1, sum(nthreads.values()))
-        handle = ship(job.bundle, self.client)
+        digest = state.runner.manifest.digest if state.runner.manifest else None
+        handle = ship(job.bundle, self.client, digest)  # the version the run resolved at its start
         self.plan = ShardPlan(
             handle, job.api, env_check, state.output.spec, state.id_column, state.fs, state.batch_size
         )

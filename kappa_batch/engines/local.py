@@ -32,7 +32,7 @@ from kappa_batch.io import (
 from kappa_batch.job import Report, ScoreJob, error_rate_limit
 from kappa_batch.progress import Progress
 from kappa_batch.runner import NO_ERRORS, BatchRunner, RunResult
-from kappa_batch.scoring import ROW_ID, ScoredBatch, score_batch
+from kappa_batch.scoring import ERROR_FIELDS, ROW_ID, ScoredBatch, score_batch
 from kappa_batch.shards import OutputSpec, ShardedOutput
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,9 @@ def _score_task(state: WorkerState, task: Task) -> tuple[int, ShardResult]:
     if isinstance(task, PlannedShard):
         parts, offset = [], task.offset
         for batch in read_planned(state.fs, task, state.batch_size, use_threads=not state.in_worker_pool):
-            parts.append(score_batch(state.runner, batch, offset=offset, id_column=state.id_column))
+            parts.append(
+                score_batch(state.runner, batch, offset=offset, id_column=state.id_column, reader_errors=True)
+            )
             offset += batch.num_rows
         if not parts:  # a row group without rows: empty tables, with the id column's own type
             id_type = pa.int64()
@@ -99,7 +101,9 @@ def _score_task(state: WorkerState, task: Task) -> tuple[int, ShardResult]:
     index, offset, batch = task
     if not isinstance(batch, pa.RecordBatch):
         batch = pa.ipc.open_stream(batch).read_next_batch()
-    return index, ShardResult.of([score_batch(state.runner, batch, offset=offset, id_column=state.id_column)])
+    return index, ShardResult.of(
+        [score_batch(state.runner, batch, offset=offset, id_column=state.id_column, reader_errors=True)]
+    )
 
 
 def write_task(state: WorkerState, task: Task) -> tuple[int, int, int]:
@@ -225,6 +229,7 @@ def _run_params(
         "batch_size": job.batch_size,
         "format": fmt,
         "id_column": id_column,
+        "error_columns": [f.name for f in ERROR_FIELDS],  # an output started with others cannot resume
     }
 
 
@@ -237,7 +242,7 @@ def score_inline(job: ScoreJob) -> tuple[Report, list[Any], list[dict[str, Any]]
     batch = next(iter(rebatch(source.batches, max(job.batch_size, 1))), None)
     if batch is None:
         raise InputError("--input holds no rows")
-    scored = score_batch(runner, batch, id_column=id_column)
+    scored = score_batch(runner, batch, id_column=id_column, reader_errors=True)
     report.add(scored.rows_in, scored.rows_out, scored.rows_error)
     report.shards = 1
     report.finish(time.monotonic() - start, max_error_rate(job))
@@ -279,7 +284,7 @@ def stream_json(job: ScoreJob, printed: Printed) -> Iterator[tuple[list[Any], li
     report = _new_report(job, runner, source)
     start = time.monotonic()
     for offset, batch in _batches(job, source):
-        scored = score_batch(runner, batch, offset=offset, id_column=id_column)
+        scored = score_batch(runner, batch, offset=offset, id_column=id_column, reader_errors=True)
         report.add(scored.rows_in, scored.rows_out, scored.rows_error)
         report.shards += 1
         yield printed_rows(scored, runner)

@@ -92,11 +92,12 @@ def run(
         raise InputError(f"--partition-by column(s) {missing} are not in the input; it has {df.columns}")
     handle = ship(spark, bundle, bundle_digest)
     positions = None
-    if id_column is None:  # ids from the rows' positions in the input files, as `kappa run` gives them
-        df, positions = with_positions(spark, df)
-    carried = [c for c in partition_by if c != id_column]
-    scored = score_frame(df, bundle, api, id_column, env_check, "column", positions, carried)
     key = id_column or ROW_ID
+    if id_column is None:  # ids from the rows' positions in the input files, as `kappa run` gives them
+        df, positions = with_row_ids(spark, df)
+        id_column = ROW_ID if positions is None else None
+    carried = [c for c in partition_by if c != key]
+    scored = score_frame(df, bundle, api, id_column, env_check, "column", positions, carried, handle.digest)
     scored = scored.persist(StorageLevel.DISK_ONLY)
     try:
         good = scored.filter(F.col(STATUS).isNull()).drop(STATUS, MESSAGE)
@@ -128,26 +129,41 @@ def run(
     return report
 
 
-def with_positions(spark: Any, df: Any) -> tuple[Any, Positions]:
-    """``df`` with the columns that place each row in its file, and where each file (and each split
-    of a text file) starts in the whole input: one pass that counts the rows of every split."""
+def with_row_ids(spark: Any, df: Any) -> tuple[Any, Positions | None]:
+    """Each row's place in the whole input (see :mod:`kappa_batch.rowids`), from one pass that
+    counts the rows of every file (Parquet: of its footers' row groups) or split (text formats).
+
+    Parquet: ``df`` gets the ``_row`` column itself, computed in Spark (a file's start, from a
+    broadcast table, plus the row's index in its file), so only that number reaches Python.
+    Text formats: ``df`` gets the file and split of each row, and the returned
+    :class:`Positions` numbers the rows of each split in the task that reads it.
+    """
     from pyspark.sql import functions as F
 
-    parquet = "row_index" in df.select("_metadata.*").columns
-    if not parquet:  # the counting pass and the scoring pass must cut the files into the same splits
-        key = "spark.sql.files.minPartitionNum"
-        if spark.conf.get(key, None) is None:
-            spark.conf.set(key, str(spark.sparkContext.defaultParallelism))
-    located = df.withColumn(FILE_COLUMN, F.col("_metadata.file_path"))
-    if parquet:
-        located = located.withColumn(INDEX_COLUMN, F.col("_metadata.row_index"))
-        split = F.lit(0).cast("long")
-    else:
-        split = F.col("_metadata.file_block_start")
-        located = located.withColumn(SPLIT_COLUMN, split)
-    counts = df.groupBy(F.col("_metadata.file_path"), split.alias("split")).count().collect()
-    positions = Positions.from_counts(((r[0], int(r[1]), int(r[2])) for r in counts), by_split=not parquet)
-    return located, positions
+    file_path = F.col("_metadata.file_path")
+    if "row_index" in df.select("_metadata.*").columns:  # Parquet
+        counts = df.groupBy(file_path).count().collect()
+        positions = Positions.from_counts(((r[0], 0, int(r[1])) for r in counts), by_split=False)
+        starts = spark.createDataFrame(
+            [(file, start) for (file, _), start in positions.starts.items()],
+            f"{FILE_COLUMN} string, _kappa_start long",
+        )
+        placed = (
+            df.withColumn(FILE_COLUMN, file_path)
+            .withColumn(INDEX_COLUMN, F.col("_metadata.row_index"))
+            .join(F.broadcast(starts), FILE_COLUMN)
+            .withColumn(ROW_ID, F.col("_kappa_start") + F.col(INDEX_COLUMN))
+            .drop(FILE_COLUMN, INDEX_COLUMN, "_kappa_start")
+        )
+        return placed, None
+    # the counting pass and the scoring pass must cut the files into the same splits
+    key = "spark.sql.files.minPartitionNum"
+    if spark.conf.get(key, None) is None:
+        spark.conf.set(key, str(spark.sparkContext.defaultParallelism))
+    split = F.col("_metadata.file_block_start")
+    counts = df.groupBy(file_path, split).count().collect()
+    positions = Positions.from_counts(((r[0], int(r[1]), int(r[2])) for r in counts), by_split=True)
+    return df.withColumn(FILE_COLUMN, file_path).withColumn(SPLIT_COLUMN, split), positions
 
 
 def _max_error_rate(given: float | None) -> float:

@@ -63,12 +63,16 @@ def test_unreadable_rows_fail_in_place_without_reaching_the_model(runner):
     batch = pa.table(
         {"x": [1.0, None, 3.0], INPUT_ERROR_COLUMN: [None, "column 'x': cannot read 'abc'", None]}
     )
-    scored = score_batch(runner, batch, ids=pa.array(["p", "q", "r"]))
+    scored = score_batch(runner, batch, ids=pa.array(["p", "q", "r"]), reader_errors=True)
     assert scored.result.outputs.column("prediction").to_pylist() == [2.0, None, 6.0]
     assert scored.errors().to_pylist() == [
         {"_row": "q", "_status": 400, "_message": "column 'x': cannot read 'abc'"}
     ]
     assert scored.kinds() == ["unreadable"]
+    nothing = score_batch(runner, batch.slice(1, 1), reader_errors=True)  # the model is not called
+    assert (nothing.rows_in, nothing.rows_error) == (1, 1)
+    elsewhere = score_batch(runner, pa.table({"x": [1.0], INPUT_ERROR_COLUMN: ["mine"]}))  # a user's column
+    assert elsewhere.rows_error == 0
 
 
 def test_columns_align_every_row_to_the_declared_outputs(runner):
