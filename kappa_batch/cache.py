@@ -2,7 +2,7 @@
 
 A process (``kappa run``, a Spark Python worker, a Dask worker, a server) loads a bundle
 once, checks its packages against the bundle's pins once, and keeps beside it one
-:class:`~kappa_batch.runner.BatchRunner` per API (see ``BatchRunner.on_worker``) and the
+:class:`~kappa_batch.runner.BatchRunner` per API (see :mod:`kappa_batch.workers`) and the
 output schemas the driver learned from samples.
 """
 
@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kappa.errors import InputError, KappaError
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from kappa.bundle.manifest import Manifest
     from kappa.service import BentoService
+    from kappa_batch.runner import BatchRunner
     from kappa_batch.shipping import BundleHandle
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class Loaded:
     service: BentoService
     manifest: Manifest
     location: str  # the folder or URL this process loaded it from
-    runners: dict[str, Any] = field(default_factory=dict)  # API -> its BatchRunner
+    runners: dict[str, BatchRunner] = field(default_factory=dict)  # API -> its runner (kappa_batch.workers)
     differences: list[str] | None = None  # this process's packages against the bundle's pins, once
     schemas: dict[tuple[str, str], pa.Schema] = field(default_factory=dict)  # (api, input key) -> outputs
 

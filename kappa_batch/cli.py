@@ -112,7 +112,7 @@ def _too_many_failed(job: ScoreJob, report: Report, then: str = "") -> click.Cli
 
 def _print_inline(env: Environment, job: ScoreJob) -> None:
     from kappa.adapters._json import dumps
-    from kappa_batch.engines.local import score_inline
+    from kappa_batch.printing import score_inline
 
     report, values, failures = score_inline(job)
     click.echo(dumps(values))
@@ -126,7 +126,7 @@ def _print_file(job: ScoreJob) -> None:
     """``--input-file`` without ``--output-file``: the predictions as one JSON array on standard
     output, written batch by batch; failed rows print as ``null`` (details on standard error)."""
     from kappa.adapters._json import dumps
-    from kappa_batch.engines.local import Printed, stream_json
+    from kappa_batch.printing import Printed, stream_json
 
     printed = Printed()
     opened = False

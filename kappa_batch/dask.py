@@ -24,8 +24,8 @@ import pyarrow as pa
 from kappa.adapters.dataframe import frame_to_arrow
 from kappa.errors import InputError, KappaError, missing_dependency
 from kappa_batch import frames, shipping
-from kappa_batch.runner import BatchRunner
 from kappa_batch.shipping import BundleHandle
+from kappa_batch.workers import worker_runner
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def ship(
 
 def runner_for(handle: BundleHandle, api: str, env_check: str) -> Any:
     """This worker process's runner for the bundle (loaded on first use)."""
-    return BatchRunner.on_worker(handle, api, env_check)
+    return worker_runner(handle, api, env_check)
 
 
 # -- Dask DataFrames ---------------------------------------------------------------------------------

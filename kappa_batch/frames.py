@@ -22,6 +22,7 @@ from kappa_batch.rowids import Positions
 from kappa_batch.runner import BatchRunner
 from kappa_batch.scoring import ERROR_FIELDS, ROW_ID, check_errors, check_id_column, score_batch
 from kappa_batch.shipping import BundleHandle, Transport, describe, ship
+from kappa_batch.workers import worker_runner
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class FramePlan:
         carried = [batch.column(name) for name in self.carry]
         if self.carry:
             batch = batch.drop_columns(list(self.carry))
-        runner = BatchRunner.on_worker(self.handle, self.api, self.env_check)
+        runner = worker_runner(self.handle, self.api, self.env_check)
         scored = score_batch(runner, batch, id_column=self.id_column, ids=ids)
         if self.errors == "raise":
             scored.raise_first_error(self.handle.tag, self.api)

@@ -22,13 +22,12 @@ import pyarrow as pa
 
 from kappa.adapters.schema import one_batch
 from kappa.errors import InferenceError, InputError
-from kappa.inference import ErrorKind, raised_kind
-from kappa_batch.cache import load_service, loaded
+from kappa.inference import ErrorKind, null_outputs, raised_kind
+from kappa_batch.cache import load_service
 
 if TYPE_CHECKING:
     from kappa.bundle.manifest import Manifest
     from kappa.service import BentoService, InferenceAPI
-    from kappa_batch.shipping import BundleHandle
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +97,6 @@ class BatchRunner:
             self.service, self.manifest = load_service(service)
         self.api: InferenceAPI[Any, Any] = self.service.get_inference_api(api_name)
 
-    @classmethod
-    def on_worker(cls, handle: BundleHandle, api_name: str, env_check: str) -> BatchRunner:
-        """On a Spark or Dask worker: the runner for ``api_name`` of the bundle ``handle`` names,
-        made once per process (see :func:`kappa_batch.cache.loaded`)."""
-        entry = loaded(handle, env_check)
-        runner: BatchRunner | None = entry.runners.get(api_name)
-        if runner is None:
-            runner = entry.runners.setdefault(api_name, cls(entry.service, api_name))
-        return runner
-
     @property
     def bundle_tag(self) -> str:
         return self.manifest.tag if self.manifest else f"{self.service.name}:{self.service.version}"
@@ -165,6 +154,4 @@ class BatchRunner:
         )
 
     def _nulls(self, size: int) -> pa.Table:
-        from kappa.inference import null_outputs
-
         return pa.Table.from_batches([null_outputs(self.api, size)])

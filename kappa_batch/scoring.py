@@ -45,7 +45,10 @@ def check_errors(value: str) -> None:
 
 def check_id_column(id_column: str | None, columns: Sequence[str]) -> None:
     if id_column is not None and id_column not in columns:
-        raise InputError(f"id column {id_column!r} is not in the input; its columns are {list(columns)}")
+        raise InputError(
+            f"the id column (--id-column / id_column) {id_column!r} is not in the input; "
+            f"its columns are {list(columns)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -164,10 +167,7 @@ def split_ids(batch: pa.RecordBatch, id_column: str | None) -> tuple[pa.Array | 
     """The named id column (``None`` without one) and the batch the API sees."""
     if id_column is None:
         return None, batch
-    if id_column not in batch.schema.names:
-        raise InputError(
-            f"--id-column {id_column!r} is not in the input; its columns are {batch.schema.names}"
-        )
+    check_id_column(id_column, batch.schema.names)
     index = batch.schema.get_field_index(id_column)
     return batch.column(index), batch.remove_column(index)
 

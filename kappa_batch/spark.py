@@ -26,9 +26,9 @@ from kappa.errors import InferenceError, InputError, missing_dependency
 from kappa_batch import frames, shipping
 from kappa_batch.cache import check_env_check
 from kappa_batch.rowids import FILE_COLUMN, INDEX_COLUMN, SPLIT_COLUMN, Positions
-from kappa_batch.runner import BatchRunner
 from kappa_batch.scoring import check_errors, score_batch
 from kappa_batch.shipping import BundleHandle
+from kappa_batch.workers import worker_runner
 
 ERROR_TYPE = pa.struct([("status", pa.int32()), ("message", pa.string())])
 
@@ -164,7 +164,7 @@ def _udf_function(
     def score(iterator: Iterator[Any]) -> Iterator[pa.Array]:
         import pyarrow.compute as pc
 
-        runner = BatchRunner.on_worker(handle, api, env_check)
+        runner = worker_runner(handle, api, env_check)
         declared = getattr(runner.api.input_adapter, "columns", None)
         for item in iterator:
             arrays = list(item) if isinstance(item, tuple) else [item]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kappa_batch.cache import load_service
+from kappa_batch.runner import BatchRunner
 from kappa_online.config import ServeConfig
 from kappa_online.endpoint import Endpoint
 from kappa_online.metrics import Metrics
@@ -26,13 +28,9 @@ class State:
         """In a thread: resolve, verify and load the bundle (unless an in-memory service was given)."""
         if self.service is not None:
             return
-        from kappa_batch.cache import load_service
-
         self.service, self.manifest = load_service(self.config.bundle, self.config.digest)
 
     def start_endpoints(self) -> None:
-        from kappa_batch.runner import BatchRunner
-
         for name, api in self.service.inference_apis.items():
             endpoint = Endpoint(api, BatchRunner(self.service, name), self.config, self.metrics)
             endpoint.dispatcher.start()

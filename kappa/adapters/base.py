@@ -77,7 +77,11 @@ class InputAdapter(ABC):
             raise UnsupportedMediaType(
                 f"content type {media_type!r} is not accepted here; send {' or '.join(self.media_types)}"
             )
-        return self.conform(self.from_json(parse_body(body)))
+        return self.conform(self.from_request_json(parse_body(body)))
+
+    def from_request_json(self, payload: Any) -> pa.RecordBatch:
+        """One HTTP request's JSON: a batch of rows, like ``kappa run --input`` (JsonInput: one row)."""
+        return self.from_json(payload)
 
     def conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """``batch`` with the columns (order and types) the adapter declares; an

@@ -66,16 +66,9 @@ class JsonInput(InputAdapter):
         records: list[Any] = batch.to_pylist()
         return records
 
-    def from_http(self, body: bytes, media_type: str, files: list[bytes] | None = None) -> pa.RecordBatch:
+    def from_request_json(self, payload: Any) -> pa.RecordBatch:
         """One request is one JSON value (one row)."""
-        from kappa.adapters._json import is_json, parse_body
-        from kappa.errors import UnsupportedMediaType
-
-        if files is not None or not is_json(media_type):
-            raise UnsupportedMediaType(
-                f"content type {media_type!r} is not accepted here; send application/json"
-            )
-        return self.from_json([parse_body(body)])
+        return self.from_json([payload])
 
     def coerce(self, payload: Any) -> list[Any]:
         if not isinstance(payload, (list, tuple)):

@@ -19,9 +19,9 @@ from kappa.errors import KappaError
 from kappa_batch.dask import _distributed, ship
 from kappa_batch.engines.local import Task, WorkerState, run, write_task
 from kappa_batch.job import Report, ScoreJob
-from kappa_batch.runner import BatchRunner
 from kappa_batch.shards import OutputSpec, ShardedOutput
 from kappa_batch.shipping import BundleHandle
+from kappa_batch.workers import worker_runner
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class ShardPlan:
 
 def _remote_work(plan: ShardPlan, task: Task) -> tuple[int, int, int]:
     """Runs on a Dask worker: score one shard (the runner comes from the process's cache) and write it."""
-    runner = BatchRunner.on_worker(plan.handle, plan.api, plan.env_check)
+    runner = worker_runner(plan.handle, plan.api, plan.env_check)
     state = WorkerState(
         runner, ShardedOutput(plan.spec), plan.id_column, plan.fs, plan.batch_size, in_worker_pool=True
     )

@@ -21,14 +21,13 @@ from kappa_batch.io import format_of
 from kappa_batch.job import Report
 from kappa_batch.rowids import FILE_COLUMN, INDEX_COLUMN, SPLIT_COLUMN, Positions
 from kappa_batch.scoring import MESSAGE, ROW_ID, STATUS
+from kappa_batch.spark import _pyspark, score_frame, ship
 
 log = logging.getLogger(__name__)
 
 
 def session(master: str | None = None, app_name: str = "kappa-score") -> Any:
     """A SparkSession whose Python workers use this interpreter (and so find kappa)."""
-    from kappa_batch.spark import _pyspark
-
     _pyspark()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -50,8 +49,6 @@ def session(master: str | None = None, app_name: str = "kappa-score") -> Any:
 
 def spark_submit() -> str:
     """The ``spark-submit`` of the installed pyspark."""
-    from kappa_batch.spark import _pyspark
-
     return str(Path(_pyspark().__file__).resolve().parent / "bin" / "spark-submit")
 
 
@@ -80,8 +77,6 @@ def run(
 ) -> Report:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
-
-    from kappa_batch.spark import score_frame, ship
 
     if fmt not in ("parquet", "csv", "json", "jsonl", "orc"):
         raise InputError(f"unknown output format {fmt!r}; use parquet, csv, jsonl or orc")

@@ -163,7 +163,7 @@ def test_failed_rows_can_fail_the_task(client, bundle, iris_big):
     clean = kdask.score(ddf.loc[10:], bundle, "predict", id_column="id", errors="raise")
     assert list(clean.columns) == ["id", "prediction"]
     assert len(clean.compute()) == len(iris_big) - 10
-    with pytest.raises(InputError, match="id column 'nope'"):
+    with pytest.raises(InputError, match="id_column\\) 'nope' is not in the input"):
         kdask.score(ddf, bundle, "predict", id_column="nope")
     with pytest.raises(InputError, match="errors must be"):
         kdask.score(ddf, bundle, "predict", errors="skip")

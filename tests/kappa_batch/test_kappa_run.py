@@ -330,7 +330,7 @@ def test_clear_errors(bundle, tmp_path):
                 "--id-column",
                 "nope",
             ],
-            "--id-column 'nope' is not in the input",
+            "(--id-column / id_column) 'nope' is not in the input",
         ),
     ]
     for args, message in cases:

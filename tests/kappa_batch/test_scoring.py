@@ -45,7 +45,7 @@ def test_an_id_column_is_taken_out_of_what_the_model_sees(runner):
     batch = pa.table({"key": ["a", "b"], "x": [1.0, 2.0]})
     scored = score_batch(runner, batch, id_column="key")
     assert scored.outputs().to_pylist() == [{"key": "a", "prediction": 2.0}, {"key": "b", "prediction": 4.0}]
-    with pytest.raises(InputError, match="--id-column 'nope' is not in the input"):
+    with pytest.raises(InputError, match="id_column\\) 'nope' is not in the input"):
         score_batch(runner, batch, id_column="nope")
     with pytest.raises(InputError, match="like the id column"):
         score_batch(runner, pa.table({"prediction": [1], "x": [1.0]}), id_column="prediction").outputs()
