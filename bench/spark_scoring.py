@@ -56,6 +56,15 @@ def run(kind: str, model: str, source: Path) -> float:
     return int(parts[parts.index("ROWS") + 1]) / float(parts[parts.index("SECONDS") + 1])
 
 
+# the targets, judged on rounds: a contender and its hand-written peer run back to back
+PAIRED = [
+    ("kappa_score", "hand_arrow"),
+    ("kappa_udf", "hand_udf"),
+    ("kappa_score", "mlflow"),
+    ("kappa_udf", "mlflow"),
+]
+
+
 def main() -> None:
     sys.path.insert(0, str(HERE))
     from batch_scoring import make_data, save_bundle, train
@@ -90,6 +99,12 @@ def main() -> None:
                 for contender in contenders:
                     rates[contender].append(run(contender, models.get(contender, joblib_path), source))
             medians = {c: statistics.median(v) for c, v in rates.items()}
+            for contender, base in PAIRED:  # per round: the machine drifts between rounds, not within one
+                if contender in rates:
+                    paired = [a / b for a, b in zip(rates[contender], rates[base], strict=True)]
+                    rounds = ", ".join(f"{r:.2f}" for r in paired)
+                    median = statistics.median(paired)
+                    print(f"{kind.upper()} {contender} / {base} by round: {rounds}; median {median:.2f}")
             for contender in contenders:
                 lines.append(
                     (
