@@ -112,11 +112,6 @@ def loaded_from() -> dict[str, str]:
         return {digest: entry.location for digest, entry in _loaded.items()}
 
 
-def cached_digests() -> list[str]:
-    with _lock:
-        return list(_loaded)
-
-
 def _check_environment(entry: Loaded, env_check: str) -> None:
     first = entry.differences is None
     if entry.differences is None:

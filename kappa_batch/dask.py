@@ -102,14 +102,19 @@ class DaskTransport:
         self.client.register_plugin(plugin, name=archive.name.removesuffix(".tar.gz"))
 
 
+def _transport(client: Any = None) -> DaskTransport | None:
+    """The transport to ``client``'s workers (default: the current client); without a client,
+    Dask's local schedulers read the bundle's folder on this machine (no transport)."""
+    client = client if client is not None else _current_client()
+    return DaskTransport(client) if client is not None else None
+
+
 def ship(
     bundle: str | os.PathLike[str], client: Any = None, expected_digest: str | None = None
 ) -> BundleHandle:
-    """Make ``bundle`` reachable from the workers of ``client`` (default: the current client;
-    without one, Dask's local schedulers read the bundle's folder on this machine).
+    """Make ``bundle`` reachable from the workers of ``client`` (default: the current client).
     ``expected_digest``: the digest the bundle must have."""
-    client = client if client is not None else _current_client()
-    return shipping.ship(bundle, DaskTransport(client) if client is not None else None, expected_digest)
+    return shipping.ship(bundle, _transport(client), expected_digest)
 
 
 def runner_for(handle: BundleHandle, api: str, env_check: str) -> Any:
@@ -147,11 +152,10 @@ def score(
         rows = ddf.head(256, npartitions=1)
         return frame_to_arrow(rows.drop(columns=[id_column]) if id_column is not None else rows)
 
-    client = _current_client()
     plan = frames.plan(
         bundle,
         api,
-        DaskTransport(client) if client is not None else None,
+        _transport(),
         columns=[str(c) for c in ddf.columns],
         id_field=lambda name: frame_to_arrow(ddf._meta[[name]]).schema.field(0),
         id_column=id_column,

@@ -2,11 +2,11 @@
 in the whole input, the files read in sorted order (file start + index in the file).
 
 ``kappa run`` (local and Dask) counts positions while it reads. A Spark job cannot: its tasks
-read pieces of files in any order. It asks Spark where each row comes from (the
-``_metadata`` of its file source: the file, and the row's index in a Parquet file or the
-start of the split of a text file), counts the rows of every file and split once, and the
-task that scores a batch turns those columns into the same positions (:class:`Positions`),
-so outputs of two engines join on ``_row`` and a re-run overwrites the same rows.
+read pieces of files in any order. It counts the rows of every file (and of every split of a
+text file) once, from the ``_metadata`` of Spark's file source. For Parquet, Spark adds the
+file's start to the row's index in its file itself; for text formats the task that scores
+a batch numbers the rows of each split (:meth:`Positions.assign`). Either way outputs of
+two engines join on ``_row`` and a re-run overwrites the same rows.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow as pa
 from kappa.errors import KappaError
 
 FILE_COLUMN = "_kappa_file"  # the file a row was read from
-INDEX_COLUMN = "_kappa_index"  # its index in that file (Parquet)
+INDEX_COLUMN = "_kappa_index"  # its index in that file (Parquet; used inside Spark only)
 SPLIT_COLUMN = "_kappa_split"  # the byte offset of the split it was read in (text formats)
 
 
@@ -56,28 +56,23 @@ class Positions:
             ) from None
 
     def assign(self, batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.Array, pa.RecordBatch]]:
-        """For every batch of one task, in order: its rows' ids and the batch without the helper columns.
-        Rows of a split arrive in one task, contiguous and in file order."""
+        """For every batch of one task of a text-format input, in order: its rows' ids and the batch
+        without the helper columns. Rows of a split arrive in one task, contiguous and in file order."""
         seen: dict[tuple[str, int], int] = {}  # rows of each split this task has passed
         for batch in batches:
             names = batch.schema.names
             files = batch.column(names.index(FILE_COLUMN)).dictionary_encode()
             paths = files.dictionary.to_pylist()
             codes = files.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            if INDEX_COLUMN in names:  # Parquet: the index in the file is known
-                base = np.array([self.start(p, -1) for p in paths], dtype=np.int64)
-                index = batch.column(names.index(INDEX_COLUMN)).to_numpy(zero_copy_only=False)
-                ids = base[codes] + index
-            else:
-                splits = batch.column(names.index(SPLIT_COLUMN)).to_numpy(zero_copy_only=False)
-                ids = np.empty(batch.num_rows, dtype=np.int64)
-                edges = np.flatnonzero((np.diff(codes) != 0) | (np.diff(splits) != 0)) + 1
-                for start, end in zip([0, *edges], [*edges, batch.num_rows], strict=True):
-                    if start == end:
-                        continue
-                    key = (paths[codes[start]], int(splits[start]))
-                    done = seen.get(key, 0)
-                    ids[start:end] = self.start(*key) + done + np.arange(end - start)
-                    seen[key] = done + end - start
-            keep = [i for i, n in enumerate(names) if n not in (FILE_COLUMN, INDEX_COLUMN, SPLIT_COLUMN)]
+            splits = batch.column(names.index(SPLIT_COLUMN)).to_numpy(zero_copy_only=False)
+            ids = np.empty(batch.num_rows, dtype=np.int64)
+            edges = np.flatnonzero((np.diff(codes) != 0) | (np.diff(splits) != 0)) + 1
+            for start, end in zip([0, *edges], [*edges, batch.num_rows], strict=True):
+                if start == end:
+                    continue
+                key = (paths[codes[start]], int(splits[start]))
+                done = seen.get(key, 0)
+                ids[start:end] = self.start(*key) + done + np.arange(end - start)
+                seen[key] = done + end - start
+            keep = [i for i, n in enumerate(names) if n not in (FILE_COLUMN, SPLIT_COLUMN)]
             yield pa.array(ids), batch.select(keep)

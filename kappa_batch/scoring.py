@@ -15,6 +15,7 @@ dispatcher all call :func:`score_batch` and read the result through :class:`Scor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -72,8 +73,8 @@ class ScoredBatch:
     def rows_out(self) -> int:
         return self.rows_in - self.rows_error
 
-    @property
-    def ids(self) -> pa.Array:
+    @functools.cached_property
+    def ids(self) -> pa.Array:  # read by outputs() and errors() of one shard: made once
         if self.given_ids is not None:
             return self.given_ids
         return pa.array(np.arange(self.offset, self.offset + self.rows_in, dtype=np.int64))

@@ -25,7 +25,7 @@ from kappa.adapters.schema import fit
 from kappa.errors import InferenceError, InputError, missing_dependency
 from kappa_batch import frames, shipping
 from kappa_batch.cache import check_env_check
-from kappa_batch.rowids import FILE_COLUMN, INDEX_COLUMN, SPLIT_COLUMN, Positions
+from kappa_batch.rowids import FILE_COLUMN, SPLIT_COLUMN, Positions
 from kappa_batch.scoring import check_errors, score_batch
 from kappa_batch.shipping import BundleHandle
 from kappa_batch.workers import worker_runner
@@ -250,7 +250,7 @@ def score_frame(
     def arrow_field(name: str) -> pa.Field:
         return pa.field(name, to_arrow_type(df.schema[name].dataType))
 
-    helpers = [c for c in (FILE_COLUMN, INDEX_COLUMN, SPLIT_COLUMN) if c in df.columns]
+    helpers = [c for c in (FILE_COLUMN, SPLIT_COLUMN) if c in df.columns]
     hidden = {*helpers, *carry}
     sample = df.drop(*[c for c in (id_column, *hidden) if c is not None and c in df.columns])
     plan = frames.plan(

@@ -126,7 +126,7 @@ def run(
 
 def with_row_ids(spark: Any, df: Any) -> tuple[Any, Positions | None]:
     """Each row's place in the whole input (see :mod:`kappa_batch.rowids`), from one pass that
-    counts the rows of every file (Parquet: of its footers' row groups) or split (text formats).
+    counts the rows of every file (Parquet) or of every split of a file (text formats).
 
     Parquet: ``df`` gets the ``_row`` column itself, computed in Spark (a file's start, from a
     broadcast table, plus the row's index in its file), so only that number reaches Python.
