@@ -45,6 +45,8 @@ $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	@# Kappa was named `kappa` before it took `kappa-engine` on the package index
+	@$(BIN)/python -m pip uninstall -q -y kappa 2>/dev/null || true
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $@
 

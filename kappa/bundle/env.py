@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kappa._version import __version__
+from kappa._version import DISTRIBUTION, __version__
 from kappa.errors import BundleError
 
 log = logging.getLogger(__name__)
@@ -83,26 +83,49 @@ def distributions_for(top_level_imports: Iterable[str]) -> list[str]:
     return found
 
 
+# Bundles saved before Kappa took its own name on the package index pinned ``kappa``.
+LEGACY_NAMES = {"kappa": DISTRIBUTION}
+
+
+def kappa_pin() -> str:
+    """The requirement on the Kappa that is saving the bundle (the bundle carries its wheel)."""
+    return f"{DISTRIBUTION}=={__version__}"
+
+
+def is_kappa_requirement(line: str) -> bool:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        name = _canonical(Requirement(line).name)
+    except InvalidRequirement:
+        return False
+    return name == _canonical(DISTRIBUTION) or name in LEGACY_NAMES
+
+
 def requirements(spec: EnvSpec, imports: Iterable[str], artifact_packages: Iterable[str]) -> list[str]:
-    """The pinned requirement lines of a bundle, ``kappa`` first."""
+    """The pinned requirement lines of a bundle, Kappa's own first."""
+    kappa = _canonical(DISTRIBUTION)
     if spec.requirements_txt_file:
         path = Path(spec.requirements_txt_file)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise BundleError(f"cannot read requirements_txt_file {str(path)!r}: {exc.strerror}") from None
-        return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-    pinned: dict[str, str] = {"kappa": f"kappa=={__version__}"}
+        given = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+        return [kappa_pin(), *(line for line in given if not is_kappa_requirement(line))]
+    pinned: dict[str, str] = {kappa: kappa_pin()}
     wanted = list(artifact_packages)
     if spec.infer_pip_packages:
         wanted += distributions_for(imports)
     for requirement in wanted:
         name, line = _pin(requirement)
         pinned.setdefault(name, line)
-    for requirement in spec.pip_packages:  # explicit ones win
+    for requirement in spec.pip_packages:  # explicit ones win (but Kappa is the one saving)
+        if is_kappa_requirement(requirement):
+            continue
         name, line = _pin(requirement)
         pinned[name] = line
-    return [pinned["kappa"], *sorted(v for k, v in pinned.items() if k != "kappa")]
+    return [pinned[kappa], *sorted(v for k, v in pinned.items() if k != kappa)]
 
 
 def conda_env(spec: EnvSpec, name: str) -> dict[str, Any] | None:
@@ -136,6 +159,8 @@ def environment_differences(pins: Iterable[str]) -> list[str]:
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
         installed = _installed_version(requirement.name)
+        if installed is None and _canonical(requirement.name) in LEGACY_NAMES:
+            installed = _installed_version(LEGACY_NAMES[_canonical(requirement.name)])
         if installed is None:
             differences.append(
                 f"{requirement.name}: bundle needs {requirement.specifier or 'it'}, not installed"

@@ -19,6 +19,7 @@ from kappa.bundle.integrity import bundle_digest, describe_tree, not_writable_by
 from kappa.bundle.modules import find_service_source
 from kappa.bundle.templates import render_dockerfile, render_init_py, render_setup_py
 from kappa.bundle.version import new_version, validate_name, validate_version
+from kappa.bundle.wheel import kappa_wheel, write_kappa_wheel
 from kappa.errors import BundleError
 
 if TYPE_CHECKING:
@@ -94,7 +95,9 @@ def _write_env(
     pins = envmod.requirements(spec, imports, artifact_packages)
     folder = staging / "env"
     folder.mkdir()
-    (folder / "requirements.txt").write_text("\n".join(pins) + "\n")
+    write_kappa_wheel(folder)
+    # pip reads a relative --find-links against the file's own folder: env/ and the wheel in it
+    (folder / "requirements.txt").write_text("\n".join(["--find-links .", *pins]) + "\n")
     python_env = {
         "python": envmod.python_version(),
         "build_dependencies": ["pip"],
@@ -178,7 +181,7 @@ def save_to_dir(
         major_minor = ".".join(py.split(".")[:2])
         spec = service.env
         base_image = spec.docker_base_image or f"python:{major_minor}-slim"
-        (staging / "setup.py").write_text(render_setup_py(name, version, major_minor))
+        (staging / "setup.py").write_text(render_setup_py(name, version, major_minor, kappa_wheel()))
         (staging / "__init__.py").write_text(render_init_py(name, version))
         (staging / "Dockerfile").write_text(
             render_dockerfile(name, version, base_image, (staging / "setup.sh").exists())

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+from kappa._version import DISTRIBUTION
+from kappa.bundle.env import kappa_pin
+
+if TYPE_CHECKING:
+    from kappa.bundle.wheel import KappaWheel
 
 SETUP_PY = '''\
 """pip-installable Kappa bundle {name}:{version} (generated; do not edit)."""
@@ -19,10 +26,18 @@ HERE = Path(__file__).resolve().parent
 BUILD = tempfile.mkdtemp(prefix="kappa-bundle-build-")
 atexit.register(shutil.rmtree, BUILD, ignore_errors=True)
 PACKAGE = {package!r}
-REQUIREMENTS = [
+# The Kappa that saved the bundle travels in env/ as a wheel; pip checks it against this digest.
+KAPPA_WHEEL = (HERE / "env" / {wheel!r}).as_uri() + "#sha256=" + {wheel_sha256!r}
+
+
+def kappa(extra):
+    return "{distribution}[" + extra + "] @ " + KAPPA_WHEEL
+
+
+REQUIREMENTS = [kappa("online")] + [
     line.strip()
     for line in (HERE / "env" / "requirements.txt").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
+    if line.strip() and not line.startswith(("#", "-", {kappa_pin!r}))
 ]
 
 setup(
@@ -35,6 +50,7 @@ setup(
                             "env/*", "web/**/*"]}},
     include_package_data=True,
     install_requires=REQUIREMENTS,
+    extras_require={{extra: [kappa(extra)] for extra in ("spark", "dask", "airflow")}},
     python_requires=">={python_major_minor}",
     entry_points={{"console_scripts": [{script!r}]}},
     options={{"build": {{"build_base": BUILD + "/build"}}, "egg_info": {{"egg_base": BUILD}}}},
@@ -96,7 +112,9 @@ def pep440(version: str) -> str:
     return f"0+{local}"
 
 
-def render_setup_py(name: str, version: str, python_major_minor: str) -> str:
+def render_setup_py(name: str, version: str, python_major_minor: str, wheel: KappaWheel) -> str:
+    """``setup.py``: ``pip install BUNDLE`` installs the bundle as a package, Kappa (with ``online``)
+    from the wheel in ``env/`` and the pinned requirements; extras ``spark``, ``dask``, ``airflow``."""
     package = package_name(name)
     return SETUP_PY.format(
         name=name,
@@ -105,6 +123,10 @@ def render_setup_py(name: str, version: str, python_major_minor: str) -> str:
         pep440=pep440(version),
         python_major_minor=python_major_minor,
         script=f"{name}={package}:main",
+        wheel=wheel.filename,
+        wheel_sha256=wheel.sha256,
+        distribution=DISTRIBUTION,
+        kappa_pin=kappa_pin(),
     )
 
 

@@ -81,11 +81,11 @@ def test_requirements_are_pinned_and_include_what_artifacts_need(make_module, ir
     path = tmp_path / "b"
     svc.save_to_dir(str(path))
     lines = (path / "env" / "requirements.txt").read_text().split()
-    assert lines[0] == f"kappa=={kappa.__version__}"
+    assert lines[:3] == ["--find-links", ".", f"kappa-engine=={kappa.__version__}"]
     assert f"pandas=={version('pandas')}" in lines
     assert f"scikit-learn=={version('scikit-learn')}" in lines
     assert f"pyyaml=={version('pyyaml')}" in lines
-    assert all("==" in line for line in lines)
+    assert all("==" in line for line in lines[2:])
 
 
 def test_requirements_txt_file_overrides(make_module, tmp_path, iris):
@@ -108,7 +108,9 @@ def test_requirements_txt_file_overrides(make_module, tmp_path, iris):
     )
     path = tmp_path / "b"
     module.Svc().pack("model", iris[2]).save_to_dir(str(path))
-    assert (path / "env" / "requirements.txt").read_text().split() == ["scikit-learn==1.0", "numpy"]
+    assert (path / "env" / "requirements.txt").read_text().split() == [
+        "--find-links", ".", f"kappa-engine=={kappa.__version__}", "scikit-learn==1.0", "numpy"
+    ]
     conda = yaml.safe_load((path / "env" / "conda.yaml").read_text())
     assert "libgomp" in conda["dependencies"]
     assert (path / "setup.sh").read_text() == "echo hi"
