@@ -17,9 +17,10 @@ from kappa.bundle import env as envmod
 from kappa.bundle import manifest as mf
 from kappa.bundle.integrity import bundle_digest, describe_tree, not_writable_by_others
 from kappa.bundle.modules import find_service_source
-from kappa.bundle.templates import render_dockerfile, render_init_py, render_setup_py
+from kappa.bundle.templates import render_init_py, render_setup_py
 from kappa.bundle.version import new_version, validate_name, validate_version
 from kappa.bundle.wheel import kappa_wheel, write_kappa_wheel
+from kappa.deploy.image import ImageSpec, render_dockerfile
 from kappa.errors import BundleError
 
 if TYPE_CHECKING:
@@ -179,13 +180,12 @@ def save_to_dir(
             web = "web"
         py = envmod.python_version()
         major_minor = ".".join(py.split(".")[:2])
-        spec = service.env
-        base_image = spec.docker_base_image or f"python:{major_minor}-slim"
+        image = ImageSpec.of_parts(
+            name, version, py, service.env.docker_base_image, (staging / "setup.sh").exists(), conda
+        )
         (staging / "setup.py").write_text(render_setup_py(name, version, major_minor, kappa_wheel()))
         (staging / "__init__.py").write_text(render_init_py(name, version))
-        (staging / "Dockerfile").write_text(
-            render_dockerfile(name, version, base_image, (staging / "setup.sh").exists())
-        )
+        (staging / "Dockerfile").write_text(render_dockerfile(image))
         artifact_paths = {a.path for a in artifacts}
         files = [
             e for e in describe_tree(staging) if not any(e.path.startswith(p + "/") for p in artifact_paths)
@@ -205,7 +205,7 @@ def save_to_dir(
             python_version=py,
             pip_packages=pins,
             conda=conda,
-            docker_base_image=base_image,
+            docker_base_image=image.base_image,
             labels=dict(labels or {}),
             web_static_content=web,
         )

@@ -1,4 +1,4 @@
-"""Files generated into every bundle: ``setup.py``, ``__init__.py``, ``Dockerfile``."""
+"""Files generated into every bundle: ``setup.py``, ``__init__.py`` (the Dockerfile: kappa.deploy.image)."""
 
 from __future__ import annotations
 
@@ -78,19 +78,6 @@ def main(argv=None):
     return run(str(BUNDLE_DIR), argv)
 '''
 
-DOCKERFILE = """\
-# Kappa bundle {name}:{version} (generated)
-FROM {base_image}
-WORKDIR /bundle
-COPY env/requirements.txt env/requirements.txt
-{setup_sh}RUN pip install --no-cache-dir -r env/requirements.txt
-COPY . /bundle
-RUN pip install --no-cache-dir --no-deps /bundle
-EXPOSE 5000
-CMD ["kappa", "serve", "/bundle", "--host", "0.0.0.0", "--port", "5000"]
-"""
-
-
 def package_name(service_name: str) -> str:
     """The import name of the installed bundle: the service's own name, as documented
     (``import IrisClassifier; IrisClassifier.load()``), made a Python identifier if need be;
@@ -132,8 +119,3 @@ def render_setup_py(name: str, version: str, python_major_minor: str, wheel: Kap
 
 def render_init_py(name: str, version: str) -> str:
     return INIT_PY.format(name=name, version=version)
-
-
-def render_dockerfile(name: str, version: str, base_image: str, has_setup_sh: bool) -> str:
-    setup_sh = "COPY setup.sh setup.sh\nRUN bash setup.sh\n" if has_setup_sh else ""
-    return DOCKERFILE.format(name=name, version=version, base_image=base_image, setup_sh=setup_sh)

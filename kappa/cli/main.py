@@ -26,6 +26,7 @@ BUILTIN: dict[str, str] = {
     "retrieve": "kappa.cli.repo:retrieve_command",
     "import": "kappa.cli.repo:import_command",
     "export": "kappa.cli.repo:export_command",
+    "containerize": "kappa.cli.deploy:containerize_command",
 }
 ENTRY_POINT_GROUP = "kappa.commands"
 

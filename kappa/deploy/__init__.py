@@ -1,0 +1,1 @@
+"""From a saved bundle to where it runs: container images, executor environments, Kubernetes manifests."""

@@ -1,0 +1,193 @@
+"""`kappa containerize`: the bundle's Dockerfile (hadolint-clean), built with docker or printed, and
+the same install steps proven in a fresh virtualenv."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import venv
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import kappa
+from kappa.cli.main import cli
+from kappa.deploy.containerize import check_tag, default_tag
+from kappa.errors import InputError
+
+HADOLINT = str(Path(sys.executable).parent / "hadolint")
+
+
+def invoke(*args: str, path: str | None = None):
+    env = {"PATH": path} if path is not None else {}
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HADOLINT, "--no-color", str(dockerfile)], capture_output=True, text=True)
+
+
+def test_the_bundle_dockerfile_passes_hadolint(iris_service, tmp_path):
+    bundle = Path(iris_service.save_to_dir(str(tmp_path / "b")))
+    text = (bundle / "Dockerfile").read_text()
+    lint = hadolint(bundle / "Dockerfile")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "FROM python:3.11-slim" in text or re.search(r"^FROM python:\d+\.\d+-slim$", text, re.M)
+    assert re.search(r"^USER 10001$", text, re.M)  # not root
+    assert "HEALTHCHECK" in text and "/livez" in text
+    serve = 'CMD ["kappa", "serve", "/bundle", "--host", "0.0.0.0", "--port", "5000"]'
+    assert text.rstrip().splitlines()[-1] == serve
+
+
+def test_base_image_setup_script_and_conda_are_honoured(make_module, iris, tmp_path):
+    module = make_module(
+        """
+        import kappa
+        from kappa.adapters import DataframeInput
+        from kappa.frameworks.sklearn import SklearnModelArtifact
+
+        @kappa.env(docker_base_image="mycompany/base:v123", setup_sh="apt-get --version",
+                   conda_channels=["h2oai"], conda_dependencies=["h2o==3.24.0.2"],
+                   conda_override_channels=True)
+        @kappa.artifacts([SklearnModelArtifact("model")])
+        class Custom(kappa.BentoService):
+            @kappa.api(input=DataframeInput(), batch=True)
+            def predict(self, df):
+                return self.artifacts.model.predict(df)
+        """
+    )
+    bundle = Path(module.Custom().pack("model", iris[2]).save_to_dir(str(tmp_path / "b")))
+    text = (bundle / "Dockerfile").read_text()
+    assert "FROM mycompany/base:v123" in text
+    assert "sys.version_info[:2] == (3, 11)" in text  # a custom base must bring the bundle's Python
+    assert "COPY setup.sh setup.sh\nRUN bash setup.sh" in text
+    assert "RUN conda install --yes --override-channels -c h2oai h2o==3.24.0.2 && conda clean -afy" in text
+    lint = hadolint(bundle / "Dockerfile")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_without_docker_it_prints_the_dockerfile_and_the_build_command(iris_service, tmp_path, kappa_home):
+    bundle = iris_service.save_to_dir(str(tmp_path / "b"))
+    tag = "registry.example.com/team/iris:1.0"
+    result = invoke("containerize", bundle, "-t", tag, "--push", path="/nonexistent")
+    assert result.exit_code == 0, result.output
+    build, push = result.stdout.strip().splitlines()[-2:]
+    words = shlex.split(build)
+    assert words[:2] == ["docker", "build"] and words[-3:] == ["-t", tag, bundle]
+    dockerfile = Path(words[words.index("-f") + 1])
+    assert dockerfile.is_relative_to(kappa_home) and str(dockerfile) in result.stderr
+    assert dockerfile.read_text() == (Path(bundle) / "Dockerfile").read_text()  # this Kappa saved it
+    assert push == "docker push registry.example.com/team/iris:1.0"
+    assert kappa.load(bundle).version == iris_service.version  # the bundle itself is untouched
+
+
+def test_a_bundle_failing_its_digest_is_refused_before_anything_is_built(iris_service, tmp_path, kappa_home):
+    bundle = Path(iris_service.save_to_dir(str(tmp_path / "b")))
+    (bundle / "src").chmod(0o755)
+    source = next((bundle / "src").rglob("*.py"))
+    source.chmod(0o644)
+    source.write_text(source.read_text() + "\n# changed\n")
+    result = invoke("containerize", str(bundle), path="/nonexistent")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "modified after it was saved" in result.stderr
+    assert not (kappa_home / "containerize").exists()
+    bad_tag = invoke("containerize", iris_service.save_to_dir(str(tmp_path / "ok")), "-t", "Not A Tag")
+    assert bad_tag.exit_code == 2 and "not a valid image tag" in bad_tag.stderr
+
+
+def test_image_tags():
+    assert default_tag("IrisClassifier", "20261130T065942Z_F1F3") == "irisclassifier:20261130t065942z_f1f3"
+    assert check_tag("localhost:5000/a/b-c:v1.2_x") == "localhost:5000/a/b-c:v1.2_x"
+    for bad in ("UPPER:1", "a b", "-lead", "a:" + "x" * 129):
+        with pytest.raises(InputError):
+            check_tag(bad)
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="docker is not installed on this machine")
+def test_with_docker_it_builds_or_says_why_not(iris_service, tmp_path):
+    bundle = iris_service.save_to_dir(str(tmp_path / "b"))
+    daemon = subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    result = invoke("containerize", bundle, "-t", "kappa-test/iris:ci")
+    if not daemon:  # the docker client is here, its daemon is not: one clear line, exit 1
+        assert result.exit_code == 1
+        assert "`docker build` failed" in result.stderr and "docker build -f " in result.stderr
+        return
+    assert result.exit_code == 0, result.output
+    shown = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Config.User}} {{.Config.Healthcheck.Test}}",
+         "kappa-test/iris:ci"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert shown.stdout.startswith("10001 ") and "/livez" in shown.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_the_image_install_steps_work_in_a_fresh_virtualenv(iris_service, tmp_path):
+    """The Dockerfile's pip steps, run in its order in a fresh virtualenv (no Docker here): the image's
+    default command then serves, answers /livez and a prediction, and stops cleanly on SIGTERM."""
+    bundle = Path(iris_service.save_to_dir(str(tmp_path / "b")))
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
+    bin_dir = tmp_path / "venv" / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", PIP_NO_COMPILE="1", KAPPA_HOME=str(tmp_path / "home"))
+    steps = []
+    for line in (bundle / "Dockerfile").read_text().replace("\\\n", " ").splitlines():
+        if line.startswith("RUN "):
+            steps += [s.strip() for s in line[4:].split("&&") if s.strip().startswith("pip install")]
+    assert steps == [
+        "pip install --no-cache-dir --requirement env/requirements.txt",
+        "pip install --no-cache-dir --no-deps .",
+    ]
+    for step in steps:
+        done = subprocess.run(shlex.split(step), cwd=bundle, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    cmd = shlex.split((bundle / "Dockerfile").read_text().rstrip().splitlines()[-1][4:].replace('"', ""))
+    cmd = [c.rstrip(",").strip("[]") for c in cmd]
+    assert cmd[:3] == ["kappa", "serve", "/bundle"]
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(bin_dir / "kappa"), "serve", str(bundle), "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2) as reply:
+                    assert reply.status == 200
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"kappa serve did not come up: {server.communicate()[0]}")
+                time.sleep(0.5)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict", data=b"[[5.1, 3.5, 1.4, 0.2]]",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert reply.read().strip() == b"[0]"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=90) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    script = subprocess.run(
+        [str(bin_dir / "IrisClassifier"), "run", "predict", "--input", "[[6.7, 3.0, 5.2, 2.3]]"],
+        env=env, capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert script.returncode == 0 and script.stdout.strip() == "[2]", script.stderr[-2000:]
