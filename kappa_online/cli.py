@@ -9,6 +9,7 @@ import tempfile
 import click
 
 from kappa.cli._common import Environment, common_options, handles_errors, pass_env
+from kappa.deploy.image import DRAIN_SECONDS
 
 
 @click.command("serve")
@@ -72,7 +73,7 @@ def serve_command(
             workers=workers,
             log_level="warning",
             access_log=False,
-            timeout_graceful_shutdown=60,
+            timeout_graceful_shutdown=DRAIN_SECONDS,  # Kubernetes' grace period covers it (kappa k8s)
         )
     finally:
         if metrics_dir is not None:

@@ -78,6 +78,7 @@ def main(argv=None):
     return run(str(BUNDLE_DIR), argv)
 '''
 
+
 def package_name(service_name: str) -> str:
     """The import name of the installed bundle: the service's own name, as documented
     (``import IrisClassifier; IrisClassifier.load()``), made a Python identifier if need be;

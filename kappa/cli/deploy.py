@@ -56,3 +56,81 @@ def containerize_command(env: Environment, /, bundle: str, tag: str | None, push
         if push:
             c.run_docker(plan.push_command, plan)
         click.echo(plan.tag)
+
+
+@click.command("k8s")
+@click.argument("bundle")
+@click.option("--image", required=True, help="The bundle's image (see `kappa containerize`).")
+@click.option("--replicas", type=click.IntRange(min=1), default=2, show_default=True, help="Serving pods.")
+@click.option(
+    "--max-replicas", type=click.IntRange(min=1), default=8, show_default=True, help="Autoscaler cap."
+)
+@click.option("--namespace", help="Namespace of every object (default: kubectl's).")
+@click.option("--cpu", default="1", show_default=True, help="CPU request per pod.")
+@click.option("--memory", default="1Gi", show_default=True, help="Memory request and limit per pod.")
+@click.option("--api", help="API the batch Job and the Spark application score (default: the first).")
+@click.option(
+    "--input-file", "input_url", default="/data/input", show_default=True, help="Batch input (path or URL)."
+)
+@click.option("--output-file", "output_url", default="/data/output", show_default=True, help="Batch output.")
+@click.option("--schedule", default="0 2 * * *", show_default=True, help="CronJob schedule.")
+@click.option(
+    "--executors", type=click.IntRange(min=1), default=2, show_default=True, help="Spark executors."
+)
+@click.option(
+    "-d",
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Write one file per workload here (else stdout).",
+)
+@common_options
+@pass_env
+def k8s_command(
+    env: Environment,
+    /,
+    bundle: str,
+    image: str,
+    replicas: int,
+    max_replicas: int,
+    namespace: str | None,
+    cpu: str,
+    memory: str,
+    api: str | None,
+    input_url: str,
+    output_url: str,
+    schedule: str,
+    executors: int,
+    output_dir: str | None,
+) -> None:
+    """Kubernetes manifests for BUNDLE's image: serving (Deployment, Service, autoscaler, disruption
+    budget), a batch Job and CronJob, and a Spark operator SparkApplication."""
+    from pathlib import Path
+
+    from kappa.deploy import k8s
+    from kappa.deploy.bundles import verified_bundle
+
+    with user_errors():
+        with refusing_bad_input():
+            verified = verified_bundle(bundle)
+            options = k8s.K8sOptions(
+                image=image,
+                replicas=replicas,
+                max_replicas=max(max_replicas, replicas),
+                namespace=namespace,
+                cpu=cpu,
+                memory=memory,
+                api=api,
+                input=input_url,
+                output=output_url,
+                schedule=schedule,
+                executors=executors,
+            )
+            files = k8s.manifests(verified.manifest, options)
+        if output_dir is None:
+            click.echo(k8s.render([o for objects in files.values() for o in objects]), nl=False)
+            return
+        folder = Path(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, objects in files.items():
+            (folder / name).write_text(k8s.render(objects))
+            click.echo(str(folder / name))

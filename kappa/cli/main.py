@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "import": "kappa.cli.repo:import_command",
     "export": "kappa.cli.repo:export_command",
     "containerize": "kappa.cli.deploy:containerize_command",
+    "k8s": "kappa.cli.deploy:k8s_command",
 }
 ENTRY_POINT_GROUP = "kappa.commands"
 

@@ -104,7 +104,58 @@ def test_dagbag_has_no_import_errors(airflow_env):
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found["errors"] == {}
-    assert found["dags"] == ["kappa_daily_scoring", "kappa_spark_scoring"]
+    assert found["dags"] == ["kappa_daily_scoring", "kappa_k8s_scoring", "kappa_spark_scoring"]
+
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: none, user: {token: none}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+"""
+
+
+def test_k8s_dag_builds_the_job_kappa_k8s_wrote(airflow_env, tmp_path):
+    """No cluster here: the DAG's task builds its Job request (what it would submit) from the Job file
+    `kappa k8s` wrote, with the day's input and output; the kubeconfig names a server never contacted."""
+    manifests = tmp_path / "k8s"
+    written = subprocess.run(
+        [str(BIN / "kappa"), "k8s", "IrisClassifier:latest", "--image", "registry.example.com/iris:1",
+         "-d", str(manifests)],
+        env=airflow_env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    env = {
+        **airflow_env,
+        "KUBECONFIG": str(tmp_path / "kubeconfig"),
+        "KAPPA_K8S_JOB_FILE": str(manifests / "batch-job.yaml"),
+        "KAPPA_K8S_NAMESPACE": "scoring",
+        "KAPPA_SCORING_ROOT": "s3://bucket/scoring",
+    }
+    code = (
+        "import json, sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "task = DagBag(dag_folder=sys.argv[1]).get_dag('kappa_k8s_scoring').get_task('score')\n"
+        "task.render_template_fields({'ds': sys.argv[2]})\n"
+        "job = task.build_job_request_obj(None)\n"
+        "(c,) = job.spec.template.spec.containers\n"
+        "print(json.dumps({'args': c.args, 'image': c.image, 'namespace': job.metadata.namespace,\n"
+        "    'backoff': job.spec.backoff_limit, 'user': c.security_context.run_as_user}))"
+    )
+    dags = str(ROOT / "airflow_dags")
+    result = subprocess.run([sys.executable, "-c", code, dags, DATE], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = json.loads(result.stdout.strip().splitlines()[-1])
+    assert job["args"] == [
+        "kappa", "run", "/bundle", "predict",
+        "--input-file", f"s3://bucket/scoring/input/date={DATE}/",
+        "--output-file", f"s3://bucket/scoring/scores/date={DATE}/", "--resume",
+    ]  # fmt: skip
+    assert job["image"] == "registry.example.com/iris:1" and job["namespace"] == "scoring"
+    assert job["backoff"] == 2 and job["user"] == 10001  # from the Job file
 
 
 def test_daily_dag_scores_the_day_and_a_rerun_replaces_it(airflow_env, tmp_path):
