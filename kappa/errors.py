@@ -7,6 +7,8 @@ classes to responses in one handler, and the CLI wraps them once.
 
 from __future__ import annotations
 
+from kappa._version import DISTRIBUTION
+
 
 class KappaError(Exception):
     """Base class of every error Kappa raises on purpose."""
@@ -56,5 +58,5 @@ def missing_dependency(package: str, extra: str, feature: str) -> MissingDepende
     """Build the error raised when an optional package is not importable."""
     return MissingDependencyError(
         f"{feature} needs the package {package!r}, which is not installed; "
-        f"run `pip install 'kappa[{extra}]'` (or `pip install {package}`)"
+        f"run `pip install '{DISTRIBUTION}[{extra}]'` (or `pip install {package}`)"
     )

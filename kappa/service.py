@@ -357,7 +357,7 @@ class BentoService:
     def start_dev_server(self, port: int = 5000, host: str = "127.0.0.1") -> str:
         """Serve this in-memory service over HTTP on ``host:port`` (the same app as `kappa serve`),
         in a background thread, for trying it from a notebook; returns its URL. Needs the
-        online extra (`pip install 'kappa[online]'`)."""
+        online extra (`pip install 'kappa-engine[online]'`)."""
         from importlib.metadata import entry_points
 
         if self._dev_server is not None:
@@ -365,13 +365,14 @@ class BentoService:
         found = [ep for ep in entry_points(group="kappa.dev_server") if ep.name == "uvicorn"]
         if not found:
             raise MissingDependencyError(
-                "the dev server needs Kappa's online part; run `pip install 'kappa[online]'`"
+                "the dev server needs Kappa's online part; run `pip install 'kappa-engine[online]'`"
             )
         try:
             start = found[0].load()
         except ImportError as exc:
             raise MissingDependencyError(
-                f"the dev server needs {exc.name or 'the online extra'}; run `pip install 'kappa[online]'`"
+                f"the dev server needs {exc.name or 'the online extra'}; "
+                "run `pip install 'kappa-engine[online]'`"
             ) from None
         server = start(self, port=port, host=host)
         self._dev_server = server

@@ -129,8 +129,9 @@ def spark_home() -> Path:
 
 
 @contextmanager
-def spark_standalone(workdir: Path) -> Iterator[str]:
-    """A Spark standalone master and one worker from the installed pyspark; yields ``spark://...``."""
+def spark_standalone(workdir: Path, python: str = sys.executable) -> Iterator[str]:
+    """A Spark standalone master and one worker from the installed pyspark; yields ``spark://...``.
+    ``python``: the worker's own Python (``PYSPARK_PYTHON``)."""
     import json
 
     home = spark_home()
@@ -139,7 +140,7 @@ def spark_standalone(workdir: Path) -> Iterator[str]:
         **os.environ,
         "SPARK_HOME": str(home),
         "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_PYTHON": python,
         "SPARK_LOG_DIR": str(workdir / "logs"),
         "SPARK_WORKER_DIR": str(workdir / "work"),
     }
@@ -204,8 +205,9 @@ def spark_standalone(workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def dask_cluster(workdir: Path, workers: int = 2) -> Iterator[str]:
-    """A ``dask scheduler`` and ``workers`` single-threaded worker processes (with nannies) on 127.0.0.1.
+def dask_cluster(workdir: Path, workers: int = 2, python: str = sys.executable) -> Iterator[str]:
+    """A ``dask scheduler`` and ``workers`` single-threaded worker processes (with nannies) on 127.0.0.1;
+    the workers run on ``python`` (e.g. an unpacked ``kappa pack-env`` environment).
 
     Yields the scheduler address. Workers run in ``workdir`` (not the test's working
     directory), so nothing reaches them through relative paths.
@@ -230,8 +232,9 @@ def dask_cluster(workdir: Path, workers: int = 2) -> Iterator[str]:
             processes.append(
                 subprocess.Popen(
                     [
-                        dask,
-                        "worker",
+                        python,
+                        "-m",
+                        "distributed.cli.dask_worker",
                         address,
                         "--host",
                         "127.0.0.1",

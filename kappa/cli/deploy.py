@@ -134,3 +134,44 @@ def k8s_command(
         for name, objects in files.items():
             (folder / name).write_text(k8s.render(objects))
             click.echo(str(folder / name))
+
+
+@click.command("pack-env")
+@click.argument("bundle")
+@click.option(
+    "-o",
+    "--output-file",
+    "output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The archive: env.tar.gz (or .tgz, .tar.bz2, .tar, .zip).",
+)
+@click.option(
+    "--extras",
+    default="",
+    help="Kappa extras to add, comma-separated: spark, dask, online, airflow (e.g. dask for Dask workers).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing archive.")
+@click.option("--compress-level", type=click.IntRange(0, 9), default=4, show_default=True)
+@pass_env  # no common -o: here it names the archive, as in `kappa pack-env NAME:VERSION -o env.tar.gz`
+def pack_env_command(
+    env: Environment, /, bundle: str, output: str, extras: str, overwrite: bool, compress_level: int
+) -> None:
+    """Pack a relocatable Python environment for BUNDLE's executors: its pinned packages and Kappa.
+
+    \b
+    spark-submit --archives env.tar.gz#env --conf spark.pyspark.python=./env/bin/python \\
+        spark_jobs/score.py --bundle BUNDLE ...
+
+    The machines that unpack it need the Python it was built with, at the same path.
+    """
+    from pathlib import Path
+
+    from kappa.deploy.packenv import pack_env
+
+    wanted = [e.strip() for e in extras.split(",") if e.strip()]
+    with user_errors():
+        with refusing_bad_input():
+            packed = pack_env(bundle, Path(output), wanted, overwrite, compress_level)
+        env.info(f"{packed.packages} packages, {packed.size / 1e6:.1f} MB, for Python at {packed.python}")
+        click.echo(str(packed.path))

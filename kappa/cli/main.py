@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "export": "kappa.cli.repo:export_command",
     "containerize": "kappa.cli.deploy:containerize_command",
     "k8s": "kappa.cli.deploy:k8s_command",
+    "pack-env": "kappa.cli.deploy:pack_env_command",
 }
 ENTRY_POINT_GROUP = "kappa.commands"
 

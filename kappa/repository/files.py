@@ -31,7 +31,7 @@ def filesystem(url: str) -> tuple[Any, str]:
         fs, path = url_to_fs(url)
     except (ImportError, ValueError) as exc:
         raise MissingDependencyError(
-            f"cannot open {url!r}: {exc} (for s3:// run `pip install 'kappa[s3]'`)"
+            f"cannot open {url!r}: {exc} (for s3:// run `pip install 'kappa-engine[s3]'`)"
         ) from None
     return fs, str(path)
 

@@ -107,7 +107,7 @@ class MetadataStore:
         except ModuleNotFoundError as exc:
             raise RepositoryError(
                 f"the database driver for {url!r} is not installed ({exc.name}); "
-                "for PostgreSQL run `pip install 'kappa[postgres]'`"
+                "for PostgreSQL run `pip install 'kappa-engine[postgres]'`"
             ) from None
 
     def _create_schema(self) -> None:

@@ -1,0 +1,159 @@
+"""`kappa pack-env`: one archive holds what executors need, proven on a Spark standalone cluster whose
+worker Python has none of Kappa, pandas or scikit-learn, and on Dask workers running from it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import venv
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from kappa.cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_bad_requests_are_refused_before_anything_is_built(iris_service, tmp_path):
+    bundle = Path(iris_service.save_to_dir(str(tmp_path / "b")))
+    for args, says in (
+        (["-o", str(tmp_path / "env.rar")], "name the archive"),
+        (["-o", str(tmp_path / "env.tar.gz"), "--extras", "gpu"], "unknown extra"),
+        (["-o", str(tmp_path / "missing" / "env.tar.gz")], "is not a folder"),
+    ):
+        result = invoke("pack-env", str(bundle), *args)
+        assert result.exit_code == 2 and says in result.stderr, result.output
+    existing = tmp_path / "env.tar.gz"
+    existing.write_bytes(b"keep me")
+    result = invoke("pack-env", str(bundle), "-o", str(existing))
+    assert result.exit_code == 2 and "--overwrite" in result.stderr
+    assert existing.read_bytes() == b"keep me"  # nothing already written is lost
+    (bundle / "src").chmod(0o755)
+    source = next((bundle / "src").rglob("*.py"))
+    source.chmod(0o644)
+    source.write_text(source.read_text() + "\n# changed\n")
+    result = invoke("pack-env", str(bundle), "-o", str(tmp_path / "new.tar.gz"))
+    assert result.exit_code == 2 and "modified after it was saved" in result.stderr
+    assert not (tmp_path / "new.tar.gz").exists()
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """The iris example bundle, its archive (with Kappa's dask extra) and data to score."""
+    base = tmp_path_factory.mktemp("pack-env")
+    env = {**os.environ, "KAPPA_HOME": str(base / "home")}
+    saved = subprocess.run(
+        [sys.executable, "-m", "examples.iris.main"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert saved.returncode == 0, saved.stderr
+    bundle = subprocess.run(
+        [sys.executable, "-m", "kappa", "get", "IrisClassifier:latest", "-o", "json"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    import json
+
+    path = json.loads(bundle.stdout)["uri"].removeprefix("file://")
+    archive = base / "env.tar.gz"
+    built = subprocess.run(
+        [sys.executable, "-m", "kappa", "pack-env", path, "-o", str(archive), "--extras", "dask",
+         "--compress-level", "1"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert built.stdout.strip() == str(archive)
+    source = base / "iris.parquet"
+    frame = pd.read_csv(ROOT / "examples" / "iris" / "iris.csv").drop(columns=["species"])
+    pd.concat([frame] * 20, ignore_index=True).to_parquet(source, index=False)
+    expected = base / "expected.parquet"
+    local = subprocess.run(
+        [sys.executable, "-m", "kappa", "run", path, "predict", "--input-file", str(source),
+         "--output-file", str(expected)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert local.returncode == 0, local.stderr
+    return {"bundle": path, "archive": archive, "source": source, "expected": expected, "base": base}
+
+
+def _bare_python(folder: Path) -> str:
+    venv.EnvBuilder(with_pip=False).create(folder)
+    python = str(folder / "bin" / "python")
+    probe = subprocess.run([python, "-c", "import pandas"], capture_output=True)
+    assert probe.returncode != 0  # nothing but the standard library
+    return python
+
+
+def _scores(folder: Path) -> pd.DataFrame:
+    table = pq.read_table(folder).to_pandas()
+    return table.sort_values("_row").reset_index(drop=True)[["_row", "prediction"]]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_workers_with_a_bare_python_score_with_the_packed_env(packed, tmp_path):
+    from tests.servers import spark_home, spark_standalone
+
+    bare = _bare_python(tmp_path / "bare")
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": bare,  # the cluster's executors: no Kappa, no pandas, no model packages
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_HOME": str(spark_home()),
+    }
+    output = tmp_path / "scored"
+    with spark_standalone(tmp_path / "cluster", python=bare) as master:
+        command = [
+            str(spark_home() / "bin" / "spark-submit"), "--master", master,
+            "--conf", "spark.executor.memory=1g",
+            "--archives", f"{packed['archive']}#env",
+            "--conf", "spark.pyspark.python=./env/bin/python",
+            "--conf", f"spark.pyspark.driver.python={sys.executable}",
+            str(ROOT / "spark_jobs" / "score.py"),
+            "--bundle", packed["bundle"], "--api", "predict",
+            "--input", str(packed["source"]), "--output", str(output),
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-4000:]
+        without = [c for c in command if c not in ("--archives", f"{packed['archive']}#env")]
+        without = [c for c in without if c != "spark.pyspark.python=./env/bin/python"]
+        without.remove("--conf")  # the one that named the packed python
+        without[without.index("--output") + 1] = str(tmp_path / "bare-out")
+        bare_run = subprocess.run(without, capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert bare_run.returncode != 0  # the same job on the cluster's own Python cannot run
+    pd.testing.assert_frame_equal(_scores(output), _scores(packed["expected"]), check_dtype=False)
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_dask_workers_running_from_the_packed_env_score(packed, tmp_path):
+    from tests.servers import dask_cluster
+
+    unpacked = tmp_path / "env"
+    unpacked.mkdir()
+    with tarfile.open(packed["archive"]) as archive:  # what YARN or a container entrypoint does
+        archive.extractall(unpacked, filter="tar")
+    python = str(unpacked / "bin" / "python")
+    where = subprocess.run(
+        [python, "-c", "import kappa, sklearn; print(kappa.__file__)"], capture_output=True, text=True
+    )
+    assert where.returncode == 0 and where.stdout.startswith(str(unpacked)), where.stderr
+    output = tmp_path / "scored"
+    with dask_cluster(tmp_path / "cluster", workers=2, python=python) as scheduler:
+        result = subprocess.run(
+            [sys.executable, "-m", "kappa", "run", packed["bundle"], "predict",
+             "--input-file", str(packed["source"]), "--output-file", str(output),
+             "--engine", "dask", "--scheduler", scheduler],
+            capture_output=True, text=True, env={**os.environ, "KAPPA_HOME": str(packed["base"] / "home")},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-4000:]
+    pd.testing.assert_frame_equal(_scores(output), _scores(packed["expected"]), check_dtype=False)
