@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kappa.errors import InputError
+from kappa_batch import spark_files
 from kappa_batch.io import format_of
 from kappa_batch.job import Report
 from kappa_batch.rowids import FILE_COLUMN, INDEX_COLUMN, SPLIT_COLUMN, Positions
@@ -80,14 +81,22 @@ def run(
 
     if fmt not in ("parquet", "csv", "json", "jsonl", "orc"):
         raise InputError(f"unknown output format {fmt!r}; use parquet, csv, jsonl or orc")
+    errors_url = errors_output or f"{output_url.rstrip('/')}/_errors.parquet"
+    for url, kind in ((output_url, fmt), (errors_url, "parquet")):
+        if spark_files.uses_fsspec(url) and kind not in spark_files.WRITE_FORMATS:
+            raise InputError(f"writing {kind} to {url} is not supported; use --format parquet or csv")
     start = time.monotonic()
-    df = read(spark, input_url, input_format)
+    positions = None
+    key = id_column or ROW_ID
+    if spark_files.uses_fsspec(input_url):  # object stores without Hadoop jars; rows come with their ids
+        df = spark_files.read(spark, input_url, input_format, row_ids=id_column is None)
+        id_column = id_column or ROW_ID
+    else:
+        df = read(spark, input_url, input_format)
     missing = [c for c in partition_by if c not in df.columns]
     if missing:
         raise InputError(f"--partition-by column(s) {missing} are not in the input; it has {df.columns}")
     handle = ship(spark, bundle, bundle_digest)
-    positions = None
-    key = id_column or ROW_ID
     if id_column is None:  # ids from the rows' positions in the input files, as `kappa run` gives them
         df, positions = with_row_ids(spark, df)
         id_column = ROW_ID if positions is None else None
@@ -97,13 +106,18 @@ def run(
     try:
         good = scored.filter(F.col(STATUS).isNull()).drop(STATUS, MESSAGE)
         bad = scored.filter(F.col(STATUS).isNotNull()).select(key, STATUS, MESSAGE)
-        writer = good.write.mode("overwrite")
-        if partition_by:
-            spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
-            writer = writer.partitionBy(*partition_by)
-        writer.format("json" if fmt == "jsonl" else fmt).save(output_url)
-        errors_url = errors_output or f"{output_url.rstrip('/')}/_errors.parquet"
-        bad.write.mode("overwrite").parquet(errors_url)
+        if spark_files.uses_fsspec(output_url):
+            spark_files.write(good, output_url, fmt, partition_by)
+        else:
+            writer = good.write.mode("overwrite")
+            if partition_by:
+                spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+                writer = writer.partitionBy(*partition_by)
+            writer.format("json" if fmt == "jsonl" else fmt).save(output_url)
+        if spark_files.uses_fsspec(errors_url):
+            spark_files.write(bad, errors_url, "parquet")
+        else:
+            bad.write.mode("overwrite").parquet(errors_url)
         rows_in, rows_error = scored.count(), bad.count()
     finally:
         scored.unpersist()
