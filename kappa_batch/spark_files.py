@@ -223,20 +223,15 @@ def _source_class() -> type:
     )
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    class Part(InputPartition):  # type: ignore[misc]
-        def __init__(self, part: FilePart) -> None:
-            super().__init__(part)
-            self.part = part
-
     class Reader(DataSourceReader):  # type: ignore[misc]
         def __init__(self, url: str, kind: str, parts: list[FilePart], row_ids: bool) -> None:
             self.url, self.kind, self.parts, self.row_ids = url, kind, parts, row_ids
 
-        def partitions(self) -> list[Part]:
-            return [Part(p) for p in self.parts]
+        def partitions(self) -> list[InputPartition]:
+            return [InputPartition(p) for p in self.parts]
 
-        def read(self, partition: Part) -> Iterator[pa.RecordBatch]:
-            return read_part(self.url, self.kind, partition.part, self.row_ids)
+        def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+            return read_part(self.url, self.kind, partition.value, self.row_ids)
 
     @dataclass
     class Written(WriterCommitMessage):  # type: ignore[misc]
@@ -254,11 +249,11 @@ def _source_class() -> type:
             task = context.partitionId() if context is not None else 0
             return Written(write_task(self.url, self.fmt, self.job, task, self.partition_by, iterator))
 
-        def commit(self, messages: list[Written | None]) -> None:
-            folders = {f for m in messages if m is not None for f in m.folders}
+        def commit(self, messages: list[WriterCommitMessage | None]) -> None:
+            folders = {f for m in messages for f in getattr(m, "folders", None) or ()}
             commit(self.url, self.job, folders, bool(self.partition_by))
 
-        def abort(self, messages: list[Written | None]) -> None:
+        def abort(self, messages: list[WriterCommitMessage | None]) -> None:
             abort(self.url, self.job)
 
     class FilesSource(DataSource):  # type: ignore[misc]
