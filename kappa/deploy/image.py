@@ -20,6 +20,9 @@ SERVE_PORT = 5000
 DRAIN_SECONDS = 60  # `kappa serve` finishes requests in flight for this long after SIGTERM
 BUNDLE_DIR = "/bundle"
 SPARK_JOB = "/opt/kappa/spark_score.py"  # the Spark job (spark_jobs/score.py) inside the image
+# How a bundle is installed, run in its folder: the pinned requirements (Kappa from the wheel in
+# env/), then the bundle itself. The image and `kappa pack-env` both run exactly these.
+PIP_STEPS = (("--requirement", "env/requirements.txt"), ("--no-deps", "."))
 
 
 @dataclass(frozen=True)
@@ -103,12 +106,12 @@ def render_dockerfile(spec: ImageSpec) -> str:
         steps += ["COPY setup.sh setup.sh", "RUN bash setup.sh"]
     steps += [
         "COPY env/ env/",
-        "RUN pip install --no-cache-dir --requirement env/requirements.txt",
+        f"RUN pip install --no-cache-dir {' '.join(PIP_STEPS[0])}",
         'ARG KAPPA_EXTRAS=""',
         f'RUN if [ -n "$KAPPA_EXTRAS" ]; then pip install --no-cache-dir --find-links env '
         f'"{DISTRIBUTION}[$KAPPA_EXTRAS]=={__version__}"; fi',
         "COPY . .",
-        "RUN pip install --no-cache-dir --no-deps . \\",
+        f"RUN pip install --no-cache-dir {' '.join(PIP_STEPS[1])} \\",
         f"    && mkdir -p {SPARK_JOB.rsplit('/', 1)[0]} \\",
         "    && ln -s \"$(python -c 'import kappa_batch.engines.spark_job as m; print(m.__file__)')\" "
         f"{SPARK_JOB} \\",

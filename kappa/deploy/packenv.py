@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kappa._version import DISTRIBUTION, __version__
 from kappa.deploy.bundles import verified_bundle
+from kappa.deploy.image import PIP_STEPS
 from kappa.errors import InputError, KappaError, missing_dependency
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,11 @@ def pack_env(
         log.info("creating a virtual environment for %s", bundle.manifest.tag)
         venv.EnvBuilder(with_pip=True, symlinks=True).create(prefix)
         python = str(prefix / "bin" / "python")
-        requirements = ["--requirement", "env/requirements.txt"]
-        if extras:
-            requirements += ["--find-links", "env", f"{DISTRIBUTION}[{','.join(extras)}]=={__version__}"]
-        _pip(python, [*requirements], cwd=bundle.path)
-        _pip(python, ["--no-deps", "."], cwd=bundle.path)  # the bundle's package and console script
+        requirements, install_bundle = PIP_STEPS  # what the bundle's image runs
+        kappa_extras = f"{DISTRIBUTION}[{','.join(extras)}]=={__version__}"
+        extra = ["--find-links", "env", kappa_extras] if extras else []
+        _pip(python, [*requirements, *extra], cwd=bundle.path)
+        _pip(python, [*install_bundle], cwd=bundle.path)  # the bundle's package and console script
         packages = len(list((prefix / "lib").glob("python*/site-packages/*.dist-info")))
         partial = output.with_name(f".partial-{os.getpid()}-{output.name}")  # venv-pack reads the suffix
         log.info("packing %d packages into %s", packages, output)

@@ -3,10 +3,15 @@ worker Python has none of Kappa, pandas or scikit-learn, and on Dask workers run
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tarfile
+import time
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -60,8 +65,6 @@ def packed(tmp_path_factory):
         [sys.executable, "-m", "kappa", "get", "IrisClassifier:latest", "-o", "json"],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    import json
-
     path = json.loads(bundle.stdout)["uri"].removeprefix("file://")
     archive = base / "env.tar.gz"
     built = subprocess.run(
@@ -133,22 +136,32 @@ def test_spark_workers_with_a_bare_python_score_with_the_packed_env(packed, tmp_
     pd.testing.assert_frame_equal(_scores(output), _scores(packed["expected"]), check_dtype=False)
 
 
+@pytest.fixture(scope="module")
+def unpacked(packed):
+    """The archive unpacked, as YARN or a container entrypoint does; its Python has Kappa and the model."""
+    folder = packed["base"] / "unpacked"
+    folder.mkdir()
+    with tarfile.open(packed["archive"]) as archive:
+        archive.extractall(folder, filter="tar")
+    python = str(folder / "bin" / "python")
+    code = "import kappa, sklearn; print(kappa.__file__)"
+    where = subprocess.run([python, "-c", code], capture_output=True, text=True, env=_clean_env())
+    assert where.returncode == 0 and where.stdout.startswith(str(folder)), where.stderr
+    return folder
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return {**env, **extra}
+
+
 @pytest.mark.dask
 @pytest.mark.slow
-def test_dask_workers_running_from_the_packed_env_score(packed, tmp_path):
+def test_dask_workers_running_from_the_packed_env_score(packed, unpacked, tmp_path):
     from tests.servers import dask_cluster
 
-    unpacked = tmp_path / "env"
-    unpacked.mkdir()
-    with tarfile.open(packed["archive"]) as archive:  # what YARN or a container entrypoint does
-        archive.extractall(unpacked, filter="tar")
-    python = str(unpacked / "bin" / "python")
-    where = subprocess.run(
-        [python, "-c", "import kappa, sklearn; print(kappa.__file__)"], capture_output=True, text=True
-    )
-    assert where.returncode == 0 and where.stdout.startswith(str(unpacked)), where.stderr
     output = tmp_path / "scored"
-    with dask_cluster(tmp_path / "cluster", workers=2, python=python) as scheduler:
+    with dask_cluster(tmp_path / "cluster", workers=2, python=str(unpacked / "bin" / "python")) as scheduler:
         result = subprocess.run(
             [sys.executable, "-m", "kappa", "run", packed["bundle"], "predict",
              "--input-file", str(packed["source"]), "--output-file", str(output),
@@ -157,3 +170,52 @@ def test_dask_workers_running_from_the_packed_env_score(packed, tmp_path):
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-4000:]
     pd.testing.assert_frame_equal(_scores(output), _scores(packed["expected"]), check_dtype=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_the_image_command_serves_from_the_installed_env_and_stops_on_sigterm(packed, unpacked, tmp_path):
+    """The environment holds what the image's steps install (PIP_STEPS); the image's default command,
+    `kappa serve` of the bundle, answers /livez and a prediction there and drains on SIGTERM."""
+    command = (Path(packed["bundle"]) / "Dockerfile").read_text().rstrip().splitlines()[-1]
+    assert command == 'CMD ["kappa", "serve", "/bundle", "--host", "0.0.0.0", "--port", "5000"]'
+    port = _free_port()
+    # as `source env/bin/activate`: venv-pack points the scripts at `python` on PATH
+    env = _clean_env(KAPPA_HOME=str(tmp_path / "home"), PATH=f"{unpacked / 'bin'}:{os.environ['PATH']}")
+    server = subprocess.Popen(
+        [str(unpacked / "bin" / "python"), "-m", "kappa", "serve", packed["bundle"],
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2) as reply:
+                    assert reply.status == 200
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"kappa serve did not come up: {server.communicate()[0]}")
+                time.sleep(0.5)
+        body = json.dumps([[5.1, 3.5, 1.4, 0.2]]).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert json.loads(reply.read()) == [0]
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=90) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    script = subprocess.run(
+        [str(unpacked / "bin" / "IrisClassifier"), "run", "predict", "--input", "[[6.7, 3.0, 5.2, 2.3]]"],
+        env=env, capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert script.returncode == 0 and json.loads(script.stdout) == [2], script.stderr[-2000:]
