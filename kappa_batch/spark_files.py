@@ -94,7 +94,10 @@ def _read_text(fs: Any, file: str, kind: str) -> Iterator[pa.RecordBatch]:
     return remote_text(fs, [file], "csv" if kind == "csv" else "jsonl")
 
 
-def read_part(url: str, kind: str, part: FilePart, row_ids: bool) -> Iterator[pa.RecordBatch]:
+def read_part(
+    url: str, kind: str, part: FilePart, row_ids: bool, schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
+    """The batches of one task, in the ``schema`` Spark was promised (text files may infer other types)."""
     fs, _ = filesystem(url)
     if kind == "parquet":
         from kappa_batch.io import parquet_file
@@ -106,6 +109,14 @@ def read_part(url: str, kind: str, part: FilePart, row_ids: bool) -> Iterator[pa
         batches = _read_text(fs, part.file, kind)
     position = part.offset
     for batch in batches:
+        if batch.schema != schema:
+            try:
+                batch = batch.cast(schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+                raise InputError(
+                    f"{part.file} does not have the columns of the first input file ({schema}): {exc}; "
+                    "give every file the same columns, or pass --input-format and clean the input"
+                ) from None
         if row_ids:
             ids = pa.array(range(position, position + batch.num_rows), pa.int64())
             batch = pa.RecordBatch.from_arrays([*batch.columns, ids], names=[*batch.schema.names, ROW_ID])
@@ -224,14 +235,14 @@ def _source_class() -> type:
     from pyspark.sql.pandas.types import from_arrow_schema
 
     class Reader(DataSourceReader):  # type: ignore[misc]
-        def __init__(self, url: str, kind: str, parts: list[FilePart], row_ids: bool) -> None:
-            self.url, self.kind, self.parts, self.row_ids = url, kind, parts, row_ids
+        def __init__(self, url: str, kind: str, parts: list[FilePart], row_ids: bool, schema: pa.Schema):
+            self.url, self.kind, self.parts, self.row_ids, self.schema = url, kind, parts, row_ids, schema
 
         def partitions(self) -> list[InputPartition]:
             return [InputPartition(p) for p in self.parts]
 
         def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-            return read_part(self.url, self.kind, partition.value, self.row_ids)
+            return read_part(self.url, self.kind, partition.value, self.row_ids, self.schema)
 
     @dataclass
     class Written(WriterCommitMessage):  # type: ignore[misc]
@@ -261,21 +272,21 @@ def _source_class() -> type:
         def name(cls) -> str:
             return NAME
 
-        def _plan(self) -> tuple[str, list[FilePart]]:
+        def _plan(self) -> tuple[str, list[FilePart], pa.Schema]:
             if not hasattr(self, "_planned"):
-                self._planned = plan(self.options["path"], self.options.get("format") or None)
-            return self._planned
+                kind, parts = plan(self.options["path"], self.options.get("format") or None)
+                self._planned = kind, parts, arrow_schema(self.options["path"], kind, parts[0].file)
+            return self._planned  # type: ignore[no-any-return]
 
         def schema(self) -> Any:
-            kind, parts = self._plan()
-            schema = arrow_schema(self.options["path"], kind, parts[0].file)
+            _, _, schema = self._plan()
             if self.options.get("rowIds") == "true":
                 schema = schema.append(pa.field(ROW_ID, pa.int64()))
             return from_arrow_schema(schema)
 
         def reader(self, schema: Any) -> Reader:
-            kind, parts = self._plan()
-            return Reader(self.options["path"], kind, parts, self.options.get("rowIds") == "true")
+            kind, parts, arrow = self._plan()
+            return Reader(self.options["path"], kind, parts, self.options.get("rowIds") == "true", arrow)
 
         def writer(self, schema: Any, overwrite: bool) -> Writer:
             return Writer(
