@@ -37,9 +37,14 @@ with DAG(
         namespace=NAMESPACE,
         base_container_name="kappa",  # the container of the Job `kappa k8s` writes
         arguments=[
-            "kappa", "run", "/bundle", API,
-            "--input-file", ROOT + "/input/date={{ ds }}/",
-            "--output-file", ROOT + "/scores/date={{ ds }}/",
+            "kappa",
+            "run",
+            "/bundle",
+            API,
+            "--input-file",
+            ROOT + "/input/date={{ ds }}/",
+            "--output-file",
+            ROOT + "/scores/date={{ ds }}/",
             "--resume",
         ],  # fmt: skip
         wait_until_job_complete=True,

@@ -17,6 +17,7 @@ an aborted job removes what its tasks wrote.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -41,15 +42,43 @@ def uses_fsspec(url: str) -> bool:
     return urlsplit(url).scheme.lower() not in SPARK_SCHEMES
 
 
+_registered: set[str] = set()  # Spark applications this process registered the source with
+
+
 def register(spark: Any) -> None:
-    spark.dataSource.register(_source_class())
+    application = spark.sparkContext.applicationId
+    if application not in _registered:
+        spark.dataSource.register(_source_class())
+        _registered.add(application)
 
 
 def read(spark: Any, url: str, fmt: str | None, row_ids: bool) -> Any:
-    """``url``'s files as a DataFrame (with a ``_row`` column when ``row_ids``)."""
+    """``url``'s files as a DataFrame (with a ``_row`` column when ``row_ids``).
+
+    Planned here, in the driver, once: Spark asks a data source for its schema and partitions in
+    Python processes of its own, which then only decode the plan instead of listing the store.
+    """
+    from pyspark.sql.pandas.types import from_arrow_schema
+
     register(spark)
-    reader = spark.read.format(NAME).option("path", url).option("rowIds", str(row_ids).lower())
-    return reader.option("format", fmt or "").load()
+    kind, parts = plan(url, fmt)
+    schema = arrow_schema(url, kind, parts[0].file)
+    full = schema.append(pa.field(ROW_ID, pa.int64())) if row_ids else schema
+    planned = {
+        "kind": kind,
+        "rowIds": row_ids,
+        "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(),
+        "parts": [[p.file, p.row_groups, p.offset] for p in parts],
+    }
+    reader = spark.read.format(NAME).schema(from_arrow_schema(full)).option("path", url)
+    return reader.option("plan", json.dumps(planned)).load()
+
+
+def decode_plan(text: str) -> tuple[str, list[FilePart], bool, pa.Schema]:
+    planned = json.loads(text)
+    parts = [FilePart(f, tuple(g) if g is not None else None, o) for f, g, o in planned["parts"]]
+    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(planned["schema"])))
+    return planned["kind"], parts, bool(planned["rowIds"]), schema
 
 
 def write(df: Any, url: str, fmt: str, partition_by: Sequence[str] = ()) -> None:
@@ -232,7 +261,6 @@ def _source_class() -> type:
         InputPartition,
         WriterCommitMessage,
     )
-    from pyspark.sql.pandas.types import from_arrow_schema
 
     class Reader(DataSourceReader):  # type: ignore[misc]
         def __init__(self, url: str, kind: str, parts: list[FilePart], row_ids: bool, schema: pa.Schema):
@@ -272,21 +300,12 @@ def _source_class() -> type:
         def name(cls) -> str:
             return NAME
 
-        def _plan(self) -> tuple[str, list[FilePart], pa.Schema]:
-            if not hasattr(self, "_planned"):
-                kind, parts = plan(self.options["path"], self.options.get("format") or None)
-                self._planned = kind, parts, arrow_schema(self.options["path"], kind, parts[0].file)
-            return self._planned  # type: ignore[no-any-return]
-
-        def schema(self) -> Any:
-            _, _, schema = self._plan()
-            if self.options.get("rowIds") == "true":
-                schema = schema.append(pa.field(ROW_ID, pa.int64()))
-            return from_arrow_schema(schema)
+        def schema(self) -> Any:  # only reached without read()'s schema
+            raise InputError(f"read {NAME} sources with kappa_batch.spark_files.read(), which plans them")
 
         def reader(self, schema: Any) -> Reader:
-            kind, parts, arrow = self._plan()
-            return Reader(self.options["path"], kind, parts, self.options.get("rowIds") == "true", arrow)
+            kind, parts, row_ids, arrow = decode_plan(self.options["plan"])
+            return Reader(self.options["path"], kind, parts, row_ids, arrow)
 
         def writer(self, schema: Any, overwrite: bool) -> Writer:
             return Writer(

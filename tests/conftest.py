@@ -98,6 +98,16 @@ def postgres_server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Spark standalone master and worker for the session's spark-submit tests; yields its URL.
+    Executors get their environment from each job (``spark.executorEnv.*``), not from here."""
+    from tests.servers import spark_standalone
+
+    with spark_standalone(tmp_path_factory.mktemp("spark-cluster")) as master:
+        yield master
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     import boto3
 

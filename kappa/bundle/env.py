@@ -88,8 +88,9 @@ LEGACY_NAMES = {"kappa": DISTRIBUTION}
 
 
 def kappa_pin() -> str:
-    """The requirement on the Kappa that is saving the bundle (the bundle carries its wheel)."""
-    return f"{DISTRIBUTION}=={__version__}"
+    """The requirement on the Kappa that is saving the bundle (the bundle carries its wheel), with
+    ``online``: what the bundle's image runs (`kappa serve`) and what `pip install <bundle>` gives."""
+    return f"{DISTRIBUTION}[online]=={__version__}"
 
 
 def is_kappa_requirement(line: str) -> bool:

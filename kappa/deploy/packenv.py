@@ -96,7 +96,9 @@ def pack_env(
 def _pip(python: str, arguments: list[str], cwd: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     done = subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--no-compile", *arguments],
+        # compiled: every executor's Python workers import from the archive; without .pyc files each
+        # would compile pandas, pyarrow and the model's packages again
+        [python, "-m", "pip", "install", "--quiet", *arguments],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -282,8 +282,8 @@ def test_kappa_run_engine_spark_matches_the_local_engine(bundle, iris_frame, tmp
 
 
 @pytest.mark.slow
-def test_spark_submit_on_a_standalone_cluster(bundle, iris_frame, tmp_path):
-    from tests.servers import spark_home, spark_standalone
+def test_spark_submit_on_a_standalone_cluster(bundle, iris_frame, tmp_path, spark_cluster):
+    from tests.servers import spark_home
 
     expected = _local_run(bundle, _write_input(iris_frame, tmp_path / "in"), tmp_path / "local")
     source = _write_input(iris_frame, tmp_path / "in", partitioned=True)  # `part` is not a feature
@@ -295,34 +295,33 @@ def test_spark_submit_on_a_standalone_cluster(bundle, iris_frame, tmp_path):
         "SPARK_LOCAL_IP": "127.0.0.1",
         "SPARK_HOME": str(spark_home()),
     }
-    with spark_standalone(tmp_path / "cluster") as master:
-        command = [
-            str(spark_home() / "bin" / "spark-submit"),
-            "--master",
-            master,
-            "--conf",
-            f"spark.pyspark.python={sys.executable}",
-            "--conf",
-            "spark.executor.memory=1g",
-            str(ROOT / "spark_jobs" / "score.py"),
-            "--bundle",
-            bundle,
-            "--api",
-            "predict",
-            "--input",
-            str(source),
-            "--output",
-            str(output),
-            "--id-column",
-            "id",
-            "--partition-by",
-            "part",
-            "--errors-output",
-            str(tmp_path / "errors"),
-        ]
-        for _ in range(2):  # a re-run never leaves duplicate rows
-            result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
-            assert result.returncode == 0, result.stderr[-4000:]
+    command = [
+        str(spark_home() / "bin" / "spark-submit"),
+        "--master",
+        spark_cluster,
+        "--conf",
+        f"spark.pyspark.python={sys.executable}",
+        "--conf",
+        "spark.executor.memory=1g",
+        str(ROOT / "spark_jobs" / "score.py"),
+        "--bundle",
+        bundle,
+        "--api",
+        "predict",
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--id-column",
+        "id",
+        "--partition-by",
+        "part",
+        "--errors-output",
+        str(tmp_path / "errors"),
+    ]
+    for _ in range(2):  # a re-run never leaves duplicate rows
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-4000:]
     got = _read(output).sort_values("id").reset_index(drop=True)
     assert len(got) == len(expected) == 2980
     pd.testing.assert_frame_equal(

@@ -84,13 +84,16 @@ def test_writing_replaces_earlier_runs_partition_by_partition(spark, tmp_path):
 
 @pytest.mark.s3
 @pytest.mark.slow
-def test_spark_submit_scores_s3_input_into_s3_output_without_hadoop_jars(s3_endpoint, tmp_path, monkeypatch):
+def test_spark_submit_scores_s3_input_into_s3_output_without_hadoop_jars(
+    s3_endpoint, spark_cluster, tmp_path, monkeypatch
+):
     import fsspec
 
-    from tests.servers import S3_ENV, spark_home, spark_standalone
+    from tests.servers import S3_ENV, spark_home
 
-    for key, value in {**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint}.items():
-        monkeypatch.setenv(key, value)  # the cluster's processes read the object store like this one
+    store = {**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint}
+    for key, value in store.items():
+        monkeypatch.setenv(key, value)  # the driver (and kappa run) read the object store like this
     monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": s3_endpoint})
     saved = subprocess.run(
         [sys.executable, "-m", "examples.iris.main"], cwd=ROOT, capture_output=True, text=True,
@@ -120,16 +123,16 @@ def test_spark_submit_scores_s3_input_into_s3_output_without_hadoop_jars(s3_endp
     expected = (
         pq.read_table(tmp_path / "local.parquet").to_pandas().sort_values("_row").reset_index(drop=True)
     )
-    with spark_standalone(tmp_path / "cluster") as master:
-        command = [
-            str(spark_home() / "bin" / "spark-submit"), "--master", master,
-            "--conf", "spark.executor.memory=1g",
-            str(ROOT / "spark_jobs" / "score.py"), "--bundle", "IrisClassifier:latest", "--api", "predict",
-            "--input", f"s3://{prefix}/in/", "--output", f"s3://{prefix}/out/",
-        ]  # fmt: skip
-        for _ in range(2):  # a re-run replaces the output
-            result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
-            assert result.returncode == 0, result.stderr[-4000:]
+    executor_env = [f"--conf=spark.executorEnv.{key}={value}" for key, value in store.items()]
+    command = [
+        str(spark_home() / "bin" / "spark-submit"), "--master", spark_cluster,
+        "--conf", "spark.executor.memory=1g", *executor_env,  # as on any cluster
+        str(ROOT / "spark_jobs" / "score.py"), "--bundle", "IrisClassifier:latest", "--api", "predict",
+        "--input", f"s3://{prefix}/in/", "--output", f"s3://{prefix}/out/",
+        "--report", str(tmp_path / "report.json"),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
     fs.invalidate_cache()
     parts = sorted(p for p in fs.find(f"{prefix}/out") if "/_errors.parquet/" not in p)
     got = pd.concat([pq.read_table(fs.open(p, "rb")).to_pandas() for p in parts])
@@ -137,6 +140,6 @@ def test_spark_submit_scores_s3_input_into_s3_output_without_hadoop_jars(s3_endp
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
     errors = [pq.read_table(fs.open(p, "rb")) for p in fs.find(f"{prefix}/out/_errors.parquet")]
     error_rows = pa.concat_tables(errors).to_pandas().sort_values("_row")
-    assert error_rows["_row"].tolist() == [7, 157, 307] and set(error_rows["_status"]) == {400}
-    report = json.loads(result.stdout)
+    assert error_rows["_row"].tolist() == [7, 157, 307] and set(error_rows["_status"]) == {500}
+    report = json.loads((tmp_path / "report.json").read_text())
     assert (report["rows_in"], report["rows_error"]) == (450, 3)

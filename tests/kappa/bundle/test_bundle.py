@@ -81,7 +81,7 @@ def test_requirements_are_pinned_and_include_what_artifacts_need(make_module, ir
     path = tmp_path / "b"
     svc.save_to_dir(str(path))
     lines = (path / "env" / "requirements.txt").read_text().split()
-    assert lines[:3] == ["--find-links", ".", f"kappa-engine=={kappa.__version__}"]
+    assert lines[:3] == ["--find-links", ".", f"kappa-engine[online]=={kappa.__version__}"]
     assert f"pandas=={version('pandas')}" in lines
     assert f"scikit-learn=={version('scikit-learn')}" in lines
     assert f"pyyaml=={version('pyyaml')}" in lines
@@ -109,7 +109,11 @@ def test_requirements_txt_file_overrides(make_module, tmp_path, iris):
     path = tmp_path / "b"
     module.Svc().pack("model", iris[2]).save_to_dir(str(path))
     assert (path / "env" / "requirements.txt").read_text().split() == [
-        "--find-links", ".", f"kappa-engine=={kappa.__version__}", "scikit-learn==1.0", "numpy"
+        "--find-links",
+        ".",
+        f"kappa-engine[online]=={kappa.__version__}",
+        "scikit-learn==1.0",
+        "numpy",
     ]
     conda = yaml.safe_load((path / "env" / "conda.yaml").read_text())
     assert "libgomp" in conda["dependencies"]
@@ -329,7 +333,7 @@ def test_web_static_content_and_docker_base_image_travel(make_module, tmp_path):
     path = tmp_path / "b"
     module.Web().save_to_dir(str(path))
     assert (path / "web" / "index.html").read_text() == "<h1>iris</h1>"
-    assert (path / "Dockerfile").read_text().splitlines()[1] == "FROM python:3.11-bookworm"
+    assert "FROM python:3.11-bookworm" in (path / "Dockerfile").read_text().splitlines()
     manifest = kappa.load(str(path)).manifest
     assert manifest.web_static_content == "web"
     assert "web/css/a.css" in {f.path for f in manifest.files}

@@ -32,7 +32,7 @@ def test_a_bundle_carries_the_kappa_wheel_it_was_saved_with(iris_service, tmp_pa
     assert any(f.path == f"env/{WHEEL}" and f.sha256 == sha for f in manifest.files)  # in the digest
     assert f'#sha256=" + {sha!r}' in (first / "setup.py").read_text()  # pip checks it too
     lines = (first / "env" / "requirements.txt").read_text().splitlines()
-    assert lines[:2] == ["--find-links .", f"kappa-engine=={kappa.__version__}"]
+    assert lines[:2] == ["--find-links .", f"kappa-engine[online]=={kappa.__version__}"]
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         info = f"kappa_engine-{kappa.__version__}.dist-info"
@@ -65,7 +65,7 @@ def test_a_changed_wheel_fails_the_bundle_digest(iris_service, tmp_path):
 
 def test_bundles_that_pinned_the_old_name_still_match_this_kappa():
     assert environment_differences([f"kappa=={kappa.__version__}"]) == []
-    assert environment_differences([f"kappa-engine=={kappa.__version__}"]) == []
+    assert environment_differences([f"kappa-engine[online]=={kappa.__version__}"]) == []
     assert environment_differences(["kappa==0.0.1"]) == [
         f"kappa: bundle needs ==0.0.1, installed {kappa.__version__}"
     ]

@@ -55,7 +55,7 @@ def test_get_prints_full_metadata(repo_mode, saved):
     assert manifest["labels"] == {"framework": "sklearn", "stage": "qa"}
     assert manifest["artifacts"][0]["metadata"]["accuracy"] == 0.97
     assert manifest["apis"][0]["name"] == "predict"
-    assert manifest["env"]["pip_packages"][0].startswith("kappa-engine==")
+    assert manifest["env"]["pip_packages"][0].startswith("kappa-engine[online]==")
     latest = yaml.safe_load(kappa("get", "IrisClassifier:latest").output)
     assert latest["version"] == "v2"
     location = kappa("get", "IrisClassifier:latest", "--print-location").output.strip()
