@@ -3,7 +3,6 @@ rows through `kappa run`, a Spark job, Spark `score()` and its UDF, Dask `score(
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -73,15 +72,9 @@ def inputs(frame, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def spark():
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    from kappa_batch.engines.spark_job import session
-
-    session_ = session("local[2]", "kappa-parity")
-    session_.conf.set("spark.sql.files.maxPartitionBytes", "4096")  # several splits per file
-    yield session_
-    session_.stop()
+def spark(spark):
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")  # several splits per file
+    return spark
 
 
 def _parts(folder: Path) -> pd.DataFrame:

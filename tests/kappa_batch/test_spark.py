@@ -49,17 +49,6 @@ SPARK_ENV = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "
 
 
 @pytest.fixture(scope="module")
-def spark():
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    from kappa_batch.engines.spark_job import session
-
-    session_ = session("local[2]", "kappa-tests")
-    yield session_
-    session_.stop()
-
-
-@pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression

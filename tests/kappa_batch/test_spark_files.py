@@ -22,17 +22,6 @@ pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def spark():
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    from kappa_batch.engines.spark_job import session
-
-    session_ = session("local[2]", "kappa-files-tests")
-    yield session_
-    session_.stop()
-
-
 def test_which_urls_go_through_fsspec():
     for url in ("s3://b/k", "gs://b/k", "az://c/k", "memory://x", "gcs://b/k"):
         assert spark_files.uses_fsspec(url), url
