@@ -149,7 +149,7 @@ def k8s_command(
 @click.option(
     "--extras",
     default="",
-    help="Kappa extras to add, comma-separated: spark, dask, online, airflow (e.g. dask for Dask workers).",
+    help="Extras to add, comma-separated: spark, dask, airflow (e.g. dask for Dask workers).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing archive.")
 @click.option("--compress-level", type=click.IntRange(0, 9), default=4, show_default=True)

@@ -7,11 +7,11 @@ then the bundle itself, and runs ``kappa serve`` as an unprivileged user with a 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kappa._version import DISTRIBUTION, __version__
+from kappa._version import __version__
 
 if TYPE_CHECKING:
     from kappa.bundle.manifest import Manifest
@@ -20,9 +20,14 @@ SERVE_PORT = 5000
 DRAIN_SECONDS = 60  # `kappa serve` finishes requests in flight for this long after SIGTERM
 BUNDLE_DIR = "/bundle"
 SPARK_JOB = "/opt/kappa/spark_score.py"  # the Spark job (spark_jobs/score.py) inside the image
-# How a bundle is installed, run in its folder: the pinned requirements (Kappa from the wheel in
-# env/), then the bundle itself. The image and `kappa pack-env` both run exactly these.
-PIP_STEPS = (("--requirement", "env/requirements.txt"), ("--no-deps", "."))
+
+
+def install_target(folder: str, extras: Sequence[str] = ()) -> str:
+    """What ``pip install`` is given to install a bundle: its folder, with the bundle's extras. Its
+    ``setup.py`` brings Kappa (with ``online``) from the wheel in ``env/``, checked by sha256, and the
+    pinned requirements. The image, ``kappa pack-env`` and ``pip install <bundle>`` all install this way.
+    """
+    return f"{folder}[{','.join(extras)}]" if extras else folder
 
 
 @dataclass(frozen=True)
@@ -105,13 +110,9 @@ def render_dockerfile(spec: ImageSpec) -> str:
     if spec.setup_sh:
         steps += ["COPY setup.sh setup.sh", "RUN bash setup.sh"]
     steps += [
-        "COPY env/ env/",
-        f"RUN pip install --no-cache-dir {' '.join(PIP_STEPS[0])}",
         'ARG KAPPA_EXTRAS=""',
-        f'RUN if [ -n "$KAPPA_EXTRAS" ]; then pip install --no-cache-dir --find-links env '
-        f'"{DISTRIBUTION}[$KAPPA_EXTRAS]=={__version__}"; fi',
         "COPY . .",
-        f"RUN pip install --no-cache-dir {' '.join(PIP_STEPS[1])} \\",
+        f'RUN pip install --no-cache-dir "{install_target(BUNDLE_DIR)}${{KAPPA_EXTRAS:+[$KAPPA_EXTRAS]}}" \\',
         f"    && mkdir -p {SPARK_JOB.rsplit('/', 1)[0]} \\",
         "    && ln -s \"$(python -c 'import kappa_batch.engines.spark_job as m; print(m.__file__)')\" "
         f"{SPARK_JOB} \\",

@@ -19,15 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kappa._version import DISTRIBUTION, __version__
 from kappa.deploy.bundles import verified_bundle
-from kappa.deploy.image import PIP_STEPS
+from kappa.deploy.image import install_target
 from kappa.errors import InputError, KappaError, missing_dependency
 
 log = logging.getLogger(__name__)
 
 FORMATS = (".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
-EXTRAS = ("spark", "dask", "online", "airflow")
+EXTRAS = ("spark", "dask", "airflow")  # the bundle's extras; Kappa's `online` is always in
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,7 @@ def pack_env(
         log.info("creating a virtual environment for %s", bundle.manifest.tag)
         venv.EnvBuilder(with_pip=True, symlinks=True).create(prefix)
         python = str(prefix / "bin" / "python")
-        requirements, install_bundle = PIP_STEPS  # what the bundle's image runs
-        kappa_extras = f"{DISTRIBUTION}[{','.join(extras)}]=={__version__}"
-        extra = ["--find-links", "env", kappa_extras] if extras else []
-        _pip(python, [*requirements, *extra], cwd=bundle.path)
-        _pip(python, [*install_bundle], cwd=bundle.path)  # the bundle's package and console script
+        _pip(python, [install_target(str(bundle.path), extras)], cwd=bundle.path)  # as the image does
         packages = len(list((prefix / "lib").glob("python*/site-packages/*.dist-info")))
         partial = output.with_name(f".partial-{os.getpid()}-{output.name}")  # venv-pack reads the suffix
         log.info("packing %d packages into %s", packages, output)
