@@ -144,7 +144,7 @@ def k8s_command(
     "output",
     required=True,
     type=click.Path(dir_okay=False),
-    help="The archive: env.tar.gz (or .tgz, .tar.bz2, .tar, .zip).",
+    help="The archive: env.tar.gz (or .tgz, .zip: what spark-submit --archives unpacks).",
 )
 @click.option(
     "--extras",

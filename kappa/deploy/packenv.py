@@ -25,7 +25,7 @@ from kappa.errors import InputError, KappaError, missing_dependency
 
 log = logging.getLogger(__name__)
 
-FORMATS = (".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
+FORMATS = (".tar.gz", ".tgz", ".zip")  # what spark-submit --archives (and YARN) unpack
 EXTRAS = ("spark", "dask", "airflow")  # the bundle's extras; Kappa's `online` is always in
 
 

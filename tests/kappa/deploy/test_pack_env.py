@@ -66,9 +66,10 @@ def packed(tmp_path_factory):
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     path = json.loads(bundle.stdout)["uri"].removeprefix("file://")
-    archive = base / "env.tar"  # Spark's --archives takes .tar as .tar.gz; packing it is quicker
+    archive = base / "env.tar.gz"
     built = subprocess.run(
-        [sys.executable, "-m", "kappa", "pack-env", path, "-o", str(archive), "--extras", "dask"],
+        [sys.executable, "-m", "kappa", "pack-env", path, "-o", str(archive), "--extras", "dask",
+         "--compress-level", "1"],
         env={**env, "PIP_NO_COMPILE": "1"},  # here the executors may compile what they import
         capture_output=True, text=True,
     )  # fmt: skip
