@@ -161,10 +161,10 @@ def file_source(
     description = f"{len(files)} {kind} file(s) from {spec}"
     if kind == "csv":
         return InputSource(
-            _guard(_csv_batches(fs, files, declared, id_column), spec, kind), None, description, files, fs
+            guarded(_csv_batches(fs, files, declared, id_column), spec, kind), None, description, files, fs
         )
     if not is_local_fs(fs):
-        return InputSource(_guard(remote_text(fs, files, kind), spec, kind), None, description, files, fs)
+        return InputSource(guarded(remote_text(fs, files, kind), spec, kind), None, description, files, fs)
     try:
         dataset = ds.dataset(files, format="json")
         # Bounded readahead keeps memory proportional to the batch size, not the input.
@@ -174,7 +174,7 @@ def file_source(
         batches = scanner.to_batches()
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read input {spec!r} as {kind}: {exc}") from None
-    return InputSource(_guard(batches, spec, kind), None, description, files, fs)
+    return InputSource(guarded(batches, spec, kind), None, description, files, fs)
 
 
 def _csv_batches(
@@ -294,10 +294,10 @@ def read_planned(
     groups = list(shard.row_groups)
     threads = use_threads and is_local_fs(fs)  # see parquet_file
     batches = parquet.iter_batches(batch_size=batch_size, row_groups=groups, use_threads=threads)
-    return _guard(batches, shard.file, "parquet")
+    return guarded(batches, shard.file, "parquet")
 
 
-def _guard(batches: Iterator[pa.RecordBatch], spec: str, kind: str) -> Iterator[pa.RecordBatch]:
+def guarded(batches: Iterator[pa.RecordBatch], spec: str, kind: str) -> Iterator[pa.RecordBatch]:
     try:
         yield from batches
     except (pa.ArrowException, OSError) as exc:

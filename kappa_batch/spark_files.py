@@ -7,7 +7,8 @@ Spark's readers and writers (:func:`uses_fsspec`).
 Reading: the files are listed and ordered as ``kappa run`` orders them; Parquet is cut into
 tasks of whole row groups, text files are one task each. With ``rowIds`` every row gets the
 ``_row`` id ``kappa run`` gives it (its position in the whole input): the planner knows every
-task's first row (Parquet footers; text files are counted once, in the driver).
+task's first row (Parquet footers; text files are counted once, in the driver, which also takes
+the schema from the first file then).
 
 Writing: every task writes its own file (``part-<task>-<job>.<ext>``, one object, complete or
 absent); the job's commit then removes the files of earlier runs (of the partitions it wrote,
@@ -28,7 +29,17 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from kappa.errors import InputError
-from kappa_batch.io import filesystem, format_of, list_files, plan_parquet
+from kappa_batch.io import (
+    PlannedShard,
+    filesystem,
+    format_of,
+    guarded,
+    list_files,
+    parquet_file,
+    plan_parquet,
+    read_planned,
+    remote_text,
+)
 from kappa_batch.scoring import ROW_ID
 
 NAME = "kappa_files"
@@ -61,22 +72,21 @@ def read(spark: Any, url: str, fmt: str | None, row_ids: bool) -> Any:
     from pyspark.sql.pandas.types import from_arrow_schema
 
     register(spark)
-    kind, parts = plan(url, fmt)
-    schema = arrow_schema(url, kind, parts[0].file)
+    kind, parts, schema = plan(url, fmt)
     full = schema.append(pa.field(ROW_ID, pa.int64())) if row_ids else schema
     planned = {
         "kind": kind,
         "rowIds": row_ids,
         "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(),
-        "parts": [[p.file, p.row_groups, p.offset] for p in parts],
+        "parts": [[p.file, p.row_groups, p.offset, p.rows] for p in parts],
     }
     reader = spark.read.format(NAME).schema(from_arrow_schema(full)).option("path", url)
     return reader.option("plan", json.dumps(planned)).load()
 
 
-def decode_plan(text: str) -> tuple[str, list[FilePart], bool, pa.Schema]:
+def decode_plan(text: str) -> tuple[str, list[PlannedShard], bool, pa.Schema]:
     planned = json.loads(text)
-    parts = [FilePart(f, tuple(g) if g is not None else None, o) for f, g, o in planned["parts"]]
+    parts = [PlannedShard(i, f, tuple(g), o, n) for i, (f, g, o, n) in enumerate(planned["parts"])]
     schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(planned["schema"])))
     return planned["kind"], parts, bool(planned["rowIds"]), schema
 
@@ -93,47 +103,41 @@ def write(df: Any, url: str, fmt: str, partition_by: Sequence[str] = ()) -> None
 # -- planning (driver) ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FilePart:
-    """One read task: a file (or some of its row groups) and the position of its first row."""
-
-    file: str
-    row_groups: tuple[int, ...] | None
-    offset: int
-
-
-def plan(url: str, fmt: str | None) -> tuple[str, list[FilePart]]:
+def plan(url: str, fmt: str | None) -> tuple[str, list[PlannedShard], pa.Schema]:
+    """The input's kind, its read tasks (Parquet: whole row groups; text: whole files, with
+    ``row_groups`` empty) with the position of each task's first row, and the first file's schema."""
     fs, files = list_files(url)
     kind = format_of(files[0] if not fmt else "", fmt or None)
     if kind == "json":
         raise InputError(f"{url}: JSON arrays cannot be split for Spark; use JSON Lines (.jsonl) or Parquet")
     files = [f for f in files if format_of(f, fmt or None) == kind] if not fmt else files
     if kind == "parquet":
-        return kind, [FilePart(s.file, s.row_groups, s.offset) for s in plan_parquet(fs, files, TASK_ROWS)]
-    parts, offset = [], 0
+        return kind, plan_parquet(fs, files, TASK_ROWS), parquet_file(fs, files[0]).schema_arrow
+    parts: list[PlannedShard] = []
+    schema, offset = None, 0
     for file in files:  # text: counted once here, so every task knows its first row
-        parts.append(FilePart(file, None, offset))
-        offset += sum(batch.num_rows for batch in _read_text(fs, file, kind))
-    return kind, parts
+        rows = 0
+        for batch in _read_text(fs, file, kind):
+            schema = schema or batch.schema
+            rows += batch.num_rows
+        parts.append(PlannedShard(len(parts), file, (), offset, rows))
+        offset += rows
+    if schema is None:
+        raise InputError(f"{url} has no rows to read a schema from")
+    return kind, parts, schema
 
 
 def _read_text(fs: Any, file: str, kind: str) -> Iterator[pa.RecordBatch]:
-    from kappa_batch.io import remote_text
-
-    return remote_text(fs, [file], "csv" if kind == "csv" else "jsonl")
+    return guarded(remote_text(fs, [file], "csv" if kind == "csv" else "jsonl"), file, kind)
 
 
 def read_part(
-    url: str, kind: str, part: FilePart, row_ids: bool, schema: pa.Schema
+    url: str, kind: str, part: PlannedShard, row_ids: bool, schema: pa.Schema
 ) -> Iterator[pa.RecordBatch]:
     """The batches of one task, in the ``schema`` Spark was promised (text files may infer other types)."""
     fs, _ = filesystem(url)
     if kind == "parquet":
-        from kappa_batch.io import parquet_file
-
-        batches = parquet_file(fs, part.file).iter_batches(
-            batch_size=65_536, row_groups=list(part.row_groups or ()), use_threads=False
-        )
+        batches = read_planned(fs, part, 65_536, use_threads=False)
     else:
         batches = _read_text(fs, part.file, kind)
     position = part.offset
@@ -151,17 +155,6 @@ def read_part(
             batch = pa.RecordBatch.from_arrays([*batch.columns, ids], names=[*batch.schema.names, ROW_ID])
         position += batch.num_rows
         yield batch
-
-
-def arrow_schema(url: str, kind: str, first: str) -> pa.Schema:
-    fs, _ = filesystem(url)
-    if kind == "parquet":
-        from kappa_batch.io import parquet_file
-
-        return parquet_file(fs, first).schema_arrow
-    for batch in _read_text(fs, first, kind):
-        return batch.schema
-    raise InputError(f"{first} has no rows to read a schema from")
 
 
 # -- writing (executors, then the driver's commit) --------------------------------------------
@@ -198,7 +191,7 @@ def write_task(
                     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
                     handles[folder] = fs.open(path, "wb")
                     writers[folder] = _writer(fmt, handles[folder], piece.schema)
-                writers[folder].write_batch(piece) if fmt == "parquet" else writers[folder].write(piece)
+                writers[folder].write_batch(piece)
         for folder in writers:
             writers[folder].close()
             handles[folder].close()  # an object store puts the object now, whole
@@ -263,7 +256,7 @@ def _source_class() -> type:
     )
 
     class Reader(DataSourceReader):  # type: ignore[misc]
-        def __init__(self, url: str, kind: str, parts: list[FilePart], row_ids: bool, schema: pa.Schema):
+        def __init__(self, url: str, kind: str, parts: list[PlannedShard], row_ids: bool, schema: pa.Schema):
             self.url, self.kind, self.parts, self.row_ids, self.schema = url, kind, parts, row_ids, schema
 
         def partitions(self) -> list[InputPartition]:
