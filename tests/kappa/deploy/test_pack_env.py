@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -169,12 +168,6 @@ def test_dask_workers_running_from_the_packed_env_score(packed, unpacked, tmp_pa
     pd.testing.assert_frame_equal(_scores(output), _scores(packed["expected"]), check_dtype=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_the_image_command_serves_from_the_installed_env_and_stops_on_sigterm(packed, unpacked, tmp_path):
     """pack-env's environment is `pip install <bundle>[dask]` in a fresh virtualenv, as the image installs
@@ -182,7 +175,9 @@ def test_the_image_command_serves_from_the_installed_env_and_stops_on_sigterm(pa
     there and drains on SIGTERM, and the bundle's console script scores a file."""
     command = (Path(packed["bundle"]) / "Dockerfile").read_text().rstrip().splitlines()[-1]
     assert command == 'CMD ["kappa", "serve", "/bundle", "--host", "0.0.0.0", "--port", "5000"]'
-    port = _free_port()
+    from tests.servers import free_port
+
+    port = free_port()
     # as `source env/bin/activate`: venv-pack points the scripts at `python` on PATH
     env = _clean_env(KAPPA_HOME=str(tmp_path / "home"), PATH=f"{unpacked / 'bin'}:{os.environ['PATH']}")
     server = subprocess.Popen(
