@@ -51,10 +51,12 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
-system-deps: ## Java for Spark, PostgreSQL for team-mode tests (apt-get, only when missing)
+system-deps: ## Java for Spark, PostgreSQL for team-mode tests, Chromium for the web UI's tests (apt-get, only when missing)
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing with apt-get:$$missing"; \
 		$(SUDO) apt-get update -q && $(APT_INSTALL) $$missing; \

@@ -50,6 +50,30 @@ class RepositoryError(KappaError):
     """The model repository cannot store, find or delete a bundle."""
 
 
+class BundleNotFound(BundleError):
+    """No ready bundle has this name (and version)."""
+
+
+class VersionExists(RepositoryError):
+    """The version is taken: versions are never reused."""
+
+
+class RunNotFound(RepositoryError):
+    """No scoring run with this id is recorded."""
+
+
+class RegistryError(RepositoryError):
+    """The registry server (Gamma) refused a call or cannot be reached."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry server cannot be reached (down, wrong URL, network)."""
+
+
+class AccessDenied(RegistryError):
+    """The registry server wants a token (401), or a token with a wider scope (403)."""
+
+
 class SelectorError(InputError):
     """A label selector is malformed; the message points at the bad part."""
 

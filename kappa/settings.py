@@ -30,6 +30,8 @@ KEYS = {
     "import.max_bytes": "import_max_bytes",
     "import.max_ratio": "import_max_ratio",
     "run.max_error_rate": "run_max_error_rate",
+    "gamma_service.url": "gamma_url",
+    "gamma_service.token": "gamma_token",
 }
 ENV = {
     "KAPPA_DB_URL": "db_url",
@@ -38,6 +40,8 @@ ENV = {
     "KAPPA_IMPORT_MAX_BYTES": "import_max_bytes",
     "KAPPA_IMPORT_MAX_RATIO": "import_max_ratio",
     "KAPPA_RUN_MAX_ERROR_RATE": "run_max_error_rate",
+    "KAPPA_GAMMA_URL": "gamma_url",
+    "KAPPA_GAMMA_TOKEN": "gamma_token",
 }
 # What `kappa import` accepts before it writes anything: files, bytes once extracted, and
 # extracted bytes per archive byte (a gzip bomb expands far beyond any real model's ratio).
@@ -143,6 +147,23 @@ def _share(value: Any, source: str) -> float:
     return share
 
 
+def gamma_url(value: Any, source: str = "") -> str | None:
+    """The registry server's base URL: ``http(s)://host:port``, or ``host:port`` as the
+    documentation writes it (taken as ``http://``)."""
+    if not value:
+        return None
+    text = str(value).strip().rstrip("/")
+    if "://" not in text:
+        text = f"http://{text}"
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("http", "https") or not rest or rest.startswith("/"):
+        raise ConfigError(
+            f"gamma_service.url must be http(s)://HOST:PORT or HOST:PORT, not {value!r}"
+            + (f" (from {source})" if source else "")
+        )
+    return text
+
+
 @dataclass(frozen=True)
 class KappaSettings:
     home: Path
@@ -153,6 +174,8 @@ class KappaSettings:
     import_max_bytes: int = IMPORT_DEFAULTS["import_max_bytes"]
     import_max_ratio: int = IMPORT_DEFAULTS["import_max_ratio"]
     run_max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    gamma_url: str | None = None  # the registry server; when set, every repository call goes there
+    gamma_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -191,4 +214,6 @@ class KappaSettings:
                 if "run_max_error_rate" in values
                 else DEFAULT_MAX_ERROR_RATE
             ),
+            gamma_url=gamma_url(values.get("gamma_url"), sources["gamma_url"]),
+            gamma_token=str(values["gamma_token"]) if values.get("gamma_token") else None,
         )

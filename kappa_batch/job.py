@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -56,6 +58,13 @@ class Report:
     rows_per_second: float = 0.0
     error_rate: float = 0.0
     status: str = "running"
+    run_id: str = field(
+        default_factory=lambda: f"run-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+    )
+    started_at: float = field(default_factory=time.time)  # seconds since the epoch
+    finished_at: float = 0.0
+    airflow_dag_id: str | None = None
+    airflow_run_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def add(self, rows_in: int, rows_out: int, rows_error: int) -> None:
@@ -64,11 +73,26 @@ class Report:
         self.rows_error += rows_error
 
     def finish(self, seconds: float, max_error_rate: float | None) -> None:
+        self.finished_at = time.time()
         self.seconds = round(seconds, 3)
         self.rows_per_second = round(self.rows_in / seconds, 1) if seconds > 0 else 0.0
         self.error_rate = round(self.rows_error / self.rows_in, 6) if self.rows_in else 0.0
         over = max_error_rate is not None and self.rows_in and self.rows_error / self.rows_in > max_error_rate
         self.status = "failed: error rate over --max-error-rate" if over else "succeeded"
+
+    def fail(self, reason: str) -> None:
+        """The run stopped on an error before it finished."""
+        self.finished_at = time.time()
+        self.seconds = round(self.finished_at - self.started_at, 3)
+        self.status = f"failed: {reason}"[:256]
+
+    def publish(self) -> None:
+        """Record the run in the repository or registry (lineage); never raises."""
+        from kappa.repository.lineage import airflow_context, record_run
+
+        for key, value in airflow_context().items():
+            setattr(self, key, value)
+        record_run(self.to_dict())
 
     @property
     def succeeded(self) -> bool:

@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ _counter = itertools.count()
 def kappa_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path_factory.mktemp("kappa_home")
     monkeypatch.setenv("KAPPA_HOME", str(home))
-    for var in ("KAPPA_DB_URL", "KAPPA_BASE_URL"):
+    for var in ("KAPPA_DB_URL", "KAPPA_BASE_URL", "KAPPA_GAMMA_URL", "KAPPA_GAMMA_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     return home
 
@@ -143,3 +144,37 @@ def repo_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
             monkeypatch.setenv(key, value)
         monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
     return str(request.param)
+
+
+# -- the registry server (Gamma), as a real process ------------------------------
+
+
+@pytest.fixture(scope="session")
+def gamma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One registry server for the session: SQLite and bundle files on local disk."""
+    from tests.servers import gamma_server
+
+    with gamma_server(tmp_path_factory.mktemp("gamma-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gamma_team(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: str, s3_endpoint: str
+) -> Iterator[object]:
+    """A registry server as a team runs it: PostgreSQL for metadata, S3 for bundle files."""
+    from tests.servers import S3_ENV, create_database, gamma_server
+
+    db_url = create_database(postgres_server, f"gamma_{os.getpid()}")
+    env = {**S3_ENV, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint}
+    base = f"s3://kappa-test/gamma-{os.getpid()}"
+    with gamma_server(tmp_path_factory.mktemp("gamma-team"), db_url, base, env) as server:
+        yield server
+
+
+@pytest.fixture
+def use_gamma(gamma: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """This test's repository is the session's registry server, reached with a write token."""
+    for key, value in gamma.client_env("write").items():
+        monkeypatch.setenv(key, value)
+    return gamma

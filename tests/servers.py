@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -265,3 +266,54 @@ def dask_cluster(workdir: Path, workers: int = 2, python: str = sys.executable) 
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@dataclass(frozen=True)
+class Gamma:
+    """A running registry server: its URL, a token per scope, and its own KAPPA_HOME."""
+
+    url: str
+    tokens: dict[str, str]
+    home: Path
+    env: dict[str, str]
+
+    def client_env(self, scope: str = "write") -> dict[str, str]:
+        """What a client process needs: the URL and a token (never the server's database)."""
+        return {"KAPPA_GAMMA_URL": self.url, "KAPPA_GAMMA_TOKEN": self.tokens[scope]}
+
+
+@contextmanager
+def gamma_server(
+    home: Path,
+    db_url: str | None = None,
+    repo_base_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    anonymous_read: bool = False,
+) -> Iterator[Gamma]:
+    """``kappa gamma-service-start`` as a real process on 127.0.0.1, with read/write/admin tokens."""
+    kappa = str(Path(sys.executable).parent / "kappa")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAPPA_")}
+    env.update({"KAPPA_HOME": str(home), **(extra_env or {})})
+    db = ["--db-url", db_url] if db_url else []
+    tokens = {}
+    for scope in ("read", "write", "admin"):
+        made = subprocess.run(
+            [kappa, "gamma", "token", "create", "--scope", scope, "-q", *db],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        tokens[scope] = made.stdout.strip().splitlines()[-1]
+    port = free_port()
+    command = [kappa, "gamma-service-start", "--port", str(port), *db]
+    if repo_base_url:
+        command += ["--repo-base-url", repo_base_url]
+    if anonymous_read:
+        command.append("--allow-anonymous-read")
+    log = open(home / "gamma-server.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process=process)
+        yield Gamma(f"http://127.0.0.1:{port}", tokens, home, env)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()

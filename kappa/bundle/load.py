@@ -62,7 +62,7 @@ def locate(ref: str | os.PathLike[str]) -> Located:
             "nothing was imported. Its files were changed after it was saved: restore them, or "
             f"`kappa delete {record.tag}` and save it again"
         )
-    stored = repository.metadata.manifest(record.name, record.version)
+    stored = repository.manifest(record.tag)
     if stored and mf.canonical(stored) != mf.canonical(manifest.to_dict()):
         raise BundleIntegrityError(
             f"bundle {record.tag} at {record.uri}: its kappa.yml differs from the manifest the "

@@ -62,7 +62,11 @@ def get_command(env: Environment, key: str | None) -> None:
     for name in keys:
         attr = KEYS[name]
         value = str(getattr(settings, attr))
-        data[name] = {"value": redact(value) if attr == "db_url" else value, "source": settings.sources[attr]}
+        if attr == "gamma_token" and getattr(settings, attr):
+            value = "****"  # a secret: `kappa config get` never prints it
+        elif attr == "db_url":
+            value = redact(value)
+        data[name] = {"value": value, "source": settings.sources[attr]}
     if key and env.output == "table":
         click.echo(data[key]["value"])
         return

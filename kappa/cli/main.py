@@ -29,6 +29,9 @@ BUILTIN: dict[str, str] = {
     "containerize": "kappa.cli.deploy:containerize_command",
     "k8s": "kappa.cli.deploy:k8s_command",
     "pack-env": "kappa.cli.deploy:pack_env_command",
+    "gamma-service-start": "kappa.cli.gamma:gamma_service_start",
+    "gamma": "kappa.cli.gamma:gamma_group",
+    "runs": "kappa.cli.gamma:runs_group",
 }
 ENTRY_POINT_GROUP = "kappa.commands"
 
@@ -59,15 +62,18 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="kappa")
 @click.option("--db-url", help="Metadata database (SQLAlchemy URL) for this call.")
 @click.option("--base-url", help="Bundle files location (path or fsspec URL) for this call.")
+@click.option("--gamma-url", help="The registry server (http://HOST:PORT) for this call.")
 @common_options
 @click.pass_context
-def cli(ctx: click.Context, db_url: str | None, base_url: str | None) -> None:
+def cli(ctx: click.Context, db_url: str | None, base_url: str | None, gamma_url: str | None) -> None:
     """Kappa: versioned model bundles, scored offline first."""
     env = ctx.ensure_object(Environment)
     if db_url:
         env.overrides["repository.db_url"] = db_url
     if base_url:
         env.overrides["repository.base_url"] = base_url
+    if gamma_url:
+        env.overrides["gamma_service.url"] = gamma_url
     if not (env.quiet or env.verbose):
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     from kappa.redact import redact_logs

@@ -11,24 +11,13 @@ import click
 from kappa.cli._common import Environment, age, common_options, handles_errors, pass_env
 
 if TYPE_CHECKING:
-    from kappa.repository.metadata import BundleRecord
+    from kappa.repository.records import BundleRecord
 
 LIST_COLUMNS = ("MODEL_VERSION", "AGE", "APIS", "ARTIFACTS", "LABELS")
 
 
 def _record_dict(record: BundleRecord) -> dict[str, Any]:
-    from datetime import datetime, timezone
-
-    return {
-        "name": record.name,
-        "version": record.version,
-        "created_at": datetime.fromtimestamp(record.created_at, timezone.utc).isoformat(),
-        "uri": record.uri,
-        "digest": record.digest,
-        "apis": record.summary.get("apis", []),
-        "artifacts": record.summary.get("artifacts", []),
-        "labels": record.labels,
-    }
+    return record.to_dict()
 
 
 def _emit_records(env: Environment, records: list[BundleRecord]) -> None:

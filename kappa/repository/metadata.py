@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from kappa.errors import RepositoryError
+from kappa.errors import RepositoryError, VersionExists
 from kappa.redact import redact, register_secret
+from kappa.repository.records import BundleRecord
 
 PENDING, READY, DELETED = "pending", "ready", "deleted"
 
@@ -34,25 +35,6 @@ bundles = sa.Table(
     sa.UniqueConstraint("name", "version", name="uq_kappa_bundles_name_version"),
     sa.Index("ix_kappa_bundles_name_status_created", "name", "status", "created_at"),
 )
-
-
-@dataclass(frozen=True)
-class BundleRecord:
-    name: str
-    version: str
-    status: str
-    uri: str
-    digest: str | None
-    created_at: float
-    labels: dict[str, str]
-    summary: dict[str, Any]
-
-    @property
-    def tag(self) -> str:
-        return f"{self.name}:{self.version}"
-
-    def manifest(self, store: MetadataStore) -> dict[str, Any]:
-        return store.manifest(self.name, self.version)
 
 
 def _record(row: Any) -> BundleRecord:
@@ -86,6 +68,34 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+def create_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create ``metadata``'s tables once; another process creating them at the same moment is fine."""
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+            inspector = sa.inspect(engine)
+            if all(inspector.has_table(name) for name in metadata.tables):
+                return  # created by another process in the meantime
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+_engines: dict[tuple[str, int], sa.Engine] = {}
+
+
+def shared_engine(url: str) -> sa.Engine:
+    """One engine (and connection pool) per database URL in this process (a forked child
+    opens its own: pooled connections are never shared across processes)."""
+    key = (url, os.getpid())
+    engine = _engines.get(key)
+    if engine is None:
+        engine = _engines[key] = _engine(url)
+    return engine
+
+
 class MetadataStore:
     """Bundle rows: ``pending`` while files are written, ``ready`` once complete."""
 
@@ -98,7 +108,7 @@ class MetadataStore:
         except sa.exc.ArgumentError:
             pass  # reported below
         try:
-            self.engine = _engine(url)
+            self.engine = shared_engine(url)
             self._create_schema()
         except sa.exc.ArgumentError as exc:
             raise RepositoryError(redact(f"bad repository.db_url {url!r}: {exc}")) from None
@@ -111,17 +121,7 @@ class MetadataStore:
             ) from None
 
     def _create_schema(self) -> None:
-        """Create the table once; another process creating it at the same moment is fine."""
-        for attempt in range(5):
-            try:
-                _meta.create_all(self.engine, checkfirst=True)
-                return
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
-                if sa.inspect(self.engine).has_table(bundles.name):
-                    return  # created by another process in the meantime
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        create_tables(self.engine, _meta)
 
     def add_pending(self, name: str, version: str, uri: str, labels: dict[str, str]) -> None:
         now = time.time()
@@ -140,7 +140,7 @@ class MetadataStore:
                     )
                 )
         except sa.exc.IntegrityError:
-            raise RepositoryError(f"{name}:{version} already exists; versions are never reused") from None
+            raise VersionExists(f"{name}:{version} already exists; versions are never reused") from None
 
     def mark_ready(
         self, name: str, version: str, digest: str, summary: dict[str, Any], manifest: dict[str, Any]
@@ -170,6 +170,14 @@ class MetadataStore:
                 bundles.update()
                 .where(bundles.c.name == name, bundles.c.version == version)
                 .values(status=status, updated_at=time.time())
+            )
+
+    def set_labels(self, name: str, version: str, labels: dict[str, str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                bundles.update()
+                .where(bundles.c.name == name, bundles.c.version == version, bundles.c.status == READY)
+                .values(labels=json.dumps(labels, sort_keys=True), updated_at=time.time())
             )
 
     def get(self, name: str, version: str | None) -> BundleRecord | None:

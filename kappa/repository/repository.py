@@ -10,16 +10,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kappa.bundle.version import new_version, validate_name, validate_version
-from kappa.errors import BundleError, RepositoryError
+from kappa.errors import BundleNotFound, RepositoryError
 from kappa.repository import files
+from kappa.repository.base import BundleStore
 from kappa.repository.labels import validate_labels
-from kappa.repository.metadata import DELETED, READY, BundleRecord, MetadataStore
+from kappa.repository.metadata import DELETED, READY, MetadataStore
+from kappa.repository.records import BundleRecord
 from kappa.repository.reference import BundleRef, parse_ref
 from kappa.repository.selectors import parse_selector
 
 if TYPE_CHECKING:
     from kappa.bundle.manifest import Manifest
-    from kappa.repository.archive import Limits
+    from kappa.repository.records import RunRecord
+    from kappa.repository.runs import RunStore
     from kappa.service import BentoService
     from kappa.settings import KappaSettings
 
@@ -34,7 +37,7 @@ def summary(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-class Repository:
+class Repository(BundleStore):
     def __init__(self, settings: KappaSettings) -> None:
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
@@ -94,22 +97,6 @@ class Repository:
         log.info("saved %s:%s to %s", service.name, version, uri)
         return uri
 
-    def limits(self) -> Limits:
-        from kappa.repository.archive import Limits
-
-        return Limits(
-            self.settings.import_max_files, self.settings.import_max_bytes, self.settings.import_max_ratio
-        )
-
-    def _within_limits(self, source: str, manifest: Manifest) -> list[str]:
-        """The paths a bundle is made of (its listed files and ``kappa.yml``), once its manifest
-        is within the import limits."""
-        from kappa.bundle.manifest import FILENAME
-
-        entries = manifest.all_files
-        self.limits().check(source, len(entries), sum(e.size for e in entries))
-        return sorted({e.path for e in entries}) + [FILENAME]
-
     def add_folder(self, bundle_dir: Path) -> BundleRecord:
         """Store a complete, verified bundle folder under the name and version of its manifest.
 
@@ -143,48 +130,6 @@ class Repository:
             )
         return self.get(f"{manifest.name}:{version}")
 
-    def import_bundle(self, source: str) -> BundleRecord:
-        """Import a bundle folder, a ``.tar.gz`` from ``export``, or either at an fsspec URL."""
-        from kappa.repository.archive import extract_archive
-
-        with tempfile.TemporaryDirectory(prefix="kappa-import-") as tmp:
-            work = Path(tmp)
-            if source.endswith((".tar.gz", ".tgz", ".tar")):
-                archive = work / "bundle.tar.gz"
-                if files.is_local(source):
-                    archive = files.local_part(source)
-                    if not archive.is_file():
-                        raise RepositoryError(f"cannot import {source!r}: no such file")
-                else:
-                    fs, path = files.filesystem(source)
-                    fs.get_file(path, str(archive))
-                folder = extract_archive(archive, work / "extracted", self.limits())
-            elif files.is_local(source):
-                folder = files.local_part(source)
-                if not folder.is_dir():
-                    raise RepositoryError(f"cannot import {source!r}: no such folder or .tar.gz file")
-            else:
-                folder = self._download_listed(source, work / "downloaded")
-            return self.add_folder(folder)
-
-    def _download_listed(self, source: str, target: Path) -> Path:
-        """A remote bundle folder's listed files, checked against the limits before any is fetched."""
-        import yaml
-
-        from kappa.bundle.manifest import FILENAME, Manifest
-
-        fs, root = files.filesystem(source)
-        where = f"{source.rstrip('/')}/{FILENAME}"
-        try:
-            manifest = Manifest.from_dict(
-                yaml.safe_load(fs.cat_file(f"{root.rstrip('/')}/{FILENAME}")), where
-            )
-        except FileNotFoundError:
-            raise RepositoryError(f"cannot import {source!r}: it has no {FILENAME}") from None
-        except yaml.YAMLError as exc:
-            raise RepositoryError(f"{where} is not valid YAML: {exc}") from None
-        return files.download(source, target, only=self._within_limits(source, manifest))
-
     # -- reading -------------------------------------------------------------
     def get(self, ref: str | BundleRef) -> BundleRecord:
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
@@ -196,7 +141,7 @@ class Repository:
                 if known
                 else f"no bundle named {parsed.name} is in the repository {self.base_url}"
             )
-            raise BundleError(f"bundle {parsed} not found: {hint}; see `kappa list`")
+            raise BundleNotFound(f"bundle {parsed} not found: {hint}; see `kappa list`")
         return record
 
     def list(
@@ -226,39 +171,29 @@ class Repository:
             return files.local_part(record.uri)
         return files.fetch_bundle(record.uri)
 
-    def retrieve(self, ref: str, target_dir: Path) -> Path:
-        """Copy a bundle into ``target_dir``, which must not exist."""
-        if target_dir.exists():
-            raise RepositoryError(
-                f"{str(target_dir)!r} already exists; retrieve never overwrites, pick a new folder"
-            )
-        record = self.get(ref)
-        target_dir.parent.mkdir(parents=True, exist_ok=True)
+    def _copy_bundle(self, record: BundleRecord, target_dir: Path) -> None:
         if files.is_local(record.uri):
             files.copy_folder(files.local_part(record.uri), target_dir)
         else:
             files.download(record.uri, target_dir)
-        return target_dir
 
-    def export(self, ref: str, target: Path) -> Path:
-        from kappa.repository.archive import write_archive
+    def set_labels(self, ref: str, labels: Mapping[str, str]) -> BundleRecord:
+        """Replace the labels of one explicit, ready version."""
+        record = self.deletable(ref, action="relabel")
+        self.metadata.set_labels(record.name, record.version, validate_labels(labels))
+        return self.get(record.tag)
 
-        if target.exists():
-            raise RepositoryError(f"{str(target)!r} already exists; pick a new file name")
-        record = self.get(ref)
-        write_archive(self.local_path(record.tag), target, arcname=f"{record.name}-{record.version}")
-        return target
+    # -- lineage -------------------------------------------------------------
+    def record_run(self, report: Mapping[str, Any]) -> RunRecord:
+        """Keep a scoring run's report (``kappa runs list`` shows it)."""
+        return self.runs().add(report)
+
+    def runs(self) -> RunStore:
+        from kappa.repository.runs import RunStore
+
+        return RunStore(self.settings.db_url)
 
     # -- deleting ------------------------------------------------------------
-    def deletable(self, ref: str) -> BundleRecord:
-        """The bundle ``ref`` names, if it may be deleted: an explicit, existing version."""
-        parsed = parse_ref(ref)
-        if parsed.is_latest:
-            raise RepositoryError(
-                f"name the version to delete, not {parsed}; `kappa get {parsed.name}` lists them"
-            )
-        return self.get(parsed)
-
     def delete(self, ref: str) -> BundleRecord:
         """Soft-delete the row (the bundle disappears from list and latest), then remove its files."""
         record = self.deletable(ref)

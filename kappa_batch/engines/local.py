@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from kappa.errors import InputError
+from kappa.errors import InputError, KappaError
 from kappa_batch.batching import rebatch
 from kappa_batch.io import (
     InputSource,
@@ -292,16 +292,21 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
         progress = Progress(source.total_rows, job.progress)
         try:
             _score_all(job, output, source, done, report, progress, pool)
+            report.finish(time.monotonic() - start, limit)
+            output.commit(report.shards, report.to_dict(), report.succeeded)
+        except Exception as exc:  # the lineage records a run that broke off, too
+            report.fail(str(exc) if isinstance(exc, KappaError) else type(exc).__name__)
+            report.publish()
+            raise
         finally:
             progress.close()
-        report.finish(time.monotonic() - start, limit)
-        output.commit(report.shards, report.to_dict(), report.succeeded)
     finally:
         if pool is not None:
             pool.close()
         _state = None
     if job.report_file:
         report.write(job.report_file)
+    report.publish()
     return report
 
 

@@ -135,6 +135,8 @@ def run(
         workers=spark.sparkContext.defaultParallelism,
     )
     report.finish(time.monotonic() - start, max_error_rate)
+    report.started_at = report.finished_at - report.seconds
+    report.publish()
     return report
 
 

@@ -1,0 +1,301 @@
+"""The registry's REST API (``/api/v1``): bundles (list, get, upload, download, delete,
+labels) and scoring runs. Bundles travel as tar streams, never whole in memory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kappa.bundle.version import validate_name, validate_version
+from kappa.errors import BundleIntegrityError, InputError, RepositoryError
+from kappa.repository import files, tarstream
+from kappa.repository.reference import LATEST
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from kappa.gamma.access import Gate
+    from kappa.repository.records import BundleRecord
+    from kappa.repository.repository import Repository
+
+log = logging.getLogger(__name__)
+PREFIX = "/api/v1"
+DIGEST_HEADER = "x-kappa-digest"
+MAX_JSON = 1_000_000
+
+
+class PayloadTooLarge(InputError):
+    """An upload past ``import.max_bytes`` (HTTP 413)."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What every handler works with: the repository, who may do what, where uploads stage."""
+
+    repository: Repository
+    gate: Gate
+    staging: Path
+
+
+def registry(request: Request) -> Registry:
+    found: Registry = request.app.state.registry
+    return found
+
+
+def _ref(request: Request) -> str:
+    name = validate_name(request.path_params["name"])
+    version = request.path_params["version"]
+    return f"{name}:{version if version == LATEST else validate_version(version)}"
+
+
+async def _threaded(func: Any, *args: Any) -> Any:
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(func, *args)
+
+
+async def _json_body(request: Request) -> Any:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON:
+            raise PayloadTooLarge(f"a JSON body is at most {MAX_JSON} bytes")
+    try:
+        return json.loads(body or b"null")
+    except ValueError as exc:
+        raise InputError(f"the body is not JSON: {exc}") from None
+
+
+def _reply(data: Any, status: int = 200) -> Response:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(data, status_code=status)
+
+
+# -- bundles -----------------------------------------------------------------
+async def list_bundles(request: Request) -> Response:
+    reg = registry(request)
+    reg.gate.require(request, "read")
+    query = request.query_params
+    try:
+        limit = int(query["limit"]) if query.get("limit") else None
+        offset = int(query.get("offset") or 0)
+    except ValueError:
+        raise InputError("limit and offset are whole numbers") from None
+    if (limit is not None and limit < 1) or offset < 0:
+        raise InputError("limit is at least 1 and offset at least 0")
+    name = query.get("name") or None
+    records = await _threaded(
+        lambda: reg.repository.list(
+            validate_name(name) if name else None,
+            query.get("labels") or None,
+            limit,
+            offset,
+            query.get("order_by") or "created_at",
+            query.get("ascending") in ("1", "true", "yes"),
+        )
+    )
+    return _reply({"bundles": [r.to_dict() for r in records]})
+
+
+async def get_bundle(request: Request) -> Response:
+    reg = registry(request)
+    reg.gate.require(request, "read")
+    ref = _ref(request)
+
+    def find() -> dict[str, Any]:
+        record = reg.repository.get(ref)
+        return {"bundle": record.to_dict(), "manifest": reg.repository.manifest(record.tag)}
+
+    return _reply(await _threaded(find))
+
+
+def bundle_members(repository: Repository, record: BundleRecord) -> list[tarstream.Member]:
+    """The stored files of ``record`` (its manifest's list and ``kappa.yml``) as tar members."""
+    from kappa.bundle.manifest import FILENAME, Manifest
+
+    manifest = Manifest.from_dict(repository.manifest(record.tag), record.tag)
+    paths = sorted({e.path for e in manifest.all_files}) + [FILENAME]
+    if files.is_local(record.uri):
+        return tarstream.folder_members(files.local_part(record.uri), paths)
+    fs, root = files.filesystem(record.uri)
+    return tarstream.fs_members(fs, root, paths)
+
+
+async def download_bundle(request: Request) -> Response:
+    from starlette.responses import StreamingResponse
+
+    reg = registry(request)
+    reg.gate.require(request, "read")
+    ref = _ref(request)
+
+    def prepare() -> tuple[BundleRecord, list[tarstream.Member]]:
+        record = reg.repository.get(ref)
+        return record, bundle_members(reg.repository, record)
+
+    try:
+        record, members = await _threaded(prepare)
+    except (FileNotFoundError, OSError) as exc:
+        raise RepositoryError(f"the files of {ref} cannot be read from the store: {exc}") from None
+    return StreamingResponse(
+        tarstream.chunks(members),
+        media_type="application/x-tar",
+        headers={
+            "Content-Length": str(tarstream.size(members)),
+            "Content-Disposition": f'attachment; filename="{record.name}-{record.version}.tar"',
+            "X-Kappa-Bundle": record.tag,
+            "X-Kappa-Digest": record.digest or "",
+        },
+    )
+
+
+async def upload_bundle(request: Request) -> Response:
+    """PUT a bundle as a tar stream; it becomes visible only once stored whole and verified."""
+    from starlette.requests import ClientDisconnect
+
+    reg = registry(request)
+    reg.gate.require(request, "write")
+    ref = _ref(request)
+    if ref.endswith(f":{LATEST}"):
+        raise InputError("upload to an explicit version, not latest")
+    digest = request.headers.get(DIGEST_HEADER)
+    if not digest:
+        raise InputError(f"send the bundle's digest (its kappa.yml `digest`) in the {DIGEST_HEADER} header")
+    declared = request.headers.get("content-length")
+    limit = reg.repository.settings.import_max_bytes + 64 * 1024**2  # tar headers on top of the files
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise PayloadTooLarge(f"refusing an upload of {declared} bytes (import.max_bytes)")
+    reg.staging.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="upload-", dir=reg.staging))
+    try:
+        archive = work / "bundle.tar"
+        received = 0
+        with open(archive, "wb") as out:
+            try:
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > limit:
+                        raise PayloadTooLarge(
+                            f"refusing an upload of more than {limit} bytes (import.max_bytes)"
+                        )
+                    out.write(chunk)
+            except ClientDisconnect:
+                raise InputError(
+                    f"the upload of {ref} broke off after {received} bytes; nothing was stored"
+                ) from None
+        if declared is not None and received != int(declared):
+            raise InputError(
+                f"the upload of {ref} is truncated ({received} of {declared} bytes); nothing was stored"
+            )
+        record = await _threaded(_store_upload, reg.repository, archive, work, ref, digest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("stored %s (%s)", record.tag, (record.digest or "")[:19])
+    return _reply({"bundle": record.to_dict()}, 201)
+
+
+def _store_upload(repository: Repository, archive: Path, work: Path, ref: str, digest: str) -> BundleRecord:
+    from kappa.bundle.manifest import load_manifest
+    from kappa.repository.archive import extract_archive
+
+    folder = extract_archive(archive, work / "extracted", repository.limits())
+    manifest = load_manifest(folder)
+    if manifest.tag != ref:
+        raise InputError(f"the uploaded bundle is {manifest.tag}, not {ref}; nothing was stored")
+    if manifest.digest != digest:
+        raise BundleIntegrityError(
+            f"the uploaded bundle's digest {manifest.digest[:19]}... is not the "
+            f"{digest[:19]}... its {DIGEST_HEADER} header says; nothing was stored"
+        )
+    return repository.add_folder(folder)
+
+
+async def delete_bundle(request: Request) -> Response:
+    reg = registry(request)
+    reg.gate.require(request, "admin")
+    ref = _ref(request)
+    record = await _threaded(reg.repository.delete, ref)
+    return _reply({"deleted": record.tag})
+
+
+async def labels(request: Request) -> Response:
+    reg = registry(request)
+    ref = _ref(request)
+    if request.method == "GET":
+        reg.gate.require(request, "read")
+        record = await _threaded(reg.repository.get, ref)
+        return _reply({"bundle": record.tag, "labels": record.labels})
+    reg.gate.require(request, "write")
+    body = await _json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("labels"), dict):
+        raise InputError('send {"labels": {"key": "value", ...}}')
+    record = await _threaded(reg.repository.set_labels, ref, body["labels"])
+    return _reply({"bundle": record.tag, "labels": record.labels})
+
+
+# -- runs --------------------------------------------------------------------
+async def post_run(request: Request) -> Response:
+    reg = registry(request)
+    reg.gate.require(request, "write")
+    report = await _json_body(request)
+    record = await _threaded(reg.repository.record_run, report)
+    return _reply({"run_id": record.run_id}, 201)
+
+
+async def list_runs(request: Request) -> Response:
+    reg = registry(request)
+    reg.gate.require(request, "read")
+    query = request.query_params
+    try:
+        limit = min(int(query.get("limit") or 100), 1000)
+        offset = int(query.get("offset") or 0)
+    except ValueError:
+        raise InputError("limit and offset are whole numbers") from None
+    name = query.get("name") or None
+    records = await _threaded(
+        lambda: reg.repository.runs().list(
+            validate_name(name) if name else None, query.get("version") or None, limit, offset
+        )
+    )
+    return _reply({"runs": [r.report for r in records]})
+
+
+async def get_run(request: Request) -> Response:
+    reg = registry(request)
+    reg.gate.require(request, "read")
+    record = await _threaded(reg.repository.runs().get, request.path_params["run_id"])
+    return _reply({"run": record.report})
+
+
+async def info(request: Request) -> Response:
+    from kappa._version import __version__
+
+    reg = registry(request)
+    scope = reg.gate.require(request, "read")
+    count = await _threaded(reg.repository.count)
+    return _reply({"kappa_version": __version__, "bundles": count["ready"], "scope": scope})
+
+
+def routes() -> list[Route]:
+    from starlette.routing import Route
+
+    bundle = PREFIX + "/bundles/{name}/{version}"
+    return [
+        Route(PREFIX + "/info", info, methods=["GET"]),
+        Route(PREFIX + "/bundles", list_bundles, methods=["GET"]),
+        Route(bundle, get_bundle, methods=["GET"]),
+        Route(bundle, upload_bundle, methods=["PUT"]),
+        Route(bundle, delete_bundle, methods=["DELETE"]),
+        Route(bundle + "/archive", download_bundle, methods=["GET"]),
+        Route(bundle + "/labels", labels, methods=["GET", "PUT"]),
+        Route(PREFIX + "/runs", post_run, methods=["POST"]),
+        Route(PREFIX + "/runs", list_runs, methods=["GET"]),
+        Route(PREFIX + "/runs/{run_id}", get_run, methods=["GET"]),
+    ]
