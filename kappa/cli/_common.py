@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from kappa.gamma.client import RemoteRepository
     from kappa.repository.repository import Repository
     from kappa.settings import KappaSettings
 
@@ -35,7 +36,7 @@ class Environment:
 
         return KappaSettings.load(overrides=self.overrides)
 
-    def repository(self) -> Repository:
+    def repository(self) -> Repository | RemoteRepository:
         from kappa.repository import open_repository
 
         return open_repository(self.settings())

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from kappa.errors import (
     AccessDenied,
+    BundleError,
     BundleIntegrityError,
     BundleNotFound,
-    InputError,
     RegistryError,
     RegistryUnavailable,
     RepositoryError,
@@ -43,8 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TIMEOUT = 60.0
+STORE_RATE = 5e6  # bytes per second the slowest server stores an upload at (for a PUT's timeout)
 CHUNK = 1 << 20
-_KINDS: dict[str, type[RepositoryError] | type[BundleNotFound] | type[InputError]] = {
+_KINDS: dict[str, type[RepositoryError] | type[BundleError]] = {
     "BundleNotFound": BundleNotFound,
     "VersionExists": VersionExists,
     "BundleIntegrityError": BundleIntegrityError,
@@ -73,6 +74,7 @@ class RemoteRepository(BundleStore):
         query: Mapping[str, Any] | None = None,
         body: bytes | Iterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
+        timeout: float = TIMEOUT,
     ) -> HTTPResponse:
         url = self.url + path
         if query:
@@ -81,7 +83,7 @@ class RemoteRepository(BundleStore):
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            response: HTTPResponse = urllib.request.urlopen(request, timeout=TIMEOUT)  # noqa: S310 (http(s) only: settings.gamma_url)
+            response: HTTPResponse = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http(s) only: settings.gamma_url)
             return response
         except urllib.error.HTTPError as exc:
             raise self._refusal(exc, method, path) from None
@@ -230,7 +232,11 @@ class RemoteRepository(BundleStore):
             "X-Kappa-Digest": manifest.digest,
         }
         path = self._path(BundleRef(manifest.name, manifest.version))
-        with self._open("PUT", path, body=tarstream.chunks(members), headers=headers) as response:
+        # after the last byte the server unpacks, verifies and stores the bundle before it answers
+        timeout = TIMEOUT + tarstream.size(members) / STORE_RATE
+        with self._open(
+            "PUT", path, body=tarstream.chunks(members), headers=headers, timeout=timeout
+        ) as response:
             data = json.loads(response.read())
         return BundleRecord.from_dict(data["bundle"])
 

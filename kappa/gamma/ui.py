@@ -35,7 +35,8 @@ a{color:#0b57b0}a:focus,button:focus,input:focus{outline:3px solid #f59e0b;outli
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:.5rem;background:#fff;color:#000;padding:.3rem}
 table{border-collapse:collapse;margin:.5rem 0 1.2rem;min-width:40rem}
 th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;vertical-align:top}
-th{background:#f3f5f7}code,pre{font:13px ui-monospace,monospace}pre{background:#f6f8fa;padding:.6rem;overflow:auto}
+th{background:#f3f5f7}code,pre{font:13px ui-monospace,monospace}
+pre{background:#f6f8fa;padding:.6rem;overflow:auto}
 .label{display:inline-block;background:#e7f0fb;border-radius:.6rem;padding:0 .5rem;margin:0 .2rem .2rem 0}
 form.filter{display:flex;gap:.6rem;align-items:end;flex-wrap:wrap;margin:.5rem 0 1rem}
 form.filter label{display:flex;flex-direction:column;font-size:.85rem}
@@ -75,14 +76,26 @@ def _table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[str]], 
     if not body:
         return f"<p>{escape(empty)}</p>"
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
-    return f"<table><caption class='skip'>{escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        f"<table><caption class='skip'>{escape(caption)}</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def _field(name: str, label: str, value: str, extra: str = "") -> str:
+    """A labelled text input of a filter form."""
+    return (
+        f'<label for="{name}">{escape(label)}<input type="text" id="{name}" name="{name}" '
+        f'value="{escape(value, quote=True)}"{extra}></label>'
+    )
 
 
 def page(title: str, body: str, status: int = 200) -> Response:
     from starlette.responses import HTMLResponse
 
     html = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} · Kappa Gamma</title><style>{STYLE}</style></head>
 <body><a class="skip" href="#main">Skip to content</a>
 <header><a class="brand" href="/ui">Kappa Gamma</a>
@@ -110,11 +123,10 @@ async def services(request: Request) -> Response:
     reg.gate.require(request, "read")
     selector = (request.query_params.get("labels") or "").strip()
     name = (request.query_params.get("name") or "").strip()
+    help_ = ' placeholder="stage In (prod, qa), framework=sklearn" aria-describedby="selector-help"'
     form = f"""<form class="filter" method="get" action="/ui" role="search">
-<label for="name">Service name<input type="text" id="name" name="name" value="{escape(name, quote=True)}"></label>
-<label for="labels">Label selector<input type="text" id="labels" name="labels"
- value="{escape(selector, quote=True)}" placeholder="stage In (prod, qa), framework=sklearn"
- aria-describedby="selector-help"></label>
+{_field("name", "Service name", name)}
+{_field("labels", "Label selector", selector, help_)}
 <button type="submit">Filter</button> <a href="/ui">Clear</a></form>
 <p id="selector-help">Selector forms: <code>k=v</code>, <code>k!=v</code>, <code>k In (a, b)</code>,
 <code>k NotIn (a, b)</code>, <code>k Exists</code>, <code>k DoesNotExist</code>; a comma means AND.</p>"""
@@ -162,7 +174,7 @@ async def service(request: Request) -> Response:
     except KappaError as exc:
         return page(name, _error(str(exc)), 400)
     form = f"""<form class="filter" method="get" action="/ui/services/{quote(name)}" role="search">
-<label for="labels">Label selector<input type="text" id="labels" name="labels" value="{escape(selector, quote=True)}"></label>
+{_field("labels", "Label selector", selector)}
 <button type="submit">Filter</button> <a href="/ui/services/{quote(name)}">Clear</a></form>"""
     rows = [
         (
@@ -314,7 +326,7 @@ async def runs(request: Request) -> Response:
     except KappaError as exc:
         return page("Scoring runs", _error(str(exc)), 400)
     form = f"""<form class="filter" method="get" action="/ui/runs" role="search">
-<label for="name">Service name<input type="text" id="name" name="name" value="{escape(name or "", quote=True)}"></label>
+{_field("name", "Service name", name or "")}
 <button type="submit">Filter</button> <a href="/ui/runs">Clear</a></form>"""
     return page("Scoring runs", form + _runs_table([r.report for r in records]))
 

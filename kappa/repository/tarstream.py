@@ -7,6 +7,7 @@ receiving side writes the stream to a file and extracts it with
 
 from __future__ import annotations
 
+import functools
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,14 +32,21 @@ class Member:
 
 def folder_members(root: Path, paths: Sequence[str]) -> list[Member]:
     """The files ``paths`` (relative to ``root``) as members."""
-    return [Member(rel, (root / rel).stat().st_size, lambda f=root / rel: open(f, "rb")) for rel in paths]
+    return [Member(rel, (root / rel).stat().st_size, _opener(root / rel)) for rel in paths]
+
+
+def _opener(path: Path) -> Callable[[], IO[bytes]]:
+    def open_() -> IO[bytes]:
+        return path.open("rb")
+
+    return open_
 
 
 def fs_members(fs: Any, root: str, paths: Sequence[str]) -> list[Member]:
     """The files ``paths`` under ``root`` in the fsspec filesystem ``fs`` as members."""
     base = root.rstrip("/")
     return [
-        Member(rel, int(fs.size(f"{base}/{rel}")), lambda f=f"{base}/{rel}": fs.open(f, "rb"))
+        Member(rel, int(fs.size(f"{base}/{rel}")), functools.partial(fs.open, f"{base}/{rel}", "rb"))
         for rel in paths
     ]
 

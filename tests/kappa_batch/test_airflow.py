@@ -23,10 +23,21 @@ DATE = "2026-01-02"
 
 
 @pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory):
-    """An Airflow home with a migrated database, a Kappa home with the iris bundle, and data."""
+def registry(tmp_path_factory):
+    """The DAGs' registry server: their sensor, operator and runs reach bundles through it."""
+    from tests.servers import gamma_server
+
+    with gamma_server(tmp_path_factory.mktemp("airflow-gamma")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory, registry):
+    """An Airflow home with a migrated database, a registry server holding the iris bundle
+    (Airflow's tasks hold its URL and a token, not a database), and data."""
     base = tmp_path_factory.mktemp("airflow")
     env = {
+        **registry.client_env("write"),
         **os.environ,
         "AIRFLOW_HOME": str(base / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "airflow_dags"),
@@ -167,6 +178,15 @@ def test_daily_dag_scores_the_day_and_a_rerun_replaces_it(airflow_env, tmp_path)
     expected = _kappa_run(airflow_env, source, tmp_path / "reference")
     pd.testing.assert_frame_equal(got, expected)
     assert "Returned value was: {'rows_in': 150, 'rows_out': 150" in result.stdout + result.stderr
+    # the registry recorded the DAG's run, with the DAG and its run id
+    listed = subprocess.run(
+        [str(BIN / "kappa"), "runs", "list", "IrisClassifier", "-o", "json"],
+        env=airflow_env,
+        capture_output=True,
+    )
+    runs = [r for r in json.loads(listed.stdout) if r.get("airflow_dag_id") == "kappa_daily_scoring"]
+    assert len(runs) == 1 and runs[0]["airflow_run_id"] and runs[0]["rows_in"] == 150
+    assert runs[0]["output"].endswith(f"scores/date={DATE}")
     # the day's data is re-delivered smaller: re-running the date replaces its scores
     source = _write_day(airflow_env, _iris(100))
     again = _dags_test(airflow_env, "kappa_daily_scoring")

@@ -393,3 +393,33 @@ def test_arrow_output_types_survive_a_failed_row():
     frame = _empty_frame(schema, pd.RangeIndex(0))
     assert [str(t) for t in frame.dtypes] == ["int64[pyarrow]", "int32[pyarrow]"]
     assert np.issubdtype(frame.index.dtype, np.integer)
+
+
+@pytest.mark.server
+def test_dask_resolves_and_records_through_the_registry(
+    cluster, client, bundle, iris_big, use_gamma, tmp_path
+):
+    import dask.dataframe as dd
+    from click.testing import CliRunner
+
+    from kappa.cli.main import cli
+    from kappa_batch import dask as kdask
+
+    imported = CliRunner().invoke(cli, ["import", bundle, "-o", "json"])
+    assert imported.exit_code == 0, imported.output
+    tag = "DaskIris:" + json.loads(imported.stdout)["version"]
+    source = _parquet(iris_big, tmp_path / "in")
+    expected = _local_reference(bundle, source, tmp_path / "local")
+    scored = kdask.score(
+        dd.from_pandas(iris_big, npartitions=3), "DaskIris:latest", "predict", "id"
+    ).compute()
+    ok = scored[scored["_status"].isna()].sort_values("id")
+    assert ok["prediction"].astype(int).tolist() == expected["prediction"].tolist()
+    args = ["run", "DaskIris:latest", "predict", "--input-file", str(source), "--id-column", "id",
+            "--output-file", str(tmp_path / "out"), "--engine", "dask", "--scheduler", cluster]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    got = _read_output(tmp_path / "out").sort_values("id").reset_index(drop=True)
+    assert got["prediction"].tolist() == expected["prediction"].tolist()
+    runs = json.loads(CliRunner().invoke(cli, ["runs", "list", "DaskIris", "-o", "json"]).stdout)
+    assert [(r["bundle"], r["rows_in"]) for r in runs if r["engine"] == "dask"] == [(tag, 3000)]

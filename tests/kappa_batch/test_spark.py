@@ -322,3 +322,38 @@ def test_spark_submit_on_a_standalone_cluster(bundle, iris_frame, tmp_path, spar
         "part=2",
     ]
     assert len(pq.read_table(tmp_path / "errors")) == 20
+
+
+@pytest.mark.server
+def test_spark_resolves_and_records_through_the_registry(spark, bundle, iris_frame, use_gamma, tmp_path):
+    """score(), the UDF and spark_jobs' run take `Name:latest` from the registry server; the run's
+    report goes back to it."""
+    from click.testing import CliRunner
+
+    from kappa.cli.main import cli
+    from kappa_batch import spark as kspark
+    from kappa_batch.engines import spark_job
+
+    imported = CliRunner().invoke(cli, ["import", bundle, "-o", "json"])
+    assert imported.exit_code == 0, imported.output
+    tag = "SparkIris:" + json.loads(imported.stdout)["version"]
+    good = iris_frame.drop(index=7)
+    expected = local_predictions(bundle, good)["prediction"].tolist()
+    udf = kspark.udf(spark, "SparkIris:latest", "predict", return_type="long")
+    by_udf = spark.createDataFrame(good).withColumn("p", udf(*FEATURES)).toPandas()
+    assert by_udf["p"].tolist() == expected
+    scored = kspark.score(
+        spark.createDataFrame(good), "SparkIris:latest", "predict", id_column="id"
+    ).toPandas()
+    assert scored.sort_values("id")["prediction"].astype(int).tolist() == (
+        local_predictions(bundle, good).sort_values("id")["prediction"].tolist()
+    )
+    source = _write_input(iris_frame, tmp_path / "in")
+    report = spark_job.run(
+        spark, "SparkIris:latest", "predict", str(source), str(tmp_path / "out"), id_column="id"
+    )
+    assert (report.bundle, report.rows_in, report.rows_error) == (tag, 3000, 20)
+    runs = json.loads(CliRunner().invoke(cli, ["runs", "list", "SparkIris", "-o", "json"]).stdout)
+    assert [(r["engine"], r["rows_in"], r["output"]) for r in runs if r["run_id"] == report.run_id] == [
+        ("spark", 3000, str(tmp_path / "out"))
+    ]

@@ -194,6 +194,24 @@ def test_online_predictions_equal_kappa_run(server, bundle, iris_rows, tmp_path)
     assert one_by_one == offline[:20]
 
 
+def test_serve_a_bundle_from_the_registry(server, bundle, iris_rows, use_gamma):
+    """`kappa serve NAME:latest` with only the registry's URL and a token."""
+    from click.testing import CliRunner
+
+    from kappa.cli.main import cli
+
+    imported = CliRunner().invoke(cli, ["import", bundle, "-o", "json"])
+    assert imported.exit_code == 0, imported.output
+    version = json.loads(imported.stdout)["version"]
+    remote = Server("OnlineIris:latest")
+    try:
+        rows = iris_rows.to_numpy().tolist()[:10]
+        assert remote.post("/predict", rows) == server.post("/predict", rows)
+        assert json.loads(remote.get("/metadata")[1])["version"] == version
+    finally:
+        remote.stop()
+
+
 def test_json_file_and_v2_endpoints(server, iris_rows):
     assert server.post("/echo", {"a": [1, 2]}) == (200, [{"got": {"a": [1, 2]}}])
     status, body, _ = server.request("/size", b"\x00" * 1234, "application/octet-stream")

@@ -39,7 +39,9 @@ def kappa_cli(*args):
     return result
 
 
-@pytest.fixture(params=["sqlite-local", pytest.param("postgres-s3", marks=[pytest.mark.postgres, pytest.mark.s3])])
+@pytest.fixture(
+    params=["sqlite-local", pytest.param("postgres-s3", marks=[pytest.mark.postgres, pytest.mark.s3])]
+)
 def server(request, monkeypatch):
     """A client of the session's registry server (each backend), with a write token."""
     found = request.getfixturevalue("gamma" if request.param == "sqlite-local" else "gamma_team")
@@ -61,7 +63,10 @@ def test_every_repository_operation_goes_through_the_server(server, iris_service
     assert np.array_equal(loaded.predict(X), iris[2].predict(iris[0][:5]))
 
     listed = json.loads(kappa_cli("list", name, "-o", "json").output)
-    assert [b["version"] for b in listed] == [version] and listed[0]["labels"] == {"stage": "qa", "team": "risk"}
+    assert [b["version"] for b in listed] == [version] and listed[0]["labels"] == {
+        "stage": "qa",
+        "team": "risk",
+    }
     assert json.loads(kappa_cli("list", "--labels", "stage In (qa, prod), team=risk", "-o", "json").output)
     assert json.loads(kappa_cli("list", "--labels", "stage=prod", "-o", "json").output) == []
     got = kappa_cli("get", f"{name}:{version}", "-o", "json")
@@ -99,7 +104,10 @@ def test_tokens_and_scopes(gamma):
     status, body = call(gamma, "DELETE", "/api/v1/bundles/A/v1", token=gamma.tokens["write"])
     assert status == 403 and "needs 'admin'" in body["error"]
     run = {"run_id": "x" * 8}
-    assert call(gamma, "POST", "/api/v1/runs", token=gamma.tokens["read"], body=json.dumps(run).encode())[0] == 403
+    assert (
+        call(gamma, "POST", "/api/v1/runs", token=gamma.tokens["read"], body=json.dumps(run).encode())[0]
+        == 403
+    )
 
 
 def test_anonymous_read_only_when_allowed_and_revoked_tokens(tmp_path):
@@ -124,7 +132,9 @@ def test_openapi_describes_the_api(gamma):
     assert status == 200 and spec["openapi"].startswith("3.")
     bundle = spec["paths"]["/api/v1/bundles/{name}/{version}"]
     assert {"get", "put", "delete"} <= set(bundle)
-    assert {"/api/v1/runs", "/api/v1/runs/{run_id}", "/api/v1/bundles/{name}/{version}/archive"} <= set(spec["paths"])
+    assert {"/api/v1/runs", "/api/v1/runs/{run_id}", "/api/v1/bundles/{name}/{version}/archive"} <= set(
+        spec["paths"]
+    )
     status, page = call(gamma, "GET", "/docs")
     assert status == 200 and b"/openapi.json" in page
 
