@@ -152,16 +152,17 @@ def gamma_url(value: Any, source: str = "") -> str | None:
     documentation writes it (taken as ``http://``)."""
     if not value:
         return None
-    text = str(value).strip().rstrip("/")
+    text = str(value).strip()
     if "://" not in text:
         text = f"http://{text}"
     scheme, _, rest = text.partition("://")
+    rest = rest.rstrip("/")
     if scheme not in ("http", "https") or not rest or rest.startswith("/"):
         raise ConfigError(
             f"gamma_service.url must be http(s)://HOST:PORT or HOST:PORT, not {value!r}"
             + (f" (from {source})" if source else "")
         )
-    return text
+    return f"{scheme}://{rest}"
 
 
 @dataclass(frozen=True)

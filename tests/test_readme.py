@@ -96,11 +96,20 @@ def test_the_console_blocks_run_as_printed(readme_service, kappa_home, tmp_path)
 
 def _help(words: list[str]) -> str:
     if words[0] == "kappa":
+        import click
+
         from kappa.cli.main import cli
 
-        sub = [w for w in words[1:3] if not w.startswith("-")][:1]
-        if sub and sub[0] == "config":
-            sub = ["config", words[2]]
+        sub: list[str] = []  # the (sub)command path: `kappa gamma token create` -> 3 words
+        command: click.Command = cli
+        for word in words[1:]:
+            if word.startswith("-") or not isinstance(command, click.Group):
+                break
+            found = command.get_command(click.Context(command), word)
+            if found is None:
+                break
+            sub.append(word)
+            command = found
         return CliRunner().invoke(cli, [*sub, "--help"]).output
     if words[:2] == ["spark-submit", "spark_jobs/score.py"]:
         from kappa_batch.engines import spark_job

@@ -40,7 +40,7 @@ class Gate:
                 return "anonymous"
             raise Unauthenticated(
                 "this registry needs a token: send `Authorization: Bearer <token>` "
-                "(clients: `kappa config set gamma_service.token=...` or KAPPA_GAMMA_TOKEN)"
+                "(clients: the gamma_service.token setting, or KAPPA_GAMMA_TOKEN)"
             )
         try:
             info = self.tokens.check(token)
