@@ -30,4 +30,7 @@ def info(env: Environment) -> None:
         "base_url_source": settings.sources["base_url"],
         "bundles": repo.count()["ready"],
     }
+    if settings.gamma_url:  # the registry server holds the repository; the settings above are unused
+        data["gamma_url"] = settings.gamma_url
+        data["gamma_url_source"] = settings.sources["gamma_url"]
     env.emit(data, ("KEY", "VALUE"), [(k, str(v)) for k, v in data.items()])

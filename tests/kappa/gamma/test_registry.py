@@ -68,9 +68,19 @@ def test_every_repository_operation_goes_through_the_server(server, iris_service
         "team": "risk",
     }
     assert json.loads(kappa_cli("list", "--labels", "stage In (qa, prod), team=risk", "-o", "json").output)
-    assert json.loads(kappa_cli("list", "--labels", "stage=prod", "-o", "json").output) == []
+    assert json.loads(kappa_cli("list", name, "--labels", "stage=prod", "-o", "json").output) == []
     got = kappa_cli("get", f"{name}:{version}", "-o", "json")
     assert json.loads(got.output)["digest"] == iris_service.manifest.digest
+
+    from kappa.repository import open_repository
+
+    relabelled = open_repository().set_labels(f"{name}:{version}", {"stage": "prod"})
+    assert relabelled.labels == {"stage": "prod"}
+    assert [
+        b["version"] for b in json.loads(kappa_cli("list", "--labels", "stage=prod", "-o", "json").output)
+    ] == [version]
+    info = json.loads(kappa_cli("info", "-o", "json").output)
+    assert info["gamma_url"] == server.url and info["bundles"] >= 1
 
     retrieved = kappa_cli("retrieve", f"{name}:{version}", "--target_dir", str(tmp_path / "copy"))
     assert retrieved.exit_code == 0 and (tmp_path / "copy" / "kappa.yml").is_file()
