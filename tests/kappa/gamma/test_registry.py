@@ -77,7 +77,8 @@ def test_every_repository_operation_goes_through_the_server(server, iris_service
     relabelled = open_repository().set_labels(f"{name}:{version}", {"stage": "prod"})
     assert relabelled.labels == {"stage": "prod"}
     assert [
-        b["version"] for b in json.loads(kappa_cli("list", "--labels", "stage=prod", "-o", "json").output)
+        b["version"]
+        for b in json.loads(kappa_cli("list", name, "--labels", "stage=prod", "-o", "json").output)
     ] == [version]
     info = json.loads(kappa_cli("info", "-o", "json").output)
     assert info["gamma_url"] == server.url and info["bundles"] >= 1
