@@ -62,7 +62,8 @@ def test_every_repository_operation_goes_through_the_server(server, iris_service
     assert loaded.version == version
     assert np.array_equal(loaded.predict(X), iris[2].predict(iris[0][:5]))
 
-    listed = json.loads(kappa_cli("list", name, "-o", "json").output)
+    # (other tests of the session share this server: select this test's versions by label)
+    listed = json.loads(kappa_cli("list", name, "--labels", "team=risk", "-o", "json").output)
     assert [b["version"] for b in listed] == [version] and listed[0]["labels"] == {
         "stage": "qa",
         "team": "risk",
