@@ -62,6 +62,10 @@ class RunNotFound(RepositoryError):
     """No scoring run with this id is recorded."""
 
 
+class RunConflict(RepositoryError):
+    """A run id already recorded for another bundle."""
+
+
 class RegistryError(RepositoryError):
     """The registry server (Gamma) refused a call or cannot be reached."""
 

@@ -183,7 +183,7 @@ class Manifest:
             raise BundleError(
                 f"{where or FILENAME} has bundle format {fmt}, newer than this Kappa "
                 f"{data.get('kappa_version', '')} reads (format {FORMAT_VERSION}); "
-                "upgrade Kappa (`pip install -U kappa`) to load it"
+                "upgrade Kappa (`pip install -U kappa-engine`) to load it"
             )
         try:
             env = data["env"]
@@ -192,15 +192,15 @@ class Manifest:
                 kappa_version=data.get("kappa_version", ""),
                 name=validate_name(data["name"]),
                 version=validate_version(data["version"]),
-                created_at=data["created_at"],
-                digest=data["digest"],
-                service_module=data["service"]["module"],
-                service_class=data["service"]["class"],
+                created_at=_text(data, "created_at"),
+                digest=_text(data, "digest"),
+                service_module=_text(data["service"], "module"),
+                service_class=_text(data["service"], "class"),
                 doc=data["service"].get("doc") or "",
                 apis=[ApiEntry.from_dict(a) for a in data["apis"]],
                 artifacts=[ArtifactEntry.from_dict(a) for a in data["artifacts"]],
                 files=[_entry(f) for f in data.get("files") or []],
-                python_version=env["python_version"],
+                python_version=_text(env, "python_version"),
                 pip_packages=list(env.get("pip_packages") or []),
                 conda=env.get("conda"),
                 docker_base_image=env.get("docker_base_image"),
@@ -209,6 +209,13 @@ class Manifest:
             )
         except (KeyError, TypeError) as exc:
             raise BundleError(f"{where or FILENAME} is malformed: missing or bad field {exc}") from None
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key!r} must be a string, not {type(value).__name__}")
+    return value
 
 
 def canonical(data: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from kappa.errors import BundleError
 # One pattern for every name and version that becomes a folder or a key: it starts with a
 # letter, digit or _ (never ".", so "." and ".." cannot name a folder), then letters,
 # digits, _ . - (no "/", no "\\", no spaces), 128 characters at most.
-_VALID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_VALID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole string: fullmatch
 RESERVED = frozenset({"latest"})
 
 
@@ -21,7 +21,7 @@ def new_version(now: datetime | None = None) -> str:
 
 
 def validate_version(version: str) -> str:
-    if not isinstance(version, str) or not _VALID.match(version):
+    if not isinstance(version, str) or not _VALID.fullmatch(version):
         raise BundleError(
             f"invalid version {version!r}: use 1 to 128 characters from A-Z a-z 0-9 _ . -, "
             "starting with a letter, digit or _ (or leave version=None for a generated one)"
@@ -33,7 +33,7 @@ def validate_version(version: str) -> str:
 
 def validate_name(name: str) -> str:
     """A service name: the version pattern, starting with a letter or _ (it is a class name)."""
-    if not isinstance(name, str) or not _VALID.match(name) or name[0].isdigit():
+    if not isinstance(name, str) or not _VALID.fullmatch(name) or name[0].isdigit():
         raise BundleError(
             f"invalid service name {name!r}: start with a letter or _, then letters, digits, _ . -"
         )

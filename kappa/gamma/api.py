@@ -7,12 +7,13 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kappa.bundle.version import validate_name, validate_version
-from kappa.errors import BundleIntegrityError, InputError, RepositoryError
+from kappa.errors import BundleIntegrityError, InputError, KappaError, RepositoryError
 from kappa.repository import files, tarstream
 from kappa.repository.reference import LATEST
 
@@ -29,10 +30,15 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 DIGEST_HEADER = "x-kappa-digest"
 MAX_JSON = 1_000_000
+IDLE_SECONDS = 60.0  # an upload that sends nothing this long is dropped
 
 
 class PayloadTooLarge(InputError):
     """An upload past ``import.max_bytes`` (HTTP 413)."""
+
+
+class UploadStalled(InputError):
+    """An upload whose client stopped sending (HTTP 408)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,16 @@ async def _json_body(request: Request) -> Any:
             raise PayloadTooLarge(f"a JSON body is at most {MAX_JSON} bytes")
     try:
         return json.loads(body or b"null")
-    except ValueError as exc:
-        raise InputError(f"the body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"the body is not JSON: {str(exc)[:200]}") from None
+
+
+def _public(request: Request, record: BundleRecord) -> dict[str, Any]:
+    """A record as clients see it: ``uri`` is where this API serves the bundle, not where the
+    server stores it."""
+    data = record.to_dict()
+    data["uri"] = f"{str(request.base_url).rstrip('/')}{PREFIX}/bundles/{record.name}/{record.version}"
+    return data
 
 
 def _reply(data: Any, status: int = 200) -> Response:
@@ -102,7 +116,7 @@ async def list_bundles(request: Request) -> Response:
             query.get("ascending") in ("1", "true", "yes"),
         )
     )
-    return _reply({"bundles": [r.to_dict() for r in records]})
+    return _reply({"bundles": [_public(request, r) for r in records]})
 
 
 async def get_bundle(request: Request) -> Response:
@@ -112,7 +126,7 @@ async def get_bundle(request: Request) -> Response:
 
     def find() -> dict[str, Any]:
         record = reg.repository.get(ref)
-        return {"bundle": record.to_dict(), "manifest": reg.repository.manifest(record.tag)}
+        return {"bundle": _public(request, record), "manifest": reg.repository.manifest(record.tag)}
 
     return _reply(await _threaded(find))
 
@@ -179,7 +193,7 @@ async def upload_bundle(request: Request) -> Response:
         received = 0
         with open(archive, "wb") as out:
             try:
-                async for chunk in request.stream():
+                async for chunk in _paced(request, ref):
                     received += len(chunk)
                     if received > limit:
                         raise PayloadTooLarge(
@@ -198,14 +212,44 @@ async def upload_bundle(request: Request) -> Response:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info("stored %s (%s)", record.tag, (record.digest or "")[:19])
-    return _reply({"bundle": record.to_dict()}, 201)
+    return _reply({"bundle": _public(request, record)}, 201)
+
+
+async def _paced(request: Request, ref: str) -> AsyncIterator[bytes]:
+    """The request body, failing when the client sends nothing for IDLE_SECONDS."""
+    import asyncio
+
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), IDLE_SECONDS)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise UploadStalled(
+                f"the upload of {ref} sent nothing for {IDLE_SECONDS:.0f} s; nothing was stored"
+            ) from None
+        yield chunk
 
 
 def _store_upload(repository: Repository, archive: Path, work: Path, ref: str, digest: str) -> BundleRecord:
+    """Unpack, check and store an upload; its messages name the upload, never the staging folder."""
+    try:
+        return _unpack_and_store(repository, archive, work, ref, digest)
+    except KappaError as exc:
+        message = str(exc).replace(str(work / "extracted"), f"the upload of {ref}").replace(str(work), "")
+        if message == str(exc):
+            raise
+        raise type(exc)(message) from None
+
+
+def _unpack_and_store(
+    repository: Repository, archive: Path, work: Path, ref: str, digest: str
+) -> BundleRecord:
     from kappa.bundle.manifest import load_manifest
     from kappa.repository.archive import extract_archive
 
-    folder = extract_archive(archive, work / "extracted", repository.limits())
+    folder = extract_archive(archive, work / "extracted", repository.limits(), source=f"the upload of {ref}")
     manifest = load_manifest(folder)
     if manifest.tag != ref:
         raise InputError(f"the uploaded bundle is {manifest.tag}, not {ref}; nothing was stored")
@@ -245,7 +289,19 @@ async def post_run(request: Request) -> Response:
     reg = registry(request)
     reg.gate.require(request, "write")
     report = await _json_body(request)
-    record = await _threaded(reg.repository.record_run, report)
+
+    def store() -> Any:
+        from kappa.repository.runs import check_report
+
+        data = check_report(report)
+        name, _, version = data["bundle"].partition(":")
+        if not reg.repository.metadata.ever_stored(name, version):
+            raise InputError(
+                f"{data['bundle']} was never stored in this registry; a run names the bundle it used"
+            )
+        return reg.repository.record_run(data)
+
+    record = await _threaded(store)
     return _reply({"run_id": record.run_id}, 201)
 
 
@@ -254,10 +310,12 @@ async def list_runs(request: Request) -> Response:
     reg.gate.require(request, "read")
     query = request.query_params
     try:
-        limit = min(int(query.get("limit") or 100), 1000)
+        limit = int(query.get("limit") or 100)
         offset = int(query.get("offset") or 0)
     except ValueError:
         raise InputError("limit and offset are whole numbers") from None
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise InputError("limit is 1 to 1000 and offset at least 0")
     name = query.get("name") or None
     records = await _threaded(
         lambda: reg.repository.runs().list(

@@ -53,6 +53,14 @@ _KINDS: dict[str, type[RepositoryError] | type[BundleError]] = {
 }
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class RemoteRepository(BundleStore):
     def __init__(self, settings: KappaSettings) -> None:
         assert settings.gamma_url is not None
@@ -83,9 +91,14 @@ class RemoteRepository(BundleStore):
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            response: HTTPResponse = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http(s) only: settings.gamma_url)
+            response: HTTPResponse = _OPENER.open(request, timeout=timeout)
             return response
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:  # never followed: the token would go wherever it points
+                raise RegistryError(
+                    f"the registry at {self.url} answered {method} {path} with a redirect to "
+                    f"{exc.headers.get('Location')!r}; set gamma_service.url to the registry's own address"
+                ) from None
             raise self._refusal(exc, method, path) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -160,11 +173,16 @@ class RemoteRepository(BundleStore):
         return {"ready": int(self._json("GET", "/api/v1/info")["bundles"])}
 
     def local_path(self, ref: str | BundleRef | BundleRecord) -> Path:
-        """The bundle in the local cache (``$KAPPA_HOME/cache/gamma/<digest>``), downloaded once."""
+        """The bundle in the local cache (``$KAPPA_HOME/cache/gamma/<digest>/<name>/<version>``),
+        downloaded once, and kept only after every file matches what the registry recorded."""
         from kappa.repository.archive import extract_archive
 
         record = ref if isinstance(ref, BundleRecord) else self.get(ref)
-        target = digest_cache(record.digest or record.tag)
+        if not record.digest:
+            raise BundleIntegrityError(
+                f"the registry recorded no digest for {record.tag}; nothing was fetched"
+            )
+        target = cache_path(record.digest, record.name, record.version)
         if (target / "kappa.yml").is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -172,17 +190,55 @@ class RemoteRepository(BundleStore):
         work.mkdir()
         try:
             archive = work / "bundle.tar"
-            with (
-                self._open("GET", self._path(parse_ref(record.tag)) + "/archive") as response,
-                open(archive, "wb") as out,
-            ):
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-            folder = extract_archive(archive, work / "bundle", self.limits())
+            self._download(record, archive)
+            folder = extract_archive(
+                archive, work / "bundle", self.limits(), source=f"the download of {record.tag}"
+            )
+            self._check_download(record, folder)
             _settle(folder, target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return target
+
+    def _download(self, record: BundleRecord, archive: Path) -> None:
+        most = self.settings.import_max_bytes + 64 * 1024**2  # the files plus their tar headers
+        received = 0
+        with self._open("GET", self._path(parse_ref(record.tag)) + "/archive") as response:
+            declared = response.headers.get("Content-Length")
+            if declared is not None and (not declared.isdigit() or int(declared) > most):
+                raise RepositoryError(
+                    f"the registry offers {record.tag} as {declared} bytes, past import.max_bytes"
+                )
+            with open(archive, "wb") as out:
+                while chunk := response.read(CHUNK):
+                    received += len(chunk)
+                    if received > most:
+                        raise RepositoryError(
+                            f"the download of {record.tag} passed import.max_bytes; stopped"
+                        )
+                    out.write(chunk)
+
+    def _check_download(self, record: BundleRecord, folder: Path) -> None:
+        """The downloaded bundle is the one the registry recorded: manifest, digest, every file."""
+        from kappa.bundle.integrity import check_digest, unlisted_files, verify
+        from kappa.bundle.manifest import canonical, load_manifest
+
+        manifest = load_manifest(folder)
+        where = f"the download of {record.tag}"
+        if manifest.tag != record.tag or manifest.digest != record.digest:
+            raise BundleIntegrityError(
+                f"{where} is {manifest.tag} with digest {manifest.digest[:19]}..., not what the registry "
+                f"recorded ({record.digest[:19] if record.digest else None}...); nothing was kept"
+            )
+        if canonical(manifest.to_dict()) != canonical(self.manifest(record.tag)):
+            raise BundleIntegrityError(f"{where}: its kappa.yml is not the manifest the registry recorded")
+        check_digest(where, manifest.all_files, manifest.digest, record.digest)
+        verify(folder, manifest.all_files)
+        extra = unlisted_files(folder, manifest.all_files)
+        if extra:
+            raise BundleIntegrityError(
+                f"{where} holds files its manifest does not list: {', '.join(extra[:5])}"
+            )
 
     # -- writing -------------------------------------------------------------
     def save(
@@ -196,7 +252,7 @@ class RemoteRepository(BundleStore):
         clean = validate_labels(labels)
         for attempt in range(5):
             current = validate_version(version) if version is not None else new_version()
-            work = digest_cache("x").parent / f".save-{secrets.token_hex(4)}"
+            work = gamma_cache() / f".save-{secrets.token_hex(4)}"
             work.mkdir(parents=True)
             try:
                 folder = work / current
@@ -209,7 +265,8 @@ class RemoteRepository(BundleStore):
                     continue
                 manifest = service.manifest
                 assert manifest is not None
-                target = digest_cache(manifest.digest)
+                target = cache_path(manifest.digest, manifest.name, manifest.version)
+                target.parent.mkdir(parents=True, exist_ok=True)
                 _settle(folder, target)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
@@ -284,12 +341,21 @@ def _run(report: dict[str, Any]) -> RunRecord:
     return RunRecord(str(report.get("run_id")), name, version, report)
 
 
-def digest_cache(digest: str) -> Path:
-    """Where the bundle with ``digest`` lives in this machine's cache."""
+def gamma_cache() -> Path:
     from kappa.repository.files import cache_dir
 
-    key = digest.removeprefix("sha256:").replace(":", "_").replace("/", "_")
-    return cache_dir() / "gamma" / key
+    return cache_dir() / "gamma"
+
+
+def cache_path(digest: str, name: str, version: str) -> Path:
+    """Where a bundle lives in this machine's cache: by digest (its files), then by the name
+    and version its manifest gives them (two versions may share every file)."""
+    from kappa.bundle.version import validate_name, validate_version
+
+    key = digest.removeprefix("sha256:")
+    if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+        raise BundleIntegrityError(f"{digest!r} is not a sha256 digest")
+    return gamma_cache() / key / validate_name(name) / validate_version(version)
 
 
 def _settle(folder: Path, target: Path) -> None:

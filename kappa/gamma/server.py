@@ -16,6 +16,7 @@ from kappa.errors import (
     BundleNotFound,
     InputError,
     KappaError,
+    RunConflict,
     RunNotFound,
     VersionExists,
     missing_dependency,
@@ -56,7 +57,7 @@ class ServerOptions:
 
 def status_of(exc: KappaError) -> int:
     from kappa.gamma.access import Unauthenticated
-    from kappa.gamma.api import PayloadTooLarge
+    from kappa.gamma.api import PayloadTooLarge, UploadStalled
 
     if isinstance(exc, Unauthenticated):
         return 401
@@ -64,8 +65,10 @@ def status_of(exc: KappaError) -> int:
         return 403
     if isinstance(exc, BundleNotFound | RunNotFound):
         return 404
-    if isinstance(exc, VersionExists):
+    if isinstance(exc, VersionExists | RunConflict):
         return 409
+    if isinstance(exc, UploadStalled):
+        return 408
     if isinstance(exc, PayloadTooLarge):
         return 413
     from kappa.errors import BundleError, RepositoryError

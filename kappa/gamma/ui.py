@@ -53,8 +53,16 @@ def registry(request: Request) -> Registry:
 def _when(seconds: Any) -> str:
     try:
         return datetime.fromtimestamp(float(seconds), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):
         return ""
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return number if number == number and abs(number) < float("inf") else 0.0
 
 
 def _link(href: str, text: str) -> str:
@@ -255,7 +263,6 @@ async def bundle(request: Request) -> Response:
             ("Created", escape(_when(record.created_at))),
             ("Digest", f"<code>{escape(record.digest or '')}</code>"),
             ("Labels", _labels(record.labels) or "none"),
-            ("Stored at", f"<code>{escape(record.uri)}</code>"),
             ("Load it", f"<code>kappa.load(&quot;{escape(record.tag)}&quot;)</code>"),
         ],
         "",
@@ -282,7 +289,7 @@ def _runs_table(reports: Sequence[Mapping[str, Any]], with_bundle: bool = True) 
     rows = []
     for r in reports:
         name, _, version = str(r.get("bundle", "")).partition(":")
-        rows_in, rows_error = int(r.get("rows_in") or 0), int(r.get("rows_error") or 0)
+        rows_in, rows_error = int(_number(r.get("rows_in"))), int(_number(r.get("rows_error")))
         rate = f"{rows_error / rows_in:.2%}" if rows_in else "–"
         status = str(r.get("status", ""))
         css = "ok" if status == "succeeded" else "error"
@@ -295,10 +302,10 @@ def _runs_table(reports: Sequence[Mapping[str, Any]], with_bundle: bool = True) 
         row += [
             escape(str(r.get("engine", ""))),
             f"{rows_in:,}",
-            f"{int(r.get('rows_out') or 0):,}",
+            f"{int(_number(r.get('rows_out'))):,}",
             f"{rows_error:,}",
             rate,
-            f"{float(r.get('seconds') or 0):.1f} s",
+            f"{_number(r.get('seconds')):.1f} s",
             escape(_when(r.get("started_at"))),
             f"<code>{escape(str(r.get('output') or ''))}</code>",
         ]

@@ -11,6 +11,23 @@ from kappa.errors import RepositoryError
 from kappa.settings import IMPORT_DEFAULTS
 
 MANIFEST = "kappa.yml"
+# The most a pax or GNU long-name header may hold: tarfile reads these whole into memory
+# before a member is seen, so a few KB of archive could otherwise ask for gigabytes.
+MAX_EXTENDED_HEADER = 64 * 1024
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses extended headers (pax, GNU long names) past MAX_EXTENDED_HEADER
+    before tarfile reads them."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        extended = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE)
+        if self.type in extended and self.size > MAX_EXTENDED_HEADER:
+            raise tarfile.HeaderError(
+                f"an extended header of {self.size} bytes (at most {MAX_EXTENDED_HEADER} are read)"
+            )
+        member: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
+        return member
 
 
 @dataclass(frozen=True)
@@ -56,7 +73,7 @@ def write_archive(bundle_dir: Path, target: Path, arcname: str) -> None:
 
 
 def _check_member(member: tarfile.TarInfo, source: str) -> None:
-    name = member.name
+    name = member.name if len(member.name) <= 300 else member.name[:300] + "..."
     path = PurePosixPath(name)
     if name.startswith(("/", "\\")) or path.is_absolute() or (len(name) > 1 and name[1] == ":"):
         raise RepositoryError(f"{source}: refusing the absolute path {name!r} in the archive")
@@ -82,15 +99,18 @@ def _scan(archive: tarfile.TarFile, source: str, packed: int, limits: Limits) ->
     return members
 
 
-def extract_archive(archive_path: Path, target: Path, limits: Limits | None = None) -> Path:
+def extract_archive(
+    archive_path: Path, target: Path, limits: Limits | None = None, source: str | None = None
+) -> Path:
     """Extract a bundle archive into ``target``; returns the folder that holds ``kappa.yml``.
 
-    Every header is checked (paths, links, devices, and ``limits``) before one file is written.
+    Every header is checked (paths, links, devices, extended headers' sizes, and ``limits``)
+    before one file is written. ``source`` names the archive in messages (default: its path).
     """
-    source = str(archive_path)
+    source = source or str(archive_path)
     limits = limits or Limits()
     try:
-        with tarfile.open(archive_path, "r:*") as archive:
+        with tarfile.open(archive_path, "r:*", tarinfo=_BoundedTarInfo) as archive:
             members = _scan(archive, source, archive_path.stat().st_size, limits)
             archive.extractall(target, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:

@@ -180,6 +180,14 @@ class MetadataStore:
                 .values(labels=json.dumps(labels, sort_keys=True), updated_at=time.time())
             )
 
+    def ever_stored(self, name: str, version: str) -> bool:
+        """Whether ``name:version`` was stored complete (it may have been deleted since)."""
+        query = sa.select(bundles.c.id).where(
+            bundles.c.name == name, bundles.c.version == version, bundles.c.status.in_([READY, DELETED])
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     def get(self, name: str, version: str | None) -> BundleRecord | None:
         """A ready bundle; ``version=None`` means the newest ready one."""
         query = sa.select(*self._columns).where(bundles.c.name == name, bundles.c.status == READY)

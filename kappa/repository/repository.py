@@ -69,8 +69,7 @@ class Repository(BundleStore):
             yield
         except BaseException:
             self.metadata.remove(name, version)
-            if not files.is_local(uri):
-                files.remove(uri)  # local saves stage and rename, so nothing partial is left
+            files.remove(uri)  # the row was ours, so whatever lies at its location is too
             raise
 
     def save(

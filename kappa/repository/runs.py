@@ -7,13 +7,14 @@ its clients post, and a laptop without a registry stores its own.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
-from kappa.errors import InputError, RunNotFound
+from kappa.errors import InputError, RunConflict, RunNotFound
 from kappa.repository.metadata import create_tables, shared_engine
 from kappa.repository.records import RunRecord
 
@@ -38,7 +39,7 @@ runs = sa.Table(
     sa.Column("report", sa.Text, nullable=False),
     sa.Index("ix_kappa_runs_name_started", "name", "started_at"),
 )
-RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{8,64}$")
+RUN_ID = re.compile(r"[A-Za-z0-9_.-]{8,64}")  # whole string: fullmatch
 # What a posted report must say, and of what type (the rest is kept as it came).
 REQUIRED: dict[str, type | tuple[type, ...]] = {
     "run_id": str,
@@ -54,24 +55,60 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
 }
 
 
+# What other fields must be when present: text, or a number (the rest is kept as it came).
+OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "digest": str,
+    "input": str,
+    "output": str,
+    "errors_file": str,
+    "airflow_dag_id": str,
+    "airflow_run_id": str,
+    "seconds": (int, float),
+    "rows_per_second": (int, float),
+    "error_rate": (int, float),
+    "shards": int,
+    "shards_resumed": int,
+    "workers": int,
+}
+BIGGEST = 2**62  # counts and times beyond this are not real
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return "number"
+    return {"str": "string", "int": "whole number"}.get(kind.__name__, kind.__name__)
+
+
+def _check_value(key: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InputError(f"the run report's {key!r} is missing or not a {_kind_name(kind)}")
+    if isinstance(value, int | float) and not (math.isfinite(value) and abs(value) < BIGGEST):
+        raise InputError(f"the run report's {key!r} is out of range: {value!r}")
+    if isinstance(value, str) and len(value) > 4096:
+        raise InputError(f"the run report's {key!r} is longer than 4096 characters")
+
+
 def check_report(report: Any) -> dict[str, Any]:
     """``report`` if it is a scoring-run report this store can keep; else an InputError saying why."""
     if not isinstance(report, Mapping):
         raise InputError("a run report is a JSON object")
     for key, kind in REQUIRED.items():
-        value = report.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise InputError(
-                f"the run report's {key!r} is missing or not a {getattr(kind, '__name__', 'number')}"
-            )
-    if not RUN_ID.match(report["run_id"]):
+        _check_value(key, report.get(key), kind)
+    for key, kind in OPTIONAL.items():
+        if report.get(key) is not None:
+            _check_value(key, report[key], kind)
+    if not RUN_ID.fullmatch(report["run_id"]):
         raise InputError("run_id must be 8-64 letters, digits, '_', '.' or '-'")
     from kappa.repository.reference import parse_ref
 
     ref = parse_ref(report["bundle"])
     if ref.is_latest:
         raise InputError(f"a run report names the exact bundle version it used, not {ref}")
-    if len(json.dumps(report)) > 1_000_000:
+    try:
+        size = len(json.dumps(report, allow_nan=False))
+    except ValueError:
+        raise InputError("a run report holds no NaN or infinite numbers") from None
+    if size > 1_000_000:
         raise InputError("a run report is at most 1 MB of JSON")
     return dict(report)
 
@@ -102,9 +139,19 @@ class RunStore:
             "report": json.dumps(data, sort_keys=True, default=str),
         }
         with self.engine.begin() as conn:
-            done = conn.execute(runs.update().where(runs.c.run_id == data["run_id"]).values(**row))
+            done = conn.execute(
+                runs.update()
+                .where(runs.c.run_id == data["run_id"], runs.c.name == name, runs.c.version == version)
+                .values(**row)
+            )
             if done.rowcount == 0:
-                conn.execute(runs.insert().values(run_id=data["run_id"], **row))
+                try:
+                    conn.execute(runs.insert().values(run_id=data["run_id"], **row))
+                except sa.exc.IntegrityError:
+                    raise RunConflict(
+                        f"run {data['run_id']} is recorded for another bundle; a run's report is only ever "
+                        "re-sent for its own bundle"
+                    ) from None
         return RunRecord(data["run_id"], name, version, data)
 
     def get(self, run_id: str) -> RunRecord:
