@@ -64,15 +64,18 @@ from examples.iris.service import IrisClassifier
 from kappa.repository import open_repository
 from kappa.repository.repository import summary
 X, y = load_iris(return_X_y=True)
-svc = IrisClassifier().pack("model", LogisticRegression(max_iter=500).fit(X, y))
+model = LogisticRegression(max_iter=500).fit(X, y)
+svc = IrisClassifier().pack("model", model)
 svc.save(labels={"framework": "sklearn"})
 repo = open_repository()
 m = svc.manifest
-uri = repo.get(f"{m.name}:{m.version}").uri  # every row points at the real bundle's files
-for i in range(int(sys.argv[1]) - 1):
+uri = repo.get(f"{m.name}:{m.version}").uri  # the listing rows point at a real bundle's files
+for i in range(int(sys.argv[1]) - 2):
     v = f"bench-{i:05d}"
     repo.metadata.add_pending(m.name, v, uri, {"framework": "sklearn", "i": str(i % 10)})
     repo.metadata.mark_ready(m.name, v, m.digest, summary(m), m.to_dict())
+# the newest version is a real one: `latest` downloads must match their record, and do
+IrisClassifier().pack("model", model).save(labels={"framework": "sklearn"})
 """
 
 SAVER = """
