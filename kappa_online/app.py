@@ -22,12 +22,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from kappa.errors import KappaError
 from kappa_online import routes
 from kappa_online.config import ServeConfig
 from kappa_online.limits import BodyLimit
+from kappa_online.replies import request_id
 from kappa_online.state import State
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,19 @@ class KappaApp:
             if endpoint is not None:
                 await endpoint.asgi(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        always = [request_id(scope)]
+        if self.state.manifest is not None:
+            always.append((b"x-kappa-version", self.state.manifest.tag.encode("latin-1", "replace")))
+
+        async def stamped(message: Message) -> None:  # every answer says which version and request
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *always]}
+            await send(message)
+
+        await self.app(scope, receive, stamped)
 
 
 def create_app(bundle: str | None = None, config: ServeConfig | None = None, service: Any = None) -> KappaApp:
@@ -76,9 +89,12 @@ def create_app(bundle: str | None = None, config: ServeConfig | None = None, ser
         await _load(state)  # before the first accept: no worker process takes requests it cannot serve
         if state.failed:
             raise KappaError(f"cannot serve {state.config.bundle}: {state.failed}")
+        watching = _start_swapper(state)
         try:
             yield
         finally:
+            if watching is not None:
+                watching.cancel()
             state.ready = False
             state.metrics.ready.set(0)
             for endpoint in state.endpoints.values():
@@ -110,6 +126,20 @@ async def _load(state: State) -> None:
     state.ready = True
     state.metrics.ready.set(1)
     log.info("serving %s (%s)", state.manifest.tag, ", ".join(f"POST /{n}" for n in state.endpoints))
+
+
+def _start_swapper(state: State) -> asyncio.Task[None] | None:
+    """The hot-swap machinery, when ``--watch`` or an admin token asks for it; the task of the
+    ``--watch`` loop, if any."""
+    if state.in_memory or not (state.config.watch or state.config.admin_token):
+        return None
+    from kappa_online.swap import Swapper
+
+    state.swapper = Swapper(state)
+    if not state.config.watch:
+        return None
+    log.info("watching %s for newer versions every %.0f s", state.config.watch, state.config.watch_interval)
+    return asyncio.get_running_loop().create_task(state.swapper.run(), name="kappa-watch")
 
 
 def _watch_sigterm(state: State) -> None:

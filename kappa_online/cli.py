@@ -29,6 +29,19 @@ from kappa.deploy.image import DRAIN_SECONDS
     show_default=True,
     help="Larger request bodies get 413.",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Poll the repository (or registry) for newer versions of NAME and swap them in without a restart.",
+)
+@click.option(
+    "--watch-interval",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds between looks for a newer version.",
+)
+@click.option("--labels", "watch_labels", help="With --watch: only versions matching this label selector.")
 @common_options
 @pass_env
 @handles_errors
@@ -43,6 +56,9 @@ def serve_command(
     mb_max_latency: int | None,
     disable_microbatch: bool,
     max_body_bytes: int,
+    watch: bool,
+    watch_interval: float,
+    watch_labels: str | None,
 ) -> None:
     """Serve BUNDLE (a path, URL or NAME[:VERSION|:latest]): POST /<api>, /docs, /metrics, /v2/..."""
     import uvicorn
@@ -50,6 +66,9 @@ def serve_command(
     from kappa.bundle.load import locate
     from kappa.bundle.manifest import load_manifest
 
+    watched = _watched(bundle, watch, watch_labels)
+    if watched is not None and watch_labels:
+        bundle = _newest(watched, watch_labels)
     located = locate(bundle)  # a bad reference (or a tampered bundle) fails here, with its message
     manifest = load_manifest(located.path)
     os.environ["KAPPA_SERVE_BUNDLE"] = bundle if "://" in bundle else str(located.path)
@@ -58,6 +77,9 @@ def serve_command(
     os.environ["KAPPA_SERVE_MAX_LATENCY"] = str(mb_max_latency or "")
     os.environ["KAPPA_SERVE_MICROBATCH"] = "0" if disable_microbatch else "1"
     os.environ["KAPPA_SERVE_MAX_BODY"] = str(max_body_bytes)
+    os.environ["KAPPA_SERVE_WATCH"] = watched or ""
+    os.environ["KAPPA_SERVE_WATCH_LABELS"] = watch_labels or ""
+    os.environ["KAPPA_SERVE_WATCH_INTERVAL"] = str(watch_interval)
     env.info(f"serving {manifest.tag} on http://{host}:{port} with {workers} worker(s); docs at /docs")
     metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -78,6 +100,36 @@ def serve_command(
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _watched(bundle: str, watch: bool, labels: str | None) -> str | None:
+    """The service NAME that ``--watch`` polls for (None without --watch)."""
+    from kappa.bundle.load import looks_like_path
+    from kappa.errors import InputError
+    from kappa.repository.reference import parse_ref
+
+    if not watch:
+        if labels:
+            raise InputError("--labels selects the versions --watch swaps in; add --watch")
+        return None
+    if looks_like_path(bundle):
+        raise InputError(
+            f"--watch follows a repository reference (NAME or NAME:latest), not the path {bundle!r}"
+        )
+    ref = parse_ref(bundle)
+    if not ref.is_latest:
+        raise InputError(f"--watch follows NAME:latest, not the fixed version {ref}; serve {ref.name}:latest")
+    return ref.name
+
+
+def _newest(name: str, labels: str) -> str:
+    from kappa.errors import BundleNotFound
+    from kappa.repository import open_repository
+
+    records = open_repository().list(name, labels, limit=1)
+    if not records:
+        raise BundleNotFound(f"no version of {name} matches {labels!r}; `kappa get {name}` lists them")
+    return records[0].tag
 
 
 serve_gunicorn_command = click.Command(

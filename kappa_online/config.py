@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
@@ -16,6 +16,10 @@ class ServeConfig:
     microbatch: bool = True
     max_body_bytes: int = DEFAULT_MAX_BODY
     digest: str | None = None  # what the repository recorded for the bundle, checked before loading
+    watch: str | None = None  # a service NAME: poll the repository and swap in its newer versions
+    watch_labels: str | None = None  # only versions matching this label selector
+    watch_interval: float = 30.0
+    admin_token: str | None = field(default=None, repr=False)  # POST /admin/reload is on when set
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -33,4 +37,8 @@ class ServeConfig:
             microbatch=os.environ.get("KAPPA_SERVE_MICROBATCH", "1") == "1",
             max_body_bytes=int(number("KAPPA_SERVE_MAX_BODY") or DEFAULT_MAX_BODY),
             digest=os.environ.get("KAPPA_SERVE_DIGEST") or None,
+            watch=os.environ.get("KAPPA_SERVE_WATCH") or None,
+            watch_labels=os.environ.get("KAPPA_SERVE_WATCH_LABELS") or None,
+            watch_interval=number("KAPPA_SERVE_WATCH_INTERVAL") or 30.0,
+            admin_token=os.environ.get("KAPPA_SERVE_ADMIN_TOKEN") or None,
         )

@@ -26,7 +26,7 @@ from kappa_online.config import ServeConfig
 from kappa_online.dispatcher import Dispatcher, Overloaded, Scored
 from kappa_online.limits import BodyTooLarge, declared_too_large, limited, too_large_message
 from kappa_online.metrics import Metrics
-from kappa_online.replies import Reply, internal_error
+from kappa_online.replies import Reply, internal_error, request_id
 
 HIDDEN = ("raised", "invalid_output")  # the server's fault: the message stays in the log
 
@@ -35,9 +35,15 @@ class Endpoint:
     """One API: decode -> dispatcher -> encode; :class:`kappa_online.app.KappaApp` routes
     ``POST /<api>`` here."""
 
-    def __init__(self, api: Any, runner: BatchRunner, config: ServeConfig, metrics: Metrics) -> None:
-        self.api, self.name, self.metrics = api, api.name, metrics
+    def __init__(
+        self, api: Any, runner: BatchRunner, config: ServeConfig, metrics: Metrics, version: str = ""
+    ) -> None:
+        self.api, self.name, self.metrics, self.runner = api, api.name, metrics, runner
         self.max_body = config.max_body_bytes
+        self.version = version  # the bundle's NAME:VERSION, sent back as X-Kappa-Version
+        self._version_header = (b"x-kappa-version", version.encode("latin-1", "replace"))
+        self.in_flight = 0  # requests inside this endpoint (a swapped-out version waits for them)
+        self.sample: pa.RecordBatch | None = None  # the latest decoded request: warms a successor
 
         def score(table: Any, headers: Any = None) -> Any:
             return score_batch(runner, table, headers=headers)
@@ -53,15 +59,19 @@ class Endpoint:
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
+        self.in_flight += 1
         try:
-            reply = await self._reply(scope, receive)
-        except _Disconnected:
-            return  # the client left before sending its body: no one to answer
-        except Exception as exc:  # noqa: BLE001 - a bug must still answer 500, never drop the connection
-            reply = internal_error(f"API {self.name}: unexpected error", exc)
-        # counted before the answer leaves: a client that reads /metrics next sees its request
-        self.metrics.observe(self.name, reply.status, time.perf_counter() - start)
-        await reply.send(send)
+            try:
+                reply = await self._reply(scope, receive)
+            except _Disconnected:
+                return  # the client left before sending its body: no one to answer
+            except Exception as exc:  # noqa: BLE001 - a bug must still answer 500, never drop the connection
+                reply = internal_error(f"API {self.name}: unexpected error", exc)
+            # counted before the answer leaves: a client that reads /metrics next sees its request
+            self.metrics.observe(self.name, reply.status, time.perf_counter() - start)
+            await reply.send(send, (self._version_header, request_id(scope, reply)))
+        finally:
+            self.in_flight -= 1
 
     async def _reply(self, scope: Scope, receive: Receive) -> Reply:
         try:
@@ -72,6 +82,7 @@ class Endpoint:
             return Reply.error(415, str(exc))
         except InputError as exc:
             return Reply.error(400, str(exc))
+        self.sample = batch
         # request headers reach only a function that takes tasks (task.http_headers)
         scored = await self.score(batch, scope["headers"] if self.api.spec.takes_tasks else None)
         if isinstance(scored, Reply):

@@ -54,6 +54,14 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
+        self.version = Gauge(
+            "kappa_serving_version",
+            "1 for the bundle version (NAME:VERSION) this process serves",
+            ["version"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._queue_wait: dict[str, Any] = {}
 
@@ -64,6 +72,11 @@ class Metrics:
             self._children[(api, status)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def serving(self, version: str, previous: str | None = None) -> None:
+        if previous is not None and previous != version:
+            self.version.labels(previous).set(0)
+        self.version.labels(version).set(1)
 
     def queue_wait_of(self, api: str) -> Any:
         child = self._queue_wait.get(api)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,15 +34,32 @@ class Reply:
     def response(self) -> Response:
         return Response(self.body, self.status, dict(self.headers), media_type="application/json")
 
-    async def send(self, send: Send) -> None:
+    async def send(self, send: Send, always: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        """Send over ASGI; ``always`` are headers every answer carries (version, request id)."""
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
         if self.headers:
             extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
             if any(k == b"content-type" for k, _ in extra):
                 headers = headers[1:]
-            headers += extra
+            headers += [h for h in extra if h[0] not in {k for k, _ in always}]
+        headers += always
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
+
+
+def request_id(scope: Any, reply: Reply | None = None) -> tuple[bytes, bytes]:
+    """The ``X-Request-Id`` header of an answer: the id the reply logged under (a 500), else the
+    request's own (when it is a sane token), else a new one."""
+    if reply is not None:
+        for key, value in reply.headers:
+            if key.lower() == "x-request-id":
+                return b"x-request-id", value.encode("latin-1")
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            if 0 < len(value) <= 128 and all(33 <= c < 127 for c in value):
+                return b"x-request-id", value
+            break
+    return b"x-request-id", os.urandom(8).hex().encode()
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

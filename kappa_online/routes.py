@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,18 @@ def build(state: State) -> list[BaseRoute]:
         title = state.manifest.tag if state.manifest else "Kappa"
         return HTMLResponse(DOCS_PAGE.format(title=title))
 
+    async def reload(request: Request) -> Response:
+        """Look for a newer version now, as ``--watch`` does on its timer."""
+        expected = state.config.admin_token
+        if expected is None or state.swapper is None:
+            return error(404, "admin routes are off; start kappa serve with KAPPA_SERVE_ADMIN_TOKEN set")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            return error(401, "send the admin token: Authorization: Bearer <KAPPA_SERVE_ADMIN_TOKEN>")
+        if not state.ready:
+            return await not_ready()
+        return json_response(await state.swapper.check())
+
     routes: list[BaseRoute] = [
         Route("/{api:str}", api, methods=["POST"]),  # unknown APIs, and any API while not ready
         Route("/healthz", healthz),
@@ -77,6 +90,7 @@ def build(state: State) -> list[BaseRoute]:
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
         Route("/docs", docs),
+        Route("/admin/reload", reload, methods=["POST"]),
         Mount("/docs/static", StaticFiles(directory=_swagger_files()), name="swagger"),
         *v2.routes(state),
         Route("/", _static_index(state)),
@@ -95,6 +109,7 @@ def _metadata(state: State) -> dict[str, Any]:
     manifest: dict[str, Any] = state.manifest.to_dict()
     for artifact in manifest.get("artifacts", []):
         artifact.setdefault("metadata", {})
+    manifest["serving"] = [state.manifest.tag]  # the version(s) answering requests now
     return manifest
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from kappa_batch.cache import load_service
@@ -23,6 +24,7 @@ class State:
         self.service: Any = None
         self.endpoints: dict[str, Endpoint] = {}
         self.in_memory = False  # serving a caller's service object (a notebook), not a bundle
+        self.swapper: Any = None  # kappa_online.swap.Swapper, with --watch or an admin token
 
     def load(self) -> None:
         """In a thread: resolve, verify and load the bundle (unless an in-memory service was given)."""
@@ -30,8 +32,39 @@ class State:
             return
         self.service, self.manifest = load_service(self.config.bundle, self.config.digest)
 
+    def _endpoints(self, service: Any, tag: str) -> dict[str, Endpoint]:
+        return {
+            name: Endpoint(api, BatchRunner(service, name), self.config, self.metrics, tag)
+            for name, api in service.inference_apis.items()
+        }
+
     def start_endpoints(self) -> None:
-        for name, api in self.service.inference_apis.items():
-            endpoint = Endpoint(api, BatchRunner(self.service, name), self.config, self.metrics)
+        self.endpoints = self._endpoints(self.service, self.manifest.tag)
+        for endpoint in self.endpoints.values():
             endpoint.dispatcher.start()
-            self.endpoints[name] = endpoint
+        self.metrics.serving(self.manifest.tag)
+
+    async def swap_to(self, tag: str) -> None:
+        """Load ``tag``, check it can stand in for the serving version, warm it, then swap it in."""
+        from kappa.bundle.load import locate
+        from kappa.bundle.manifest import load_manifest
+        from kappa_online import swap
+
+        loop = asyncio.get_running_loop()
+
+        def prepare() -> tuple[Any, Any, dict[str, Endpoint]]:
+            located = locate(tag)
+            manifest = load_manifest(located.path)  # this version's own (files may equal another's)
+            service, _ = load_service(tag, located.digest)
+            swap.check_signature(self.manifest, manifest)
+            endpoints = self._endpoints(service, manifest.tag)
+            swap.warm(endpoints, {name: e.sample for name, e in self.endpoints.items()})
+            return service, manifest, endpoints
+
+        service, manifest, endpoints = await loop.run_in_executor(None, prepare)
+        for endpoint in endpoints.values():
+            endpoint.dispatcher.start()
+        old, previous = self.endpoints, self.manifest.tag
+        self.service, self.manifest, self.endpoints = service, manifest, endpoints  # the swap
+        self.metrics.serving(manifest.tag, previous)
+        loop.create_task(swap.retire(old), name=f"retire-{previous}")

@@ -1,0 +1,136 @@
+"""Hot swap: a newer version of the served bundle replaces the serving one, without a restart.
+
+``kappa serve NAME:latest --watch`` polls the repository (or the registry server) every
+``--watch-interval`` seconds; ``POST /admin/reload`` does the same on demand. A candidate is
+loaded and verified in a thread, its API signature compared with the serving one, warmed
+with a sample request, and only then swapped in, in one assignment: a request that already
+reached the old version finishes there, and the old version's dispatchers close once the
+last such request has left. A candidate that fails any step is logged once and skipped;
+the serving version keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from kappa.errors import KappaError
+
+if TYPE_CHECKING:
+    from kappa.bundle.manifest import Manifest
+    from kappa_online.endpoint import Endpoint
+    from kappa_online.state import State
+
+log = logging.getLogger(__name__)
+RETIRE_POLL = 0.05  # seconds between looks at an old version's requests in flight
+
+
+class SwapRefused(KappaError):
+    """A candidate version that cannot replace the serving one (load, signature or warm-up)."""
+
+
+def signature(manifest: Manifest) -> dict[str, tuple[str, str, bool]]:
+    """What a client of each API depends on: its input type and declared input schema, and
+    whether it takes batches."""
+    return {
+        api.name: (api.input_type, json.dumps(api.input_schema, sort_keys=True), api.batch)
+        for api in manifest.apis
+    }
+
+
+def check_signature(serving: Manifest, candidate: Manifest) -> None:
+    old, new = signature(serving), signature(candidate)
+    if old == new:
+        return
+    changed = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+    raise SwapRefused(
+        f"its API signature differs from {serving.tag}'s ({', '.join(changed)}: APIs, input types or "
+        "input schemas); serve it on its own, or as the next deployment"
+    )
+
+
+class Swapper:
+    """Finds the newest version of the watched service and swaps it in (one check at a time)."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.refused: dict[str, str] = {}  # version tag -> why it is not served
+        self._lock = asyncio.Lock()
+
+    def _newest(self) -> str | None:
+        from kappa.repository import open_repository
+
+        config = self.state.config
+        records = open_repository().list(
+            config.watch or self.state.manifest.name, config.watch_labels, limit=1
+        )
+        return records[0].tag if records else None
+
+    async def check(self) -> dict[str, Any]:
+        """One look for a newer version; swaps it in when it loads, matches and warms up."""
+        async with self._lock:
+            current = self.state.manifest.tag
+            loop = asyncio.get_running_loop()
+            try:
+                newest = await loop.run_in_executor(None, self._newest)
+            except Exception as exc:  # noqa: BLE001 - a repository outage never stops serving
+                log.warning("cannot look for a newer version of %s: %s", self.state.manifest.name, exc)
+                return {"swapped": False, "serving": current, "error": str(exc)}
+            if newest is None or newest == current:
+                return {"swapped": False, "serving": current}
+            if newest in self.refused:
+                return {
+                    "swapped": False,
+                    "serving": current,
+                    "refused": newest,
+                    "error": self.refused[newest],
+                }
+            try:
+                await self.state.swap_to(newest)
+            except Exception as exc:  # noqa: BLE001 - any failure keeps the serving version
+                why = str(exc) if isinstance(exc, KappaError) else f"{type(exc).__name__}: {exc}"
+                self.refused[newest] = why
+                log.error("not serving %s: %s; %s keeps serving", newest, why, current)
+                return {"swapped": False, "serving": current, "refused": newest, "error": why}
+            log.info("now serving %s (was %s)", newest, current)
+            return {"swapped": True, "serving": newest, "previous": current}
+
+    async def run(self) -> None:
+        """The ``--watch`` loop, until the server stops."""
+        while True:
+            await asyncio.sleep(self.state.config.watch_interval)
+            if self.state.ready:
+                await self.check()
+
+
+def warm(endpoints: dict[str, Endpoint], samples: dict[str, Any]) -> None:
+    """Score the latest real request of each API on the candidate, in this thread: a version
+    whose code fails on it is refused before any client sees it. A row the model refuses
+    (``ValueError``/``TypeError``: the request's fault) is fine; a row the code raised on, or
+    answered with the wrong shape, is not."""
+    from kappa_batch.scoring import score_batch
+
+    for name, endpoint in endpoints.items():
+        sample = samples.get(name)
+        if sample is None:
+            log.info("no request to %s yet: the candidate is loaded and verified, not warmed", name)
+            continue
+        try:
+            scored = score_batch(endpoint.runner, sample)
+        except Exception as exc:
+            raise SwapRefused(
+                f"its API {name} failed on a sample request: {type(exc).__name__}: {exc}"
+            ) from exc
+        broken = [e for e in scored.result.errors.to_pylist() if e["kind"] in ("raised", "invalid_output")]
+        if broken:
+            raise SwapRefused(f"its API {name} failed on a sample request: {broken[0]['message']}")
+
+
+async def retire(endpoints: dict[str, Endpoint]) -> None:
+    """Close an old version's dispatchers once no request is inside it any more."""
+    while any(endpoint.in_flight for endpoint in endpoints.values()):
+        await asyncio.sleep(RETIRE_POLL)
+    for endpoint in endpoints.values():
+        await endpoint.dispatcher.close()

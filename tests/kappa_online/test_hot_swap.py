@@ -1,0 +1,141 @@
+"""Hot swap: `kappa serve NAME:latest --watch` serves newer versions without a restart, under
+load, and refuses versions that cannot stand in for the serving one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.server
+KAPPA = str(Path(sys.executable).parent / "kappa")
+
+SERVICE = """
+import kappa
+from kappa.adapters import DataframeInput, JsonInput
+
+@kappa.api_version_marker
+class Swapped(kappa.BentoService):
+    @kappa.api(input=DataframeInput(columns=["x"], dtype="float64"), batch=True)
+    def predict(self, df):
+        return [OFFSET + v for v in df["x"]]
+"""
+
+
+def _service(make_module, offset: int, broken: bool = False, other_api: bool = False):
+    text = SERVICE.replace("@kappa.api_version_marker\n", "").replace("OFFSET", str(offset))
+    if broken:
+        text = text.replace("return [", "raise RuntimeError('this version is broken')\n        return [")
+    if other_api:
+        text = text.replace('columns=["x"]', 'columns=["x", "y"]')
+    return make_module(text).Swapped()
+
+
+def _post(url: str, rows, headers=None):
+    request = urllib.request.Request(
+        url + "/predict", json.dumps(rows).encode(), {"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null"), dict(exc.headers)
+
+
+@pytest.fixture
+def served(kappa_home, make_module):
+    """v1 saved, then `kappa serve Swapped:latest --watch` with a short interval and an admin token."""
+    from tests.servers import free_port, wait_for_port
+
+    _service(make_module, 100).save(version="v1")
+    port = free_port()
+    env = {**os.environ, "KAPPA_SERVE_ADMIN_TOKEN": "admin-secret"}
+    process = subprocess.Popen(
+        [KAPPA, "serve", "Swapped:latest", "--port", str(port), "--watch", "--watch-interval", "0.3"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    wait_for_port(port, timeout=60, process=process)
+    url = f"http://127.0.0.1:{port}"
+    logs: list[str] = []
+
+    def stop() -> str:
+        if process.poll() is None:
+            process.terminate()
+            logs.append(process.communicate(timeout=60)[0])
+        return logs[0]
+
+    yield url, stop
+    stop()
+
+
+def _serving(url: str, version: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _post(url, [[1.0]])[2].get("x-kappa-version") != f"Swapped:{version}":
+        assert time.monotonic() < deadline, f"never served {version}"
+        time.sleep(0.1)
+
+
+def test_newer_versions_swap_in_under_load_and_bad_ones_are_skipped(served, make_module):
+    served, stop_server = served
+    status, body, headers = _post(served, [[1.0], [2.0]], {"X-Request-Id": "req-42"})
+    assert (status, body) == (200, [101.0, 102.0])
+    assert headers["x-kappa-version"] == "Swapped:v1" and headers["x-request-id"] == "req-42"
+    other = urllib.request.urlopen(served + "/metadata", timeout=10)
+    assert other.headers["X-Kappa-Version"] == "Swapped:v1" and len(other.headers["X-Request-Id"]) == 16
+    assert json.loads(other.read())["serving"] == ["Swapped:v1"]
+
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:  # requests in flight during every swap
+        while not stop.is_set():
+            status, _, headers = _post(served, [[1.0]])
+            answers.append((status, headers.get("x-kappa-version", "")))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        _service(make_module, 200).save(version="v2")
+        _serving(served, "v2")
+        _service(make_module, 300, broken=True).save(version="v3")  # fails its warm-up: skipped
+        time.sleep(1.2)
+        assert _post(served, [[1.0]])[:2] == (200, [201.0])
+        _service(make_module, 400, other_api=True).save(version="v4")  # another API signature: skipped
+        time.sleep(1.2)
+        assert _post(served, [[1.0]])[:2] == (200, [201.0])
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert answers and {status for status, _ in answers} == {200}
+    assert {version for _, version in answers} == {"Swapped:v1", "Swapped:v2"}
+    metrics = urllib.request.urlopen(served + "/metrics", timeout=10).read().decode()
+    assert 'kappa_serving_version{version="Swapped:v2"} 1.0' in metrics
+    assert 'kappa_serving_version{version="Swapped:v1"} 0.0' in metrics
+    log = stop_server()
+    assert log.count("not serving Swapped:v3") == 1 and "this version is broken" in log  # one line each
+    assert log.count("not serving Swapped:v4") == 1 and "API signature differs" in log
+
+
+def test_admin_reload_needs_its_token(served, make_module):
+    served, _ = served
+    request = urllib.request.Request(served + "/admin/reload", b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+    _service(make_module, 500).save(version="v5")
+    request.add_header("Authorization", "Bearer admin-secret")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        result = json.loads(response.read())
+    # the watcher may have been first: either way v5 serves now
+    assert result["serving"] == "Swapped:v5"
+    assert _post(served, [[1.0]])[:2] == (200, [501.0])
