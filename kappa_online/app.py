@@ -53,6 +53,8 @@ class KappaApp:
                 path = path[len(root) :]
             endpoint = self.state.endpoints.get(path[1:])
             if endpoint is not None:
+                if self.state.canary_endpoints:
+                    endpoint = self.state.route(path[1:], scope, endpoint)
                 await endpoint.asgi(scope, receive, send)
                 return
         if scope["type"] != "http":
@@ -97,7 +99,7 @@ def create_app(bundle: str | None = None, config: ServeConfig | None = None, ser
                 watching.cancel()
             state.ready = False
             state.metrics.ready.set(0)
-            for endpoint in state.endpoints.values():
+            for endpoint in state.all_endpoints():
                 await endpoint.dispatcher.close()
             state.metrics.close()
 

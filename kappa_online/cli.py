@@ -42,6 +42,14 @@ from kappa.deploy.image import DRAIN_SECONDS
     help="Seconds between looks for a newer version.",
 )
 @click.option("--labels", "watch_labels", help="With --watch: only versions matching this label selector.")
+@click.option("--canary", help="Another version (NAME:VERSION) to send a share of the requests to.")
+@click.option(
+    "--canary-weight",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.1,
+    show_default=True,
+    help="The canary's share of requests (by a hash of X-Request-Id when sent, else at random).",
+)
 @common_options
 @pass_env
 @handles_errors
@@ -59,6 +67,8 @@ def serve_command(
     watch: bool,
     watch_interval: float,
     watch_labels: str | None,
+    canary: str | None,
+    canary_weight: float,
 ) -> None:
     """Serve BUNDLE (a path, URL or NAME[:VERSION|:latest]): POST /<api>, /docs, /metrics, /v2/..."""
     import uvicorn
@@ -80,6 +90,10 @@ def serve_command(
     os.environ["KAPPA_SERVE_WATCH"] = watched or ""
     os.environ["KAPPA_SERVE_WATCH_LABELS"] = watch_labels or ""
     os.environ["KAPPA_SERVE_WATCH_INTERVAL"] = str(watch_interval)
+    if canary:
+        canary = _canary(canary)
+    os.environ["KAPPA_SERVE_CANARY"] = canary or ""
+    os.environ["KAPPA_SERVE_CANARY_WEIGHT"] = str(canary_weight)
     env.info(f"serving {manifest.tag} on http://{host}:{port} with {workers} worker(s); docs at /docs")
     metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -120,6 +134,17 @@ def _watched(bundle: str, watch: bool, labels: str | None) -> str | None:
     if not ref.is_latest:
         raise InputError(f"--watch follows NAME:latest, not the fixed version {ref}; serve {ref.name}:latest")
     return ref.name
+
+
+def _canary(ref: str) -> str:
+    """The canary as workers load it: a repository version by its tag, a path made absolute."""
+    from kappa.bundle.load import locate, looks_like_path
+    from kappa.bundle.manifest import load_manifest
+
+    located = locate(ref)  # a bad reference fails here, with its message
+    if looks_like_path(ref):
+        return ref if "://" in ref else str(located.path)
+    return load_manifest(located.path).tag
 
 
 def _newest(name: str, labels: str) -> str:

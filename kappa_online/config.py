@@ -20,6 +20,8 @@ class ServeConfig:
     watch_labels: str | None = None  # only versions matching this label selector
     watch_interval: float = 30.0
     admin_token: str | None = field(default=None, repr=False)  # POST /admin/reload is on when set
+    canary: str | None = None  # another version (NAME:VERSION) that takes canary_weight of the requests
+    canary_weight: float = 0.1
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -30,6 +32,7 @@ class ServeConfig:
             return float(value) if value else None
 
         rows = number("KAPPA_SERVE_MAX_BATCH_SIZE")
+        weight = number("KAPPA_SERVE_CANARY_WEIGHT")
         return cls(
             bundle=os.environ["KAPPA_SERVE_BUNDLE"],
             max_batch_size=int(rows) if rows else None,
@@ -41,4 +44,6 @@ class ServeConfig:
             watch_labels=os.environ.get("KAPPA_SERVE_WATCH_LABELS") or None,
             watch_interval=number("KAPPA_SERVE_WATCH_INTERVAL") or 30.0,
             admin_token=os.environ.get("KAPPA_SERVE_ADMIN_TOKEN") or None,
+            canary=os.environ.get("KAPPA_SERVE_CANARY") or None,
+            canary_weight=0.1 if weight is None else weight,
         )

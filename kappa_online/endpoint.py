@@ -68,7 +68,9 @@ class Endpoint:
             except Exception as exc:  # noqa: BLE001 - a bug must still answer 500, never drop the connection
                 reply = internal_error(f"API {self.name}: unexpected error", exc)
             # counted before the answer leaves: a client that reads /metrics next sees its request
-            self.metrics.observe(self.name, reply.status, time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            self.metrics.observe(self.name, reply.status, seconds)
+            self.metrics.observe_version(self.version, reply.status, seconds)
             await reply.send(send, (self._version_header, request_id(scope, reply)))
         finally:
             self.in_flight -= 1

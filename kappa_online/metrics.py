@@ -62,7 +62,22 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
+        self.version_requests = Counter(
+            "kappa_version_requests",
+            "HTTP requests by bundle version (NAME:VERSION) and status: a canary against its primary",
+            ["version", "status"],
+            registry=self.registry,
+        )
+        self.version_latency = Histogram(
+            "kappa_version_request_duration_seconds",
+            "Request latency by bundle version",
+            ["version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._by_version: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._queue_wait: dict[str, Any] = {}
 
     def observe(self, api: str, status: int, seconds: float) -> None:
@@ -70,6 +85,17 @@ class Metrics:
         if children is None:  # label lookups cost more than the update: keep the children
             children = self.requests.labels(api, str(status)), self.latency.labels(api, str(status))
             self._children[(api, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_version(self, version: str, status: int, seconds: float) -> None:
+        children = self._by_version.get((version, status))
+        if children is None:
+            children = (
+                self.version_requests.labels(version, str(status)),
+                self.version_latency.labels(version),
+            )
+            self._by_version[(version, status)] = children
         children[0].inc()
         children[1].observe(seconds)
 

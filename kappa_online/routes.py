@@ -109,7 +109,9 @@ def _metadata(state: State) -> dict[str, Any]:
     manifest: dict[str, Any] = state.manifest.to_dict()
     for artifact in manifest.get("artifacts", []):
         artifact.setdefault("metadata", {})
-    manifest["serving"] = [state.manifest.tag]  # the version(s) answering requests now
+    manifest["serving"] = state.serving()  # the version(s) answering requests now
+    if state.canary is not None:
+        manifest["canary"] = {"version": state.canary[1].tag, "weight": state.config.canary_weight}
     return manifest
 
 

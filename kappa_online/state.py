@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
+import zlib
 from typing import Any
 
+from kappa.errors import KappaError
 from kappa_batch.cache import load_service
 from kappa_batch.runner import BatchRunner
 from kappa_online.config import ServeConfig
 from kappa_online.endpoint import Endpoint
 from kappa_online.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 class State:
@@ -25,12 +31,51 @@ class State:
         self.endpoints: dict[str, Endpoint] = {}
         self.in_memory = False  # serving a caller's service object (a notebook), not a bundle
         self.swapper: Any = None  # kappa_online.swap.Swapper, with --watch or an admin token
+        self.canary: tuple[Any, Any] | None = None  # (service, manifest) of --canary
+        self.canary_endpoints: dict[str, Endpoint] = {}
+        self._canary_cut = int(config.canary_weight * 10_000)
 
     def load(self) -> None:
-        """In a thread: resolve, verify and load the bundle (unless an in-memory service was given)."""
-        if self.service is not None:
-            return
-        self.service, self.manifest = load_service(self.config.bundle, self.config.digest)
+        """In a thread: resolve, verify and load the bundle (unless an in-memory service was given),
+        and the canary; a canary that cannot stand in for the bundle is refused in one log line."""
+        if self.service is None:
+            self.service, self.manifest = load_service(self.config.bundle, self.config.digest)
+        if self.config.canary and not self.in_memory:
+            self.canary = self._load_canary(self.config.canary)
+
+    def _load_canary(self, ref: str) -> tuple[Any, Any] | None:
+        from kappa.bundle.load import locate
+        from kappa.bundle.manifest import load_manifest
+        from kappa_online.swap import check_signature
+
+        try:
+            located = locate(ref)
+            manifest = load_manifest(located.path)
+            service, _ = load_service(ref, located.digest)
+            check_signature(self.manifest, manifest)
+        except Exception as exc:  # noqa: BLE001 - the bundle serves alone
+            why = str(exc) if isinstance(exc, KappaError) else f"{type(exc).__name__}: {exc}"
+            log.error("no canary: %s cannot serve beside %s: %s", ref, self.manifest.tag, why)
+            return None
+        log.info("canary %s takes %.1f%% of the requests", manifest.tag, 100 * self.config.canary_weight)
+        return service, manifest
+
+    def route(self, name: str, scope: Any, primary: Endpoint) -> Endpoint:
+        """The endpoint a request goes to: the canary's for its share of requests, chosen by a hash
+        of the request's X-Request-Id (the same id always lands on the same version), else at random."""
+        canary = self.canary_endpoints.get(name)
+        if canary is None:
+            return primary
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                return canary if zlib.crc32(value) % 10_000 < self._canary_cut else primary
+        return canary if random.random() * 10_000 < self._canary_cut else primary  # noqa: S311 (not security)
+
+    def all_endpoints(self) -> list[Endpoint]:
+        return [*self.endpoints.values(), *self.canary_endpoints.values()]
+
+    def serving(self) -> list[str]:
+        return [self.manifest.tag] + ([self.canary[1].tag] if self.canary else [])
 
     def _endpoints(self, service: Any, tag: str) -> dict[str, Endpoint]:
         return {
@@ -40,7 +85,10 @@ class State:
 
     def start_endpoints(self) -> None:
         self.endpoints = self._endpoints(self.service, self.manifest.tag)
-        for endpoint in self.endpoints.values():
+        if self.canary is not None:
+            self.canary_endpoints = self._endpoints(self.canary[0], self.canary[1].tag)
+            self.metrics.serving(self.canary[1].tag)
+        for endpoint in self.all_endpoints():
             endpoint.dispatcher.start()
         self.metrics.serving(self.manifest.tag)
 

@@ -139,3 +139,57 @@ def test_admin_reload_needs_its_token(served, make_module):
     # the watcher may have been first: either way v5 serves now
     assert result["serving"] == "Swapped:v5"
     assert _post(served, [[1.0]])[:2] == (200, [501.0])
+
+
+def test_a_canary_takes_its_share_by_request_id(kappa_home, make_module):
+    from tests.servers import free_port, wait_for_port
+
+    _service(make_module, 100).save(version="v1")
+    _service(make_module, 200).save(version="v2")
+    _service(make_module, 900, other_api=True).save(version="odd")
+    port = free_port()
+    command = [
+        KAPPA,
+        "serve",
+        "Swapped:v1",
+        "--port",
+        str(port),
+        "--canary",
+        "Swapped:v2",
+        "--canary-weight",
+        "0.2",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_port(port, timeout=60, process=process)
+        answers = [_post(url, [[1.0]], {"X-Request-Id": f"user-{i}"}) for i in range(400)]
+        versions = [headers["x-kappa-version"] for _, _, headers in answers]
+        to_canary = versions.count("Swapped:v2") / len(versions)
+        assert 0.12 < to_canary < 0.28  # 20% of the requests, by their ids' hash
+        for status, body, headers in answers:  # each answered by the version it names
+            assert status == 200 and body == [201.0 if headers["x-kappa-version"] == "Swapped:v2" else 101.0]
+        again = [_post(url, [[1.0]], {"X-Request-Id": f"user-{i}"})[2]["x-kappa-version"] for i in range(50)]
+        assert again == versions[:50]  # the same id always lands on the same version
+        metadata = json.loads(urllib.request.urlopen(url + "/metadata", timeout=10).read())
+        assert metadata["serving"] == ["Swapped:v1", "Swapped:v2"]
+        assert metadata["canary"] == {"version": "Swapped:v2", "weight": 0.2}
+        metrics = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+        for tag in ("Swapped:v1", "Swapped:v2"):  # requests counted by the version that answered
+            line = f'kappa_version_requests_total{{status="200",version="{tag}"}}'
+            assert f"{line} {float((versions + again).count(tag))}" in metrics
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
+    # a canary whose API signature differs is refused in one line; the bundle serves alone
+    port = free_port()
+    command = [KAPPA, "serve", "Swapped:v1", "--port", str(port), "--canary", "Swapped:odd"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_port(port, timeout=60, process=process)
+        url = f"http://127.0.0.1:{port}"
+        assert {_post(url, [[1.0]])[2]["x-kappa-version"] for _ in range(30)} == {"Swapped:v1"}
+    finally:
+        process.terminate()
+        log = process.communicate(timeout=60)[0]
+    assert log.count("no canary: Swapped:odd") == 1 and "API signature differs" in log
