@@ -101,6 +101,12 @@ def create_app(bundle: str | None = None, config: ServeConfig | None = None, ser
             state.metrics.ready.set(0)
             for endpoint in state.all_endpoints():
                 await endpoint.dispatcher.close()
+            if state.payload_log is not None:  # what was answered is logged before the process leaves
+                from kappa.deploy.image import DRAIN_SECONDS
+
+                await asyncio.get_running_loop().run_in_executor(
+                    None, state.payload_log.close, DRAIN_SECONDS / 2
+                )
             state.metrics.close()
 
     app = Starlette(

@@ -50,6 +50,20 @@ from kappa.deploy.image import DRAIN_SECONDS
     show_default=True,
     help="The canary's share of requests (by a hash of X-Request-Id when sent, else at random).",
 )
+@click.option(
+    "--log-predictions",
+    metavar="URL",
+    help="Log requests and answers (and POST /feedback) as shards under this folder or fsspec URL.",
+)
+@click.option("--log-sample", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)
+@click.option("--log-format", type=click.Choice(["parquet", "jsonl"]), default="parquet", show_default=True)
+@click.option(
+    "--log-flush-seconds",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Write a log shard at least this often while records wait (and at 50,000 rows).",
+)
 @common_options
 @pass_env
 @handles_errors
@@ -69,6 +83,10 @@ def serve_command(
     watch_labels: str | None,
     canary: str | None,
     canary_weight: float,
+    log_predictions: str | None,
+    log_sample: float,
+    log_format: str,
+    log_flush_seconds: float,
 ) -> None:
     """Serve BUNDLE (a path, URL or NAME[:VERSION|:latest]): POST /<api>, /docs, /metrics, /v2/..."""
     import uvicorn
@@ -94,6 +112,10 @@ def serve_command(
         canary = _canary(canary)
     os.environ["KAPPA_SERVE_CANARY"] = canary or ""
     os.environ["KAPPA_SERVE_CANARY_WEIGHT"] = str(canary_weight)
+    os.environ["KAPPA_SERVE_LOG_PREDICTIONS"] = _absolute(log_predictions) if log_predictions else ""
+    os.environ["KAPPA_SERVE_LOG_SAMPLE"] = str(log_sample)
+    os.environ["KAPPA_SERVE_LOG_FORMAT"] = log_format
+    os.environ["KAPPA_SERVE_LOG_FLUSH_SECONDS"] = str(log_flush_seconds)
     env.info(f"serving {manifest.tag} on http://{host}:{port} with {workers} worker(s); docs at /docs")
     metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -134,6 +156,10 @@ def _watched(bundle: str, watch: bool, labels: str | None) -> str | None:
     if not ref.is_latest:
         raise InputError(f"--watch follows NAME:latest, not the fixed version {ref}; serve {ref.name}:latest")
     return ref.name
+
+
+def _absolute(url: str) -> str:
+    return url if "://" in url else os.path.abspath(os.path.expanduser(url))
 
 
 def _canary(ref: str) -> str:

@@ -22,6 +22,10 @@ class ServeConfig:
     admin_token: str | None = field(default=None, repr=False)  # POST /admin/reload is on when set
     canary: str | None = None  # another version (NAME:VERSION) that takes canary_weight of the requests
     canary_weight: float = 0.1
+    log_predictions: str | None = None  # a folder URL: prediction and feedback logs go under it
+    log_sample: float = 1.0  # the share of requests logged
+    log_format: str = "parquet"
+    log_flush_seconds: float = 10.0  # a shard is written at least this often while records wait
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -33,6 +37,7 @@ class ServeConfig:
 
         rows = number("KAPPA_SERVE_MAX_BATCH_SIZE")
         weight = number("KAPPA_SERVE_CANARY_WEIGHT")
+        sample = number("KAPPA_SERVE_LOG_SAMPLE")
         return cls(
             bundle=os.environ["KAPPA_SERVE_BUNDLE"],
             max_batch_size=int(rows) if rows else None,
@@ -46,4 +51,8 @@ class ServeConfig:
             admin_token=os.environ.get("KAPPA_SERVE_ADMIN_TOKEN") or None,
             canary=os.environ.get("KAPPA_SERVE_CANARY") or None,
             canary_weight=0.1 if weight is None else weight,
+            log_predictions=os.environ.get("KAPPA_SERVE_LOG_PREDICTIONS") or None,
+            log_sample=1.0 if sample is None else sample,
+            log_format=os.environ.get("KAPPA_SERVE_LOG_FORMAT") or "parquet",
+            log_flush_seconds=number("KAPPA_SERVE_LOG_FLUSH_SECONDS") or 10.0,
         )

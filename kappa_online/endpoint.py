@@ -36,7 +36,13 @@ class Endpoint:
     ``POST /<api>`` here."""
 
     def __init__(
-        self, api: Any, runner: BatchRunner, config: ServeConfig, metrics: Metrics, version: str = ""
+        self,
+        api: Any,
+        runner: BatchRunner,
+        config: ServeConfig,
+        metrics: Metrics,
+        version: str = "",
+        payload_log: Any = None,
     ) -> None:
         self.api, self.name, self.metrics, self.runner = api, api.name, metrics, runner
         self.max_body = config.max_body_bytes
@@ -44,6 +50,7 @@ class Endpoint:
         self._version_header = (b"x-kappa-version", version.encode("latin-1", "replace"))
         self.in_flight = 0  # requests inside this endpoint (a swapped-out version waits for them)
         self.sample: pa.RecordBatch | None = None  # the latest decoded request: warms a successor
+        self.payload_log: Any = payload_log  # kappa_online.payload_log.PayloadLog, with --log-predictions
 
         def score(table: Any, headers: Any = None) -> Any:
             return score_batch(runner, table, headers=headers)
@@ -61,8 +68,9 @@ class Endpoint:
         start = time.perf_counter()
         self.in_flight += 1
         try:
+            seen: list[Any] = []  # this request's decoded batch and answer rows, for the payload log
             try:
-                reply = await self._reply(scope, receive)
+                reply = await self._reply(scope, receive, seen)
             except _Disconnected:
                 return  # the client left before sending its body: no one to answer
             except Exception as exc:  # noqa: BLE001 - a bug must still answer 500, never drop the connection
@@ -71,11 +79,33 @@ class Endpoint:
             seconds = time.perf_counter() - start
             self.metrics.observe(self.name, reply.status, seconds)
             self.metrics.observe_version(self.version, reply.status, seconds)
-            await reply.send(send, (self._version_header, request_id(scope, reply)))
+            rid = request_id(scope, reply)
+            await reply.send(send, (self._version_header, rid))
+            if self.payload_log is not None:
+                self._log(rid[1], reply.status, seconds, seen)
         finally:
             self.in_flight -= 1
 
-    async def _reply(self, scope: Scope, receive: Receive) -> Reply:
+    def _log(self, rid: bytes, status: int, seconds: float, seen: list[Any]) -> None:
+        from kappa_online.payload_log import Prediction
+
+        batch = seen[0] if seen else None
+        rows = seen[1] if len(seen) > 1 else None
+        assert self.payload_log is not None
+        self.payload_log.record(
+            Prediction(
+                rid.decode("latin-1"),
+                time.time(),
+                self.version,
+                self.name,
+                status,
+                seconds * 1000,
+                batch,
+                rows,
+            )
+        )
+
+    async def _reply(self, scope: Scope, receive: Receive, seen: list[Any]) -> Reply:
         try:
             batch = await self._decode(scope, receive)
         except BodyTooLarge:
@@ -85,12 +115,15 @@ class Endpoint:
         except InputError as exc:
             return Reply.error(400, str(exc))
         self.sample = batch
+        seen.append(batch)
         # request headers reach only a function that takes tasks (task.http_headers)
         scored = await self.score(batch, scope["headers"] if self.api.spec.takes_tasks else None)
         if isinstance(scored, Reply):
             return scored
         result = scored.rows.result
-        body = dumps(self.api.output_adapter.to_json_rows(result.outputs)).encode()
+        rows = self.api.output_adapter.to_json_rows(result.outputs)
+        seen.append(rows)
+        body = dumps(rows).encode()
         if not result.responses:
             return Reply(200, body)
         return self._asked(body, dict(result.responses))

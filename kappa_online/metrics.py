@@ -76,6 +76,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.log_dropped = Counter(
+            "kappa_prediction_log_dropped",
+            "Logged rows dropped (the log's queue was full, or its store could not be written)",
+            ["log"],
+            registry=self.registry,
+        )
+        self.log_written = Counter(
+            "kappa_prediction_log_written",
+            "Logged rows written to the log's store",
+            ["log"],
+            registry=self.registry,
+        )
+
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._by_version: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._queue_wait: dict[str, Any] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,27 @@ def build(state: State) -> list[BaseRoute]:
         title = state.manifest.tag if state.manifest else "Kappa"
         return HTMLResponse(DOCS_PAGE.format(title=title))
 
+    async def feedback(request: Request) -> Response:
+        """``{"request_id": ..., ...}``: what came true for an answered request, beside the predictions."""
+        if state.payload_log is None:
+            return error(
+                404, "feedback is logged beside the predictions: start kappa serve with --log-predictions URL"
+            )
+        raw = await request.body()
+        if len(raw) > 1_000_000:
+            return error(413, "a feedback body is at most 1 MB")
+        try:
+            item = json.loads(raw or b"null")
+        except (ValueError, RecursionError):
+            return error(400, 'the body is not JSON; send {"request_id": "...", ...}')
+        rid = item.get("request_id") if isinstance(item, dict) else None
+        if not isinstance(rid, str) or not 0 < len(rid) <= 128:
+            return error(
+                400, 'send a JSON object with the answered request\'s "request_id" (its X-Request-Id)'
+            )
+        state.payload_log.record_feedback(item)
+        return json_response({"accepted": rid}, 202)
+
     async def reload(request: Request) -> Response:
         """Look for a newer version now, as ``--watch`` does on its timer."""
         expected = state.config.admin_token
@@ -82,6 +104,8 @@ def build(state: State) -> list[BaseRoute]:
         return json_response(await state.swapper.check())
 
     routes: list[BaseRoute] = [
+        Route("/admin/reload", reload, methods=["POST"]),
+        Route("/feedback", feedback, methods=["POST"]),
         Route("/{api:str}", api, methods=["POST"]),  # unknown APIs, and any API while not ready
         Route("/healthz", healthz),
         Route("/livez", livez),
@@ -90,7 +114,6 @@ def build(state: State) -> list[BaseRoute]:
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
         Route("/docs", docs),
-        Route("/admin/reload", reload, methods=["POST"]),
         Mount("/docs/static", StaticFiles(directory=_swagger_files()), name="swagger"),
         *v2.routes(state),
         Route("/", _static_index(state)),

@@ -34,6 +34,7 @@ class State:
         self.canary: tuple[Any, Any] | None = None  # (service, manifest) of --canary
         self.canary_endpoints: dict[str, Endpoint] = {}
         self._canary_cut = int(config.canary_weight * 10_000)
+        self.payload_log: Any = None  # kappa_online.payload_log.PayloadLog, with --log-predictions
 
     def load(self) -> None:
         """In a thread: resolve, verify and load the bundle (unless an in-memory service was given),
@@ -79,11 +80,23 @@ class State:
 
     def _endpoints(self, service: Any, tag: str) -> dict[str, Endpoint]:
         return {
-            name: Endpoint(api, BatchRunner(service, name), self.config, self.metrics, tag)
+            name: Endpoint(api, BatchRunner(service, name), self.config, self.metrics, tag, self.payload_log)
             for name, api in service.inference_apis.items()
         }
 
     def start_endpoints(self) -> None:
+        if self.config.log_predictions and self.payload_log is None:
+            from kappa_online.payload_log import PayloadLog
+
+            config = self.config
+            assert config.log_predictions is not None
+            self.payload_log = PayloadLog(
+                config.log_predictions,
+                config.log_sample,
+                config.log_format,
+                self.metrics,
+                config.log_flush_seconds,
+            )
         self.endpoints = self._endpoints(self.service, self.manifest.tag)
         if self.canary is not None:
             self.canary_endpoints = self._endpoints(self.canary[0], self.canary[1].tag)

@@ -1,0 +1,224 @@
+"""Prediction and feedback logging: what was asked, what was answered, and what came true later.
+
+``kappa serve --log-predictions URL`` writes one row per predicted input row (its input
+columns under their own names, then ``_request_id``, ``_row``, ``_time``, ``_version``,
+``_api``, ``_status``, ``_latency_ms`` and ``_output``, the row's answer as JSON) to Parquet
+(or JSON Lines) shards under ``URL/predictions/``; ``POST /feedback`` appends to
+``URL/feedback/``. The two join on the request id, and ``kappa run`` reads the prediction
+shards as input (the logs are the next model's scoring data).
+
+Serving never waits for the log: requests are handed to a bounded queue and a background
+thread writes them in shards (by size and by time), each shard whole or not at all (a local
+file renamed into place, one object put on a store). When the queue is full, or a shard
+cannot be written (the store is down), its records are dropped and counted
+(``kappa_prediction_log_dropped_total``); on shutdown the queue is flushed within the drain time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+FORMATS = ("parquet", "jsonl")
+SHARD_ROWS = 50_000  # a shard is written when this many rows wait...
+SHARD_SECONDS = 10.0  # ...or when the oldest has waited this long
+QUEUE_REQUESTS = 20_000  # requests waiting for the writer; past this they are dropped and counted
+_TICK = object()
+META = ("_request_id", "_row", "_time", "_version", "_api", "_status", "_latency_ms", "_output")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    request_id: str
+    time: float
+    version: str
+    api: str
+    status: int
+    latency_ms: float
+    inputs: pa.RecordBatch | None  # None when the body could not be read
+    outputs: list[Any] | None  # one JSON value per input row, or None on a failed request
+
+
+class ShardWriter:
+    """A background thread that writes what it is given as shards under one folder URL."""
+
+    def __init__(
+        self,
+        url: str,
+        kind: str,
+        fmt: str,
+        build: Any,
+        on_drop: Any,
+        on_write: Any = None,
+        shard_rows: int = SHARD_ROWS,
+        shard_seconds: float = SHARD_SECONDS,
+    ) -> None:
+        from kappa_batch.io import filesystem
+
+        self.url = f"{url.rstrip('/')}/{kind}"
+        self.fs, self.root = filesystem(self.url)
+        self.local = type(self.fs).__name__ == "LocalFileSystem"
+        if self.local:
+            os.makedirs(self.root, exist_ok=True)
+        self.fmt, self.build, self.on_drop, self.on_write = fmt, build, on_drop, on_write
+        self.shard_rows, self.shard_seconds = shard_rows, shard_seconds
+        self.queue: queue.Queue[Any] = queue.Queue(QUEUE_REQUESTS)
+        self._seq = 0
+        self._warned = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"kappa-log-{kind}", daemon=True)
+        self._thread.start()
+
+    def put(self, item: Any, rows: int) -> None:
+        """Hand ``item`` to the writer; never blocks (a full queue drops it, counted)."""
+        try:
+            self.queue.put_nowait((item, rows))
+        except queue.Full:
+            self.on_drop(rows)
+
+    def close(self, timeout: float) -> None:
+        """Write what is queued (within ``timeout`` seconds), then stop."""
+        self.queue.put((None, 0))
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the %s log did not finish writing within %.0f s", self.url, timeout)
+
+    def _run(self) -> None:
+        items: list[Any] = []
+        rows, since = 0, time.monotonic()
+        while True:
+            wait = max(0.05, self.shard_seconds - (time.monotonic() - since)) if items else None
+            try:
+                item, count = self.queue.get(timeout=wait)
+            except queue.Empty:
+                item, count = _TICK, 0  # the shard's time is up
+            if item is None:  # closing
+                self._write(items, rows)
+                return
+            if item is not _TICK:
+                if not items:
+                    since = time.monotonic()
+                items.append(item)
+                rows += count
+            if items and (rows >= self.shard_rows or time.monotonic() - since >= self.shard_seconds):
+                self._write(items, rows)
+                items, rows = [], 0
+
+    def _write(self, items: list[Any], rows: int) -> None:
+        if not items:
+            return
+        try:
+            data = self._encode(self.build(items))
+            self._seq += 1
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            name = f"part-{stamp}-{os.getpid()}-{self._seq:06d}.{self.fmt}"
+            path = f"{self.root.rstrip('/')}/{name}"
+            if self.local:  # written aside, renamed into place: a reader never sees half a shard
+                partial = f"{self.root.rstrip('/')}/.{name}.partial"
+                with open(partial, "wb") as out:
+                    out.write(data)
+                os.replace(partial, path)
+            else:  # one object put: whole or absent
+                self.fs.pipe_file(path, data)
+            if self.on_write is not None:
+                self.on_write(rows)
+        except Exception as exc:  # noqa: BLE001 - the log never takes serving down
+            self.on_drop(rows)
+            now = time.monotonic()
+            if now - self._warned > 60:  # one line a minute while the sink is down
+                self._warned = now
+                log.warning("dropped %d logged row(s): cannot write %s: %s", rows, self.url, exc)
+
+    def _encode(self, table: pa.Table) -> bytes:
+        import pyarrow.parquet as pq
+
+        buffer = io.BytesIO()
+        if self.fmt == "parquet":
+            pq.write_table(table, buffer)
+        else:
+            for row in table.to_pylist():
+                buffer.write(json.dumps(row, default=str).encode() + b"\n")
+        return buffer.getvalue()
+
+
+def predictions_table(items: list[Prediction]) -> pa.Table:
+    """One table of every input row of ``items``: input columns, then the META columns."""
+    import pyarrow as pa
+
+    tables = []
+    for p in items:
+        n = p.inputs.num_rows if p.inputs is not None else 1
+        meta = {
+            "_request_id": pa.array([p.request_id] * n, pa.string()),
+            "_row": pa.array(range(n), pa.int32()),
+            "_time": pa.array([p.time] * n, pa.float64()),
+            "_version": pa.array([p.version] * n, pa.string()),
+            "_api": pa.array([p.api] * n, pa.string()),
+            "_status": pa.array([p.status] * n, pa.int16()),
+            "_latency_ms": pa.array([p.latency_ms] * n, pa.float32()),
+            "_output": pa.array(
+                [json.dumps(v, default=str) for v in p.outputs] if p.outputs is not None else [None] * n,
+                pa.string(),
+            ),
+        }
+        if p.inputs is None:
+            tables.append(pa.table(meta))
+            continue
+        columns = {
+            name: p.inputs.column(i) for i, name in enumerate(p.inputs.schema.names) if name not in meta
+        }
+        tables.append(pa.table({**columns, **meta}))
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def feedback_table(items: list[dict[str, Any]]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "_request_id": pa.array([str(i["request_id"]) for i in items], pa.string()),
+            "_time": pa.array([i["_time"] for i in items], pa.float64()),
+            "_feedback": pa.array([json.dumps(i, default=str) for i in items], pa.string()),
+        }
+    )
+
+
+class PayloadLog:
+    """The prediction and feedback logs of one server process."""
+
+    def __init__(
+        self, url: str, sample: float, fmt: str, metrics: Any, seconds: float = SHARD_SECONDS
+    ) -> None:
+        import random
+
+        self.sample = sample
+        self._random = random.random
+
+        def writer(kind: str, build: Any) -> ShardWriter:
+            dropped, written = metrics.log_dropped.labels(kind), metrics.log_written.labels(kind)
+            return ShardWriter(url, kind, fmt, build, dropped.inc, written.inc, shard_seconds=seconds)
+
+        self.predictions = writer("predictions", predictions_table)
+        self.feedback = writer("feedback", feedback_table)
+
+    def record(self, prediction: Prediction) -> None:
+        if self.sample < 1.0 and self._random() >= self.sample:
+            return
+        self.predictions.put(prediction, prediction.inputs.num_rows if prediction.inputs is not None else 1)
+
+    def record_feedback(self, item: dict[str, Any]) -> None:
+        self.feedback.put({**item, "_time": time.time()}, 1)
+
+    def close(self, timeout: float) -> None:
+        self.predictions.close(timeout)
+        self.feedback.close(timeout)
