@@ -46,6 +46,13 @@ _lock = threading.RLock()
 _loaded: dict[str, Loaded] = {}
 
 
+def forget(digest: str) -> None:
+    """Drop a bundle this process no longer serves (a version swapped out), so months of hot
+    swaps do not keep every version's model in memory."""
+    with _lock:
+        _loaded.pop(digest, None)
+
+
 def check_env_check(value: str) -> None:
     if value not in ENV_CHECKS:
         raise InputError(f"env_check must be one of {ENV_CHECKS}, not {value!r}")

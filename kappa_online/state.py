@@ -125,7 +125,10 @@ class State:
         service, manifest, endpoints = await loop.run_in_executor(None, prepare)
         for endpoint in endpoints.values():
             endpoint.dispatcher.start()
-        old, previous = self.endpoints, self.manifest.tag
+        old, previous, old_digest = self.endpoints, self.manifest.tag, self.manifest.digest
         self.service, self.manifest, self.endpoints = service, manifest, endpoints  # the swap
         self.metrics.serving(manifest.tag, previous)
-        loop.create_task(swap.retire(old), name=f"retire-{previous}")
+        kept = {manifest.digest} | ({self.canary[1].digest} if self.canary else set())
+        loop.create_task(
+            swap.retire(old, None if old_digest in kept else old_digest), name=f"retire-{previous}"
+        )

@@ -128,9 +128,14 @@ def warm(endpoints: dict[str, Endpoint], samples: dict[str, Any]) -> None:
             raise SwapRefused(f"its API {name} failed on a sample request: {broken[0]['message']}")
 
 
-async def retire(endpoints: dict[str, Endpoint]) -> None:
-    """Close an old version's dispatchers once no request is inside it any more."""
+async def retire(endpoints: dict[str, Endpoint], digest: str | None = None) -> None:
+    """Close an old version's dispatchers once no request is inside it any more, then let the
+    process forget its bundle (``digest``, unless another version shares its files)."""
+    from kappa_batch.cache import forget
+
     while any(endpoint.in_flight for endpoint in endpoints.values()):
         await asyncio.sleep(RETIRE_POLL)
     for endpoint in endpoints.values():
         await endpoint.dispatcher.close()
+    if digest is not None:
+        forget(digest)
