@@ -172,7 +172,7 @@ def serve(options: ServerOptions, host: str, port: int, workers: int = 1, ui_por
         import uvicorn
     except ImportError:
         raise missing_dependency("uvicorn", "online", "the registry server") from None
-    build_app(options)  # a bad database URL or store fails here, once, with a clear line
+    app = build_app(options)  # a bad database URL or store fails here, once, with a clear line
     if workers > 1:
         os.environ[CONFIG_ENV] = options.to_env()
         uvicorn.run(
@@ -184,7 +184,6 @@ def serve(options: ServerOptions, host: str, port: int, workers: int = 1, ui_por
             log_level="warning",
         )
         return
-    app = build_app(options)
     if ui_port is None:
         uvicorn.run(app, host=host, port=port, log_level="warning")
         return
