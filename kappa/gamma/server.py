@@ -139,9 +139,14 @@ def build_app(options: ServerOptions) -> Starlette:
 
         routes.append(Mount("/docs/static", StaticFiles(directory=static), name="swagger"))
     if options.ui:
+        from starlette.responses import RedirectResponse
+
         from kappa.gamma import ui
 
-        routes.extend(ui.routes())
+        async def home(request: Request) -> Response:
+            return RedirectResponse("/ui", status_code=307)
+
+        routes.extend([Route("/", home), *ui.routes()])
     app = Starlette(routes=routes, exception_handlers={KappaError: kappa_error})
     app.state.registry = registry
     return app
