@@ -14,6 +14,7 @@ BENCHMARKS = [
     "spark_scoring.py",
     "dask_scoring.py",
     "online_serving.py",
+    "online_operations.py",
     "gamma_registry.py",
 ]
 

@@ -122,12 +122,16 @@ class State:
             swap.warm(endpoints, {name: e.sample for name, e in self.endpoints.items()})
             return service, manifest, endpoints
 
-        service, manifest, endpoints = await loop.run_in_executor(None, prepare)
+        service, manifest, endpoints = await loop.run_in_executor(swap.loader(), prepare)
         for endpoint in endpoints.values():
             endpoint.dispatcher.start()
         old, previous, old_digest = self.endpoints, self.manifest.tag, self.manifest.digest
         self.service, self.manifest, self.endpoints = service, manifest, endpoints  # the swap
         self.metrics.serving(manifest.tag, previous)
+        if not self.in_memory:
+            import gc
+
+            gc.freeze()  # the new model's objects leave the collector's scans, as the first one's did
         kept = {manifest.digest} | ({self.canary[1].digest} if self.canary else set())
         loop.create_task(
             swap.retire(old, None if old_digest in kept else old_digest), name=f"retire-{previous}"

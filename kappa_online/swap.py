@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from kappa.errors import KappaError
@@ -25,6 +28,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RETIRE_POLL = 0.05  # seconds between looks at an old version's requests in flight
+LOADER_NICE = 19  # the candidate loads in a thread the OS runs only when serving leaves it room
+_loader: ThreadPoolExecutor | None = None
+
+
+def loader() -> ThreadPoolExecutor:
+    """The one thread candidates load and warm in, at the lowest CPU priority (Linux schedules
+    threads on their own), so a swap takes CPU from serving only when serving leaves it idle."""
+    global _loader
+    if _loader is None:
+        _loader = ThreadPoolExecutor(1, thread_name_prefix="kappa-swap", initializer=_lower_priority)
+    return _loader
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: it loads at normal priority
+        pass
 
 
 class SwapRefused(KappaError):
