@@ -121,9 +121,8 @@ class Endpoint:
         if isinstance(scored, Reply):
             return scored
         result = scored.rows.result
-        rows = self.api.output_adapter.to_json_rows(result.outputs)
-        seen.append(rows)
-        body = dumps(rows).encode()
+        seen.append(result.outputs)
+        body = dumps(self.api.output_adapter.to_json_rows(result.outputs)).encode()
         if not result.responses:
             return Reply(200, body)
         return self._asked(body, dict(result.responses))

@@ -2,16 +2,19 @@
 
 ``kappa serve --log-predictions URL`` writes one row per predicted input row (its input
 columns under their own names, then ``_request_id``, ``_row``, ``_time``, ``_version``,
-``_api``, ``_status``, ``_latency_ms`` and ``_output``, the row's answer as JSON) to Parquet
-(or JSON Lines) shards under ``URL/predictions/``; ``POST /feedback`` appends to
-``URL/feedback/``. The two join on the request id, and ``kappa run`` reads the prediction
-shards as input (the logs are the next model's scoring data).
+``_api``, ``_status``, ``_latency_ms``, and the answer: ``_output``, or ``_output_<column>``
+for each of several output columns, in their own Arrow types) to Parquet (or JSON Lines)
+shards under ``URL/predictions/``; ``POST /feedback`` appends to ``URL/feedback/``. The two
+join on the request id, and ``kappa run`` reads the prediction shards as input (the logs are
+the next model's scoring data).
 
-Serving never waits for the log: requests are handed to a bounded queue and a background
-thread writes them in shards (by size and by time), each shard whole or not at all (a local
-file renamed into place, one object put on a store). When the queue is full, or a shard
+Serving never waits for the log: a request hands over references to what it already holds
+(its decoded Arrow batch, its Arrow outputs) with one append to a bounded deque (no lock,
+no wake-up); a background thread takes them a few times a second and writes them in shards
+(by size and by time), each whole or not at all (a local file renamed into place, one
+object put on a store), converting whole shards at once. When the deque is full, or a shard
 cannot be written (the store is down), its records are dropped and counted
-(``kappa_prediction_log_dropped_total``); on shutdown the queue is flushed within the drain time.
+(``kappa_prediction_log_dropped_total``); on shutdown what waits is written within the drain time.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ import io
 import json
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +36,9 @@ log = logging.getLogger(__name__)
 FORMATS = ("parquet", "jsonl")
 SHARD_ROWS = 50_000  # a shard is written when this many rows wait...
 SHARD_SECONDS = 10.0  # ...or when the oldest has waited this long
-QUEUE_REQUESTS = 20_000  # requests waiting for the writer; past this they are dropped and counted
-_TICK = object()
-META = ("_request_id", "_row", "_time", "_version", "_api", "_status", "_latency_ms", "_output")
+QUEUE_REQUESTS = 100_000  # requests waiting for the writer; past this they are dropped and counted
+POLL_SECONDS = 0.25  # how often the writer takes what waits
+META = ("_request_id", "_row", "_time", "_version", "_api", "_status", "_latency_ms")
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Prediction:
     status: int
     latency_ms: float
     inputs: pa.RecordBatch | None  # None when the body could not be read
-    outputs: list[Any] | None  # one JSON value per input row, or None on a failed request
+    outputs: pa.Table | None  # aligned to the input rows; None on a failed request
 
 
 class ShardWriter:
@@ -73,22 +76,23 @@ class ShardWriter:
             os.makedirs(self.root, exist_ok=True)
         self.fmt, self.build, self.on_drop, self.on_write = fmt, build, on_drop, on_write
         self.shard_rows, self.shard_seconds = shard_rows, shard_seconds
-        self.queue: queue.Queue[Any] = queue.Queue(QUEUE_REQUESTS)
+        self.waiting: deque[tuple[Any, int]] = deque()  # appends and pops are atomic: no lock
+        self._closing = threading.Event()
         self._seq = 0
         self._warned = 0.0
         self._thread = threading.Thread(target=self._run, name=f"kappa-log-{kind}", daemon=True)
         self._thread.start()
 
     def put(self, item: Any, rows: int) -> None:
-        """Hand ``item`` to the writer; never blocks (a full queue drops it, counted)."""
-        try:
-            self.queue.put_nowait((item, rows))
-        except queue.Full:
+        """Hand ``item`` to the writer; never blocks (past QUEUE_REQUESTS it is dropped, counted)."""
+        if len(self.waiting) >= QUEUE_REQUESTS:
             self.on_drop(rows)
+            return
+        self.waiting.append((item, rows))
 
     def close(self, timeout: float) -> None:
-        """Write what is queued (within ``timeout`` seconds), then stop."""
-        self.queue.put((None, 0))
+        """Write what waits (within ``timeout`` seconds), then stop."""
+        self._closing.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("the %s log did not finish writing within %.0f s", self.url, timeout)
@@ -97,19 +101,16 @@ class ShardWriter:
         items: list[Any] = []
         rows, since = 0, time.monotonic()
         while True:
-            wait = max(0.05, self.shard_seconds - (time.monotonic() - since)) if items else None
-            try:
-                item, count = self.queue.get(timeout=wait)
-            except queue.Empty:
-                item, count = _TICK, 0  # the shard's time is up
-            if item is None:  # closing
-                self._write(items, rows)
-                return
-            if item is not _TICK:
+            closing = self._closing.wait(POLL_SECONDS)
+            while self.waiting:
+                item, count = self.waiting.popleft()
                 if not items:
                     since = time.monotonic()
                 items.append(item)
                 rows += count
+            if closing:
+                self._write(items, rows)
+                return
             if items and (rows >= self.shard_rows or time.monotonic() - since >= self.shard_seconds):
                 self._write(items, rows)
                 items, rows = [], 0
@@ -152,33 +153,49 @@ class ShardWriter:
 
 
 def predictions_table(items: list[Prediction]) -> pa.Table:
-    """One table of every input row of ``items``: input columns, then the META columns."""
+    """One table of every input row of ``items``: input columns, the META columns, outputs.
+
+    Requests with the same input and output schemas are converted together (one concat per
+    column, not one table per request)."""
     import pyarrow as pa
 
-    tables = []
+    groups: dict[tuple[Any, Any], list[Prediction]] = {}
     for p in items:
-        n = p.inputs.num_rows if p.inputs is not None else 1
-        meta = {
-            "_request_id": pa.array([p.request_id] * n, pa.string()),
-            "_row": pa.array(range(n), pa.int32()),
-            "_time": pa.array([p.time] * n, pa.float64()),
-            "_version": pa.array([p.version] * n, pa.string()),
-            "_api": pa.array([p.api] * n, pa.string()),
-            "_status": pa.array([p.status] * n, pa.int16()),
-            "_latency_ms": pa.array([p.latency_ms] * n, pa.float32()),
-            "_output": pa.array(
-                [json.dumps(v, default=str) for v in p.outputs] if p.outputs is not None else [None] * n,
-                pa.string(),
-            ),
-        }
-        if p.inputs is None:
-            tables.append(pa.table(meta))
-            continue
-        columns = {
-            name: p.inputs.column(i) for i, name in enumerate(p.inputs.schema.names) if name not in meta
-        }
-        tables.append(pa.table({**columns, **meta}))
-    return pa.concat_tables(tables, promote_options="permissive")
+        key = (
+            p.inputs.schema if p.inputs is not None else None,
+            p.outputs.schema if p.outputs is not None else None,
+        )
+        groups.setdefault(key, []).append(p)
+    tables = [_group_table(group) for group in groups.values()]
+    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+
+def _group_table(group: list[Prediction]) -> pa.Table:
+    import pyarrow as pa
+
+    counts = [p.inputs.num_rows if p.inputs is not None else 1 for p in group]
+    meta: dict[str, Any] = {key: [] for key in META}
+    for p, n in zip(group, counts, strict=True):
+        meta["_request_id"] += [p.request_id] * n
+        meta["_row"] += range(n)
+        meta["_time"] += [p.time] * n
+        meta["_version"] += [p.version] * n
+        meta["_api"] += [p.api] * n
+        meta["_status"] += [p.status] * n
+        meta["_latency_ms"] += [p.latency_ms] * n
+    types = (pa.string(), pa.int32(), pa.float64(), pa.string(), pa.string(), pa.int16(), pa.float32())
+    columns: dict[str, Any] = {}
+    first = group[0]
+    if first.inputs is not None:
+        inputs = pa.Table.from_batches([p.inputs for p in group if p.inputs is not None]).combine_chunks()
+        columns.update({name: inputs.column(name) for name in inputs.column_names if name not in META})
+    columns.update({key: pa.array(meta[key], kind) for key, kind in zip(META, types, strict=True)})
+    if first.outputs is not None:
+        outputs = pa.concat_tables([p.outputs for p in group if p.outputs is not None]).combine_chunks()
+        names = outputs.column_names
+        for name in names:
+            columns["_output" if len(names) == 1 else f"_output_{name}"] = outputs.column(name)
+    return pa.table(columns)
 
 
 def feedback_table(items: list[dict[str, Any]]) -> pa.Table:
