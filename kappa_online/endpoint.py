@@ -26,6 +26,7 @@ from kappa_online.config import ServeConfig
 from kappa_online.dispatcher import Dispatcher, Overloaded, Scored
 from kappa_online.limits import BodyTooLarge, declared_too_large, limited, too_large_message
 from kappa_online.metrics import Metrics
+from kappa_online.payload_log import Prediction
 from kappa_online.replies import Reply, internal_error, request_id
 
 HIDDEN = ("raised", "invalid_output")  # the server's fault: the message stays in the log
@@ -87,8 +88,6 @@ class Endpoint:
             self.in_flight -= 1
 
     def _log(self, rid: bytes, status: int, seconds: float, seen: list[Any]) -> None:
-        from kappa_online.payload_log import Prediction
-
         batch = seen[0] if seen else None
         rows = seen[1] if len(seen) > 1 else None
         assert self.payload_log is not None

@@ -26,8 +26,7 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,8 +40,7 @@ POLL_SECONDS = 0.25  # how often the writer takes what waits
 META = ("_request_id", "_row", "_time", "_version", "_api", "_status", "_latency_ms")
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):  # a tuple: the cheapest record a request can hand over
     request_id: str
     time: float
     version: str
@@ -98,28 +96,49 @@ class ShardWriter:
             log.warning("the %s log did not finish writing within %.0f s", self.url, timeout)
 
     def _run(self) -> None:
-        items: list[Any] = []
+        """Every POLL_SECONDS: take what waits and convert it to Arrow at once (a few ms of the
+        interpreter at a time, never a whole shard's worth), then write the shard when it is
+        full or old enough."""
+        parts: list[pa.Table] = []
         rows, since = 0, time.monotonic()
         while True:
             closing = self._closing.wait(POLL_SECONDS)
+            items, count = [], 0
             while self.waiting:
-                item, count = self.waiting.popleft()
-                if not items:
-                    since = time.monotonic()
+                item, n = self.waiting.popleft()
                 items.append(item)
-                rows += count
+                count += n
+            if items:
+                if not parts:
+                    since = time.monotonic()
+                try:
+                    parts.append(self.build(items))
+                    rows += count
+                except Exception as exc:  # noqa: BLE001 - the log never takes serving down
+                    self._dropped(count, f"cannot convert: {exc}")
+                del items
             if closing:
-                self._write(items, rows)
+                self._write(parts, rows)
                 return
-            if items and (rows >= self.shard_rows or time.monotonic() - since >= self.shard_seconds):
-                self._write(items, rows)
-                items, rows = [], 0
+            if parts and (rows >= self.shard_rows or time.monotonic() - since >= self.shard_seconds):
+                self._write(parts, rows)
+                parts, rows = [], 0
 
-    def _write(self, items: list[Any], rows: int) -> None:
-        if not items:
+    def _dropped(self, rows: int, why: str) -> None:
+        self.on_drop(rows)
+        now = time.monotonic()
+        if now - self._warned > 60:  # one line a minute while the sink is down
+            self._warned = now
+            log.warning("dropped %d logged row(s): %s %s", rows, why, self.url)
+
+    def _write(self, parts: list[pa.Table], rows: int) -> None:
+        if not parts:
             return
+        import pyarrow as pa
+
         try:
-            data = self._encode(self.build(items))
+            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
+            data = self._encode(table)
             self._seq += 1
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
             name = f"part-{stamp}-{os.getpid()}-{self._seq:06d}.{self.fmt}"
@@ -134,11 +153,7 @@ class ShardWriter:
             if self.on_write is not None:
                 self.on_write(rows)
         except Exception as exc:  # noqa: BLE001 - the log never takes serving down
-            self.on_drop(rows)
-            now = time.monotonic()
-            if now - self._warned > 60:  # one line a minute while the sink is down
-                self._warned = now
-                log.warning("dropped %d logged row(s): cannot write %s: %s", rows, self.url, exc)
+            self._dropped(rows, f"cannot write: {exc};")
 
     def _encode(self, table: pa.Table) -> bytes:
         import pyarrow.parquet as pq
@@ -159,15 +174,21 @@ def predictions_table(items: list[Prediction]) -> pa.Table:
     column, not one table per request)."""
     import pyarrow as pa
 
-    groups: dict[tuple[Any, Any], list[Prediction]] = {}
+    groups: list[list[Prediction]] = []  # consecutive requests of one schema (hashing schemas is slow)
     for p in items:
-        key = (
-            p.inputs.schema if p.inputs is not None else None,
-            p.outputs.schema if p.outputs is not None else None,
-        )
-        groups.setdefault(key, []).append(p)
-    tables = [_group_table(group) for group in groups.values()]
+        if groups and _same_schemas(groups[-1][0], p):
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    tables = [_group_table(group) for group in groups]
     return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+
+def _same_schemas(a: Prediction, b: Prediction) -> bool:
+    def same(x: Any, y: Any) -> bool:
+        return x is None and y is None or (x is not None and y is not None and x.schema.equals(y.schema))
+
+    return same(a.inputs, b.inputs) and same(a.outputs, b.outputs)
 
 
 def _group_table(group: list[Prediction]) -> pa.Table:
