@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from online_serving import ROW, SERVICE, free_port, start, stop, train  # noqa: E402
+from online_serving import ROW, SERVICE, free_port, start, stop, train, wrk_figures  # noqa: E402
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
 NAME = "OnlineBench"  # the service class in online_serving.SERVICE
@@ -126,26 +126,7 @@ def wrk(url: str, connections: int, seconds: float, folder: Path, versions: bool
         check=True,
     ).stdout
 
-    def number(pattern: str) -> float:
-        match = re.search(pattern, out)
-        return float(match.group(1)) if match else 0.0
-
-    def percentile(p: str) -> float:
-        match = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
-        if match is None:
-            return float("nan")
-        value, unit = float(match.group(1)), match.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    result = {
-        "rps": number(r"Requests/sec:\s+([\d.]+)"),
-        "requests": number(r"(\d+) requests in"),
-        "p50": percentile("50"),
-        "p99": percentile("99"),
-        "non2xx": number(r"Non-2xx or 3xx responses:\s+(\d+)"),
-        "socket": float(sum(int(g) for g in socket_errors.groups())) if socket_errors else 0.0,
-    }
+    result = wrk_figures(out)
     for version, count in re.findall(r"^version (\S+) (\d+)$", out, re.MULTILINE):
         result[f"v:{version}"] = float(count)
     return result

@@ -194,7 +194,17 @@ def wrk(url: str, body: str, connections: int, seconds: int, folder: Path) -> di
         text=True,
         check=True,
     ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    figures = wrk_figures(out)
+    errors = figures["non2xx"] + figures["socket"]
+    return {"rps": figures["rps"], "p50": figures["p50"], "p99": figures["p99"], "errors": errors}
+
+
+def wrk_figures(out: str) -> dict[str, float]:
+    """req/s, requests, p50 and p99 (ms), non-2xx answers and socket errors from `wrk --latency`."""
+
+    def number(pattern: str) -> float:
+        match = re.search(pattern, out)
+        return float(match.group(1)) if match else 0.0
 
     def percentile(p: str) -> float:
         match = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
@@ -203,12 +213,15 @@ def wrk(url: str, body: str, connections: int, seconds: int, folder: Path) -> di
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = int(non2xx.group(1)) if non2xx else 0
-    if socket_errors:
-        errors += sum(int(g) for g in socket_errors.groups())
-    return {"rps": rate, "p50": percentile("50"), "p99": percentile("99"), "errors": errors}
+    return {
+        "rps": number(r"Requests/sec:\s+([\d.]+)"),
+        "requests": number(r"(\d+) requests in"),
+        "p50": percentile("50"),
+        "p99": percentile("99"),
+        "non2xx": number(r"Non-2xx or 3xx responses:\s+(\d+)"),
+        "socket": float(sum(int(g) for g in socket_errors.groups())) if socket_errors else 0.0,
+    }
 
 
 def main() -> None:
