@@ -26,7 +26,7 @@ test-unit: install ## only the fast tests
 	$(BIN)/python -m pytest -q -m "not spark and not dask and not airflow and not server and not postgres and not s3 and not slow"
 
 lint: install
-	$(BIN)/ruff check kappa kappa_batch kappa_online spark_jobs airflow_dags tests bench examples
+	$(BIN)/ruff check kappa kappa_batch kappa_online kappa_gamma spark_jobs airflow_dags tests bench examples
 	$(BIN)/mypy
 
 PEERS := bench/.venv-peers

@@ -8,8 +8,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("kappa", "kappa_online", "kappa_batch")  # the layers, top first: kappa_online may import all
-LAYER = {"kappa_online": 2, "kappa_batch": 1, "kappa": 0}
+PACKAGES = ("kappa", "kappa_online", "kappa_batch", "kappa_gamma")  # kappa_online may import all but Gamma
+LAYER = {"kappa_online": 2, "kappa_batch": 1, "kappa_gamma": 1, "kappa": 0}
 
 
 def _modules() -> dict[str, Path]:
@@ -130,3 +130,16 @@ def test_imports_follow_the_layers() -> None:
         if LAYER[target.split(".")[0]] > LAYER[module.split(".")[0]]
     )
     assert upward == []
+
+
+def test_the_registry_server_imports_kappa_only_and_nothing_imports_it() -> None:
+    """Gamma is its own package over the SDK (ARCHITECTURE.md): clients never load the server."""
+    edges = _edges(_modules())
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in edges.items()
+        for target, _ in targets
+        if (module.startswith("kappa_gamma") and target.split(".")[0] not in ("kappa", "kappa_gamma"))
+        or (target.startswith("kappa_gamma") and not module.startswith("kappa_gamma"))
+    )
+    assert wrong == []

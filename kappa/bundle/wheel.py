@@ -1,8 +1,8 @@
 """The wheel of the running Kappa, carried by every bundle so that it installs offline.
 
 A bundle pins the exact Kappa that saved it. The distribution is rebuilt from the code this
-process runs (the ``kappa``, ``kappa_batch`` and ``kappa_online`` packages where they are
-imported from) and the installed distribution's metadata (its requirements, extras and
+process runs (the ``kappa``, ``kappa_batch``, ``kappa_online`` and ``kappa_gamma`` packages
+where they are imported from) and the installed distribution's metadata (its requirements, extras and
 console scripts), so an editable checkout and an installed wheel give the same result. The
 archive is deterministic: same code and metadata, same bytes, same digest.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from kappa._version import DISTRIBUTION, __version__
 from kappa.errors import BundleError
 
-PACKAGES = ("kappa", "kappa_batch", "kappa_online")
+PACKAGES = ("kappa", "kappa_batch", "kappa_online", "kappa_gamma")
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the oldest time a zip entry can hold: no build time in the bytes
 _built: KappaWheel | None = None
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from kappa.gamma.client import RemoteRepository
+    from kappa.repository.remote import RemoteRepository
     from kappa.repository.repository import Repository
     from kappa.settings import KappaSettings
 
@@ -164,3 +164,10 @@ def exit_code_of(command: click.Command, args: list[str], prog_name: str | None 
         exc.show()
         return exc.exit_code
     return 0
+
+
+def iso_time(seconds: float | None) -> str:
+    """Seconds since the epoch as an ISO 8601 UTC time, to the second."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(float(seconds or 0), timezone.utc).isoformat(timespec="seconds")

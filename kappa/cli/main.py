@@ -29,9 +29,7 @@ BUILTIN: dict[str, str] = {
     "containerize": "kappa.cli.deploy:containerize_command",
     "k8s": "kappa.cli.deploy:k8s_command",
     "pack-env": "kappa.cli.deploy:pack_env_command",
-    "gamma-service-start": "kappa.cli.gamma:gamma_service_start",
-    "gamma": "kappa.cli.gamma:gamma_group",
-    "runs": "kappa.cli.gamma:runs_group",
+    "runs": "kappa.cli.runs:runs_group",
 }
 ENTRY_POINT_GROUP = "kappa.commands"
 

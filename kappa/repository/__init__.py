@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kappa.gamma.client import RemoteRepository
+    from kappa.repository.remote import RemoteRepository
     from kappa.repository.repository import Repository
     from kappa.settings import KappaSettings
 
@@ -18,7 +18,7 @@ def open_repository(settings: KappaSettings | None = None) -> Repository | Remot
 
     settings = settings or KappaSettings.load()
     if settings.gamma_url:
-        from kappa.gamma.client import RemoteRepository
+        from kappa.repository.remote import RemoteRepository
 
         return RemoteRepository(settings)
     from kappa.repository.repository import Repository

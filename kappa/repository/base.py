@@ -1,6 +1,6 @@
 """What every repository does the same way, whether it holds the database itself
 (:class:`~kappa.repository.repository.Repository`) or reaches it through the registry server
-(:class:`~kappa.gamma.client.RemoteRepository`): imports, retrieve, export, limits."""
+(:class:`~kappa.repository.remote.RemoteRepository`): imports, retrieve, export, limits."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kappa.errors import KappaError, RegistryUnavailable
 
 if TYPE_CHECKING:
-    from kappa.gamma.client import RemoteRepository
+    from kappa.repository.remote import RemoteRepository
     from kappa.repository.repository import Repository
     from kappa.settings import KappaSettings
 

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from kappa.errors import KappaError
-from kappa.gamma.access import COOKIE
+from kappa_gamma.access import COOKIE
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from kappa.gamma.api import Registry
     from kappa.repository.records import BundleRecord
+    from kappa_gamma.api import Registry
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fff}

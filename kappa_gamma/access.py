@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kappa.errors import AccessDenied
-from kappa.gamma.tokens import TokenStore, allows
+from kappa_gamma.tokens import TokenStore, allows
 
 if TYPE_CHECKING:
     from starlette.requests import Request

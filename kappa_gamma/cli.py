@@ -1,16 +1,13 @@
-"""``kappa gamma-service-start``, ``kappa gamma token ...`` and ``kappa runs list|get``."""
+"""``kappa gamma-service-start`` and ``kappa gamma token ...``: the registry server's commands,
+plugged into the ``kappa`` CLI by entry point."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from kappa.cli._common import Environment, age, common_options, handles_errors, pass_env
-
-if TYPE_CHECKING:
-    from kappa.repository.records import RunRecord
+from kappa.cli._common import Environment, age, common_options, handles_errors, iso_time, pass_env
 
 
 @click.command("gamma-service-start")
@@ -48,8 +45,8 @@ def gamma_service_start(
 ) -> None:
     """Start Kappa GammaService: the team's registry (REST API, web UI, run lineage)."""
     from kappa.errors import InputError
-    from kappa.gamma.server import ServerOptions, serve
     from kappa.redact import redact
+    from kappa_gamma.server import ServerOptions, serve
 
     if ui_port is not None and (workers > 1 or ui_port == port):
         raise InputError("--ui-port needs --workers 1 and a port other than --port")
@@ -83,7 +80,7 @@ def token_group() -> None:
 
 
 def _tokens(env: Environment, db_url: str | None) -> Any:
-    from kappa.gamma.tokens import TokenStore
+    from kappa_gamma.tokens import TokenStore
 
     return TokenStore(db_url or env.settings().db_url)
 
@@ -118,7 +115,7 @@ def token_list(env: Environment, db_url: str | None) -> None:
             "token_id": t.token_id,
             "scope": t.scope,
             "name": t.name,
-            "created": _iso(t.created_at),
+            "created": iso_time(t.created_at),
             "revoked": t.revoked,
         }
         for t in found
@@ -140,86 +137,3 @@ def token_revoke(env: Environment, token_id: str, db_url: str | None) -> None:
     if not _tokens(env, db_url).revoke(token_id):
         raise InputError(f"no active token {token_id!r}; `kappa gamma token list` shows them")
     env.info(f"revoked {token_id}")
-
-
-@click.group("runs")
-def runs_group() -> None:
-    """Scoring runs: which bundle version scored which input into which output."""
-
-
-RUN_COLUMNS = (
-    "RUN_ID",
-    "BUNDLE",
-    "API",
-    "ENGINE",
-    "STATUS",
-    "ROWS_IN",
-    "ERRORS",
-    "STARTED",
-    "SECONDS",
-    "OUTPUT",
-)
-
-
-def _iso(seconds: float | None) -> str:
-    return datetime.fromtimestamp(float(seconds or 0), timezone.utc).isoformat(timespec="seconds")
-
-
-def _repository_runs(env: Environment) -> Any:
-    from kappa.errors import RegistryUnavailable
-    from kappa.repository.lineage import flush, outbox
-
-    settings = env.settings()
-    repository = env.repository()
-    if settings.gamma_url:
-        try:
-            flush(repository, outbox(settings))  # reports queued while the registry was down
-        except RegistryUnavailable:
-            pass  # the listing below says so
-    return repository.runs()
-
-
-@runs_group.command("list")
-@click.argument("name", required=False)
-@click.option("--version", "version", help="Only runs of this version of NAME.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
-@common_options
-@pass_env
-@handles_errors
-def runs_list(env: Environment, name: str | None, version: str | None, limit: int, offset: int) -> None:
-    """List scoring runs, newest first (of the service NAME when given)."""
-    from kappa.bundle.version import validate_name
-
-    records = _repository_runs(env).list(validate_name(name) if name else None, version, limit, offset)
-    rows = [_row(r) for r in records]
-    env.emit([r.report for r in records], RUN_COLUMNS, rows)
-
-
-def _row(record: RunRecord) -> tuple[str, ...]:
-    r = record.report
-    return (
-        record.run_id,
-        record.tag,
-        str(r.get("api", "")),
-        str(r.get("engine", "")),
-        str(r.get("status", ""))[:40],
-        str(r.get("rows_in", "")),
-        str(r.get("rows_error", "")),
-        _iso(r.get("started_at")),
-        str(r.get("seconds", "")),
-        str(r.get("output") or ""),
-    )
-
-
-@runs_group.command("get")
-@click.argument("run_id")
-@common_options
-@pass_env
-@handles_errors
-def runs_get(env: Environment, run_id: str) -> None:
-    """Show one scoring run's whole report."""
-    record = _repository_runs(env).get(run_id)
-    if env.output == "table":
-        env.output = "yaml"
-    env.emit(record.report)

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from kappa.gamma.access import Gate
     from kappa.repository.records import BundleRecord
     from kappa.repository.repository import Repository
+    from kappa_gamma.access import Gate
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v1"

@@ -56,8 +56,8 @@ class ServerOptions:
 
 
 def status_of(exc: KappaError) -> int:
-    from kappa.gamma.access import Unauthenticated
-    from kappa.gamma.api import PayloadTooLarge, UploadStalled
+    from kappa_gamma.access import Unauthenticated
+    from kappa_gamma.api import PayloadTooLarge, UploadStalled
 
     if isinstance(exc, Unauthenticated):
         return 401
@@ -87,12 +87,12 @@ def build_app(options: ServerOptions) -> Starlette:
     except ImportError:
         raise missing_dependency("starlette", "online", "the registry server") from None
 
-    from kappa.gamma import api, openapi
-    from kappa.gamma.access import Gate
-    from kappa.gamma.tokens import TokenStore
     from kappa.redact import redact
     from kappa.repository.repository import Repository
     from kappa.settings import KappaSettings
+    from kappa_gamma import api, openapi
+    from kappa_gamma.access import Gate
+    from kappa_gamma.tokens import TokenStore
 
     overrides = {"repository.db_url": options.db_url, "repository.base_url": options.repo_base_url}
     # the server is the repository: it never forwards to another registry
@@ -110,7 +110,7 @@ def build_app(options: ServerOptions) -> Starlette:
             log.error("%s %s failed: %s", request.method, request.url.path, message)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if request.url.path.startswith("/ui") and status in (401, 403):
-            from kappa.gamma.ui import login_page
+            from kappa_gamma.ui import login_page
 
             return login_page(request, message, status)
         return JSONResponse(
@@ -141,7 +141,7 @@ def build_app(options: ServerOptions) -> Starlette:
     if options.ui:
         from starlette.responses import RedirectResponse
 
-        from kappa.gamma import ui
+        from kappa_gamma import ui
 
         async def home(request: Request) -> Response:
             return RedirectResponse("/ui", status_code=307)
@@ -181,7 +181,7 @@ def serve(options: ServerOptions, host: str, port: int, workers: int = 1, ui_por
     if workers > 1:
         os.environ[CONFIG_ENV] = options.to_env()
         uvicorn.run(
-            "kappa.gamma.server:app_factory",
+            "kappa_gamma.server:app_factory",
             factory=True,
             host=host,
             port=port,
