@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kappa.bundle.version import validate_name, validate_version
-from kappa.errors import BundleIntegrityError, InputError, KappaError, RepositoryError
+from kappa.errors import BundleIntegrityError, InputError, KappaError
 from kappa.repository import files, tarstream
 from kappa.repository.reference import LATEST
 
@@ -35,6 +35,10 @@ IDLE_SECONDS = 60.0  # an upload that sends nothing this long is dropped
 
 class PayloadTooLarge(InputError):
     """An upload past ``import.max_bytes`` (HTTP 413)."""
+
+
+class StoreFailure(KappaError):
+    """The server's own store failed (HTTP 503): the client did nothing wrong."""
 
 
 class UploadStalled(InputError):
@@ -156,8 +160,9 @@ async def download_bundle(request: Request) -> Response:
 
     try:
         record, members = await _threaded(prepare)
-    except (FileNotFoundError, OSError) as exc:
-        raise RepositoryError(f"the files of {ref} cannot be read from the store: {exc}") from None
+    except OSError as exc:
+        log.error("cannot read the files of %s from the store: %s", ref, exc)
+        raise StoreFailure(f"the files of {ref} cannot be read from the store; see the server log") from None
     return StreamingResponse(
         tarstream.chunks(members),
         media_type="application/x-tar",

@@ -57,7 +57,7 @@ class ServerOptions:
 
 def status_of(exc: KappaError) -> int:
     from kappa_gamma.access import Unauthenticated
-    from kappa_gamma.api import PayloadTooLarge, UploadStalled
+    from kappa_gamma.api import PayloadTooLarge, StoreFailure, UploadStalled
 
     if isinstance(exc, Unauthenticated):
         return 401
@@ -69,6 +69,8 @@ def status_of(exc: KappaError) -> int:
         return 409
     if isinstance(exc, UploadStalled):
         return 408
+    if isinstance(exc, StoreFailure):
+        return 503
     if isinstance(exc, PayloadTooLarge):
         return 413
     from kappa.errors import BundleError, RepositoryError

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from kappa.errors import AccessDenied, InputError
-from kappa.repository.metadata import create_tables, shared_engine
+from kappa.repository.metadata import open_tables
 
 SCOPES = ("read", "write", "admin")
+CHECK_SECONDS = 5.0
 PREFIX = "kgt_"
 
 _meta = sa.MetaData()
@@ -59,8 +60,8 @@ def _hash(secret: str) -> str:
 
 class TokenStore:
     def __init__(self, db_url: str) -> None:
-        self.engine = shared_engine(db_url)
-        create_tables(self.engine, _meta)
+        self.engine = open_tables(db_url, _meta)
+        self._checked: dict[str, tuple[TokenInfo, float]] = {}  # token -> (what it grants, until)
 
     def create(self, scope: str, name: str = "") -> tuple[str, TokenInfo]:
         """A new token (shown once: only its hash is kept) and what it grants."""
@@ -79,7 +80,19 @@ class TokenStore:
         return f"{PREFIX}{info.token_id}_{secret}", info
 
     def check(self, token: str) -> TokenInfo:
-        """What ``token`` grants; AccessDenied when it is malformed, unknown or revoked."""
+        """What ``token`` grants; AccessDenied when it is malformed, unknown or revoked. A granted
+        token is remembered for CHECK_SECONDS (a revocation takes that long to reach a server
+        that has just seen the token), so most requests touch no database."""
+        cached = self._checked.get(token)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        info = self._lookup(token)
+        if len(self._checked) > 10_000:
+            self._checked.clear()
+        self._checked[token] = (info, time.monotonic() + CHECK_SECONDS)
+        return info
+
+    def _lookup(self, token: str) -> TokenInfo:
         token_id, _, secret = token.removeprefix(PREFIX).partition("_")
         if not token.startswith(PREFIX) or not token_id or not secret:
             raise AccessDenied("malformed token; tokens read kgt_<id>_<secret>")

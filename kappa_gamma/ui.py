@@ -363,7 +363,7 @@ def login_page(request: Request, message: str = "", status: int = 200) -> Respon
     notice = _error(message) if message else ""
     body = f"""{notice}<form method="post" action="/ui/login">
 <input type="hidden" name="next" value="{escape(target, quote=True)}">
-<p><label for="token">Access token (scope read or wider)</label><br>
+<p><label for="token">Read token</label><br>
 <input type="password" id="token" name="token" autocomplete="off" required></p>
 <p><button type="submit">Use this token</button></p></form>
 <p>Tokens come from <code>kappa gamma token create --scope read</code>, run beside the server.
@@ -388,9 +388,15 @@ async def login(request: Request) -> Response:
         target = "/ui"
     reg = registry(request)
     try:
-        await _threaded(reg.gate.tokens.check, token)
+        info = await _threaded(reg.gate.tokens.check, token)
     except KappaError as exc:
         return login_page(request, f"{exc}; try again", 401)
+    if info.scope != "read":  # a browser cookie is easy to lose: it never holds more than reads
+        return login_page(
+            request,
+            f"use a read token here, not a {info.scope} one (`kappa gamma token create --scope read`)",
+            403,
+        )
     response = RedirectResponse(target, status_code=303)
     secure = request.url.scheme == "https"
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/")

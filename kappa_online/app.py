@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import Message, Receive, Scope, Send
 
+from kappa.deploy.image import DRAIN_SECONDS
 from kappa.errors import KappaError
 from kappa_online import routes
 from kappa_online.config import ServeConfig
@@ -32,6 +33,7 @@ from kappa_online.replies import request_id
 from kappa_online.state import State
 
 log = logging.getLogger(__name__)
+LOG_DRAIN_SECONDS = 10.0  # what the prediction log may take to write what waits, after the drain
 
 
 class KappaApp:
@@ -101,11 +103,12 @@ def create_app(bundle: str | None = None, config: ServeConfig | None = None, ser
             state.metrics.ready.set(0)
             for endpoint in state.all_endpoints():
                 await endpoint.dispatcher.close()
+            if state.retiring:  # swapped-out versions finish what they hold, within the drain
+                await asyncio.wait(state.retiring, timeout=DRAIN_SECONDS)
             if state.payload_log is not None:  # what was answered is logged before the process leaves
-                from kappa.deploy.image import DRAIN_SECONDS
-
+                # the pod's grace period is the drain time plus 10 s (kappa k8s): the log gets those 10 s
                 await asyncio.get_running_loop().run_in_executor(
-                    None, state.payload_log.close, DRAIN_SECONDS / 2
+                    None, state.payload_log.close, LOG_DRAIN_SECONDS
                 )
             state.metrics.close()
 
@@ -137,14 +140,15 @@ async def _load(state: State) -> None:
 
 
 def _start_swapper(state: State) -> asyncio.Task[None] | None:
-    """The hot-swap machinery, when ``--watch`` or an admin token asks for it; the task of the
-    ``--watch`` loop, if any."""
-    if state.in_memory or not (state.config.watch or state.config.admin_token):
+    """The hot-swap machinery, for a server of ``NAME:latest`` with ``--watch`` or an admin token
+    (a fixed version or a folder never changes under its clients); the ``--watch`` loop's task."""
+    config = state.config
+    if state.in_memory or not config.watch or not (config.poll or config.admin_token):
         return None
     from kappa_online.swap import Swapper
 
     state.swapper = Swapper(state)
-    if not state.config.watch:
+    if not config.poll:
         return None
     log.info("watching %s for newer versions every %.0f s", state.config.watch, state.config.watch_interval)
     return asyncio.get_running_loop().create_task(state.swapper.run(), name="kappa-watch")

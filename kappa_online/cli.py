@@ -93,8 +93,14 @@ def serve_command(
 
     from kappa.bundle.load import locate
     from kappa.bundle.manifest import load_manifest
+    from kappa.errors import InputError
 
     watched = _watched(bundle, watch, watch_labels)
+    if watch and canary and not watch_labels:
+        raise InputError(
+            "--watch would swap the newest version (often the canary) in for everyone: give --labels to "
+            "say which versions it follows (e.g. --labels stage=prod), or leave out --watch"
+        )
     if watched is not None and watch_labels:
         bundle = _newest(watched, watch_labels)
     located = locate(bundle)  # a bad reference (or a tampered bundle) fails here, with its message
@@ -106,6 +112,7 @@ def serve_command(
     os.environ["KAPPA_SERVE_MICROBATCH"] = "0" if disable_microbatch else "1"
     os.environ["KAPPA_SERVE_MAX_BODY"] = str(max_body_bytes)
     os.environ["KAPPA_SERVE_WATCH"] = watched or ""
+    os.environ["KAPPA_SERVE_POLL"] = "1" if watch else "0"
     os.environ["KAPPA_SERVE_WATCH_LABELS"] = watch_labels or ""
     os.environ["KAPPA_SERVE_WATCH_INTERVAL"] = str(watch_interval)
     if canary:
@@ -139,22 +146,27 @@ def serve_command(
 
 
 def _watched(bundle: str, watch: bool, labels: str | None) -> str | None:
-    """The service NAME that ``--watch`` polls for (None without --watch)."""
+    """The service NAME when BUNDLE is ``NAME[:latest]`` (its newer versions may swap in: with
+    --watch, or on POST /admin/reload); None for a fixed version or a folder."""
     from kappa.bundle.load import looks_like_path
     from kappa.errors import InputError
     from kappa.repository.reference import parse_ref
 
-    if not watch:
-        if labels:
-            raise InputError("--labels selects the versions --watch swaps in; add --watch")
-        return None
+    if labels and not watch:
+        raise InputError("--labels selects the versions --watch swaps in; add --watch")
     if looks_like_path(bundle):
-        raise InputError(
-            f"--watch follows a repository reference (NAME or NAME:latest), not the path {bundle!r}"
-        )
+        if watch:
+            raise InputError(
+                f"--watch follows a repository reference (NAME or NAME:latest), not the path {bundle!r}"
+            )
+        return None
     ref = parse_ref(bundle)
     if not ref.is_latest:
-        raise InputError(f"--watch follows NAME:latest, not the fixed version {ref}; serve {ref.name}:latest")
+        if watch:
+            raise InputError(
+                f"--watch follows NAME:latest, not the fixed version {ref}; serve {ref.name}:latest"
+            )
+        return None
     return ref.name
 
 

@@ -16,7 +16,8 @@ class ServeConfig:
     microbatch: bool = True
     max_body_bytes: int = DEFAULT_MAX_BODY
     digest: str | None = None  # what the repository recorded for the bundle, checked before loading
-    watch: str | None = None  # a service NAME: poll the repository and swap in its newer versions
+    watch: str | None = None  # the service NAME served as NAME:latest: newer versions may swap in
+    poll: bool = False  # --watch: look for them every watch_interval seconds
     watch_labels: str | None = None  # only versions matching this label selector
     watch_interval: float = 30.0
     admin_token: str | None = field(default=None, repr=False)  # POST /admin/reload is on when set
@@ -46,6 +47,7 @@ class ServeConfig:
             max_body_bytes=int(number("KAPPA_SERVE_MAX_BODY") or DEFAULT_MAX_BODY),
             digest=os.environ.get("KAPPA_SERVE_DIGEST") or None,
             watch=os.environ.get("KAPPA_SERVE_WATCH") or None,
+            poll=os.environ.get("KAPPA_SERVE_POLL") == "1",
             watch_labels=os.environ.get("KAPPA_SERVE_WATCH_LABELS") or None,
             watch_interval=number("KAPPA_SERVE_WATCH_INTERVAL") or 30.0,
             admin_token=os.environ.get("KAPPA_SERVE_ADMIN_TOKEN") or None,

@@ -82,7 +82,7 @@ class Endpoint:
             self.metrics.observe_version(self.version, reply.status, seconds)
             rid = request_id(scope, reply)
             await reply.send(send, (self._version_header, rid))
-            if self.payload_log is not None:
+            if self.payload_log is not None and seen:  # a body that did not decode has no rows to log
                 self._log(rid[1], reply.status, seconds, seen)
         finally:
             self.in_flight -= 1
@@ -113,13 +113,13 @@ class Endpoint:
             return Reply.error(415, str(exc))
         except InputError as exc:
             return Reply.error(400, str(exc))
-        self.sample = batch
         seen.append(batch)
         # request headers reach only a function that takes tasks (task.http_headers)
         scored = await self.score(batch, scope["headers"] if self.api.spec.takes_tasks else None)
         if isinstance(scored, Reply):
             return scored
         result = scored.rows.result
+        self.sample = batch  # answered: a request fit to warm a successor with
         seen.append(result.outputs)
         body = dumps(self.api.output_adapter.to_json_rows(result.outputs)).encode()
         if not result.responses:

@@ -23,6 +23,8 @@ import io
 import json
 import logging
 import os
+import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -36,6 +38,8 @@ FORMATS = ("parquet", "jsonl")
 SHARD_ROWS = 50_000  # a shard is written when this many rows wait...
 SHARD_SECONDS = 10.0  # ...or when the oldest has waited this long
 QUEUE_REQUESTS = 100_000  # requests waiting for the writer; past this they are dropped and counted
+QUEUE_BYTES = 256 * 1024**2  # ...and past this many bytes of their inputs and outputs
+SHARD_BYTES = 128 * 1024**2  # a shard is written when this many bytes wait (whichever comes first)
 POLL_SECONDS = 0.25  # how often the writer takes what waits
 META = ("_request_id", "_row", "_time", "_version", "_api", "_status", "_latency_ms")
 
@@ -74,55 +78,63 @@ class ShardWriter:
             os.makedirs(self.root, exist_ok=True)
         self.fmt, self.build, self.on_drop, self.on_write = fmt, build, on_drop, on_write
         self.shard_rows, self.shard_seconds = shard_rows, shard_seconds
-        self.waiting: deque[tuple[Any, int]] = deque()  # appends and pops are atomic: no lock
+        self.waiting: deque[tuple[Any, int, int]] = deque()  # appends and pops are atomic: no lock
+        self.waiting_bytes = 0  # approximate (two threads update it): a budget, not an account
+        self._tag = f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(3)}"  # unique across pods
         self._closing = threading.Event()
         self._seq = 0
         self._warned = 0.0
         self._thread = threading.Thread(target=self._run, name=f"kappa-log-{kind}", daemon=True)
         self._thread.start()
 
-    def put(self, item: Any, rows: int) -> None:
-        """Hand ``item`` to the writer; never blocks (past QUEUE_REQUESTS it is dropped, counted)."""
-        if len(self.waiting) >= QUEUE_REQUESTS:
+    def put(self, item: Any, rows: int, size: int = 0) -> None:
+        """Hand ``item`` (``size`` bytes) to the writer; never blocks: past QUEUE_REQUESTS requests
+        or QUEUE_BYTES bytes waiting, it is dropped and counted."""
+        if len(self.waiting) >= QUEUE_REQUESTS or self.waiting_bytes + size > QUEUE_BYTES:
             self.on_drop(rows)
             return
-        self.waiting.append((item, rows))
+        self.waiting_bytes += size
+        self.waiting.append((item, rows, size))
 
-    def close(self, timeout: float) -> None:
-        """Write what waits (within ``timeout`` seconds), then stop."""
+    def stop(self) -> None:
+        """Write what waits, then stop (without waiting: see :meth:`join`)."""
         self._closing.set()
-        self._thread.join(timeout)
+
+    def join(self, deadline: float) -> None:
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
-            log.warning("the %s log did not finish writing within %.0f s", self.url, timeout)
+            log.warning("the %s log did not finish writing before the drain time ran out", self.url)
 
     def _run(self) -> None:
         """Every POLL_SECONDS: take what waits and convert it to Arrow at once (a few ms of the
         interpreter at a time, never a whole shard's worth), then write the shard when it is
         full or old enough."""
         parts: list[pa.Table] = []
-        rows, since = 0, time.monotonic()
+        rows, held, since = 0, 0, time.monotonic()
         while True:
             closing = self._closing.wait(POLL_SECONDS)
-            items, count = [], 0
+            items, count, size = [], 0, 0
             while self.waiting:
-                item, n = self.waiting.popleft()
+                item, n, nbytes = self.waiting.popleft()
                 items.append(item)
                 count += n
+                size += nbytes
+            self.waiting_bytes -= size
             if items:
                 if not parts:
                     since = time.monotonic()
-                try:
-                    parts.append(self.build(items))
-                    rows += count
-                except Exception as exc:  # noqa: BLE001 - the log never takes serving down
-                    self._dropped(count, f"cannot convert: {exc}")
+                for table in self.build(items):  # one table per schema: a stray type spoils nothing else
+                    parts.append(table)
+                rows += count
+                held += size
                 del items
             if closing:
                 self._write(parts, rows)
                 return
-            if parts and (rows >= self.shard_rows or time.monotonic() - since >= self.shard_seconds):
+            full = rows >= self.shard_rows or held >= SHARD_BYTES
+            if parts and (full or time.monotonic() - since >= self.shard_seconds):
                 self._write(parts, rows)
-                parts, rows = [], 0
+                parts, rows, held = [], 0, 0
 
     def _dropped(self, rows: int, why: str) -> None:
         self.on_drop(rows)
@@ -132,28 +144,39 @@ class ShardWriter:
             log.warning("dropped %d logged row(s): %s %s", rows, why, self.url)
 
     def _write(self, parts: list[pa.Table], rows: int) -> None:
-        if not parts:
-            return
+        """One shard per schema among ``parts`` (requests typed alike go together)."""
         import pyarrow as pa
 
-        try:
-            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
-            data = self._encode(table)
-            self._seq += 1
-            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            name = f"part-{stamp}-{os.getpid()}-{self._seq:06d}.{self.fmt}"
-            path = f"{self.root.rstrip('/')}/{name}"
-            if self.local:  # written aside, renamed into place: a reader never sees half a shard
-                partial = f"{self.root.rstrip('/')}/.{name}.partial"
-                with open(partial, "wb") as out:
-                    out.write(data)
-                os.replace(partial, path)
-            else:  # one object put: whole or absent
-                self.fs.pipe_file(path, data)
-            if self.on_write is not None:
-                self.on_write(rows)
-        except Exception as exc:  # noqa: BLE001 - the log never takes serving down
-            self._dropped(rows, f"cannot write: {exc};")
+        buckets: list[list[pa.Table]] = []
+        for table in parts:
+            for bucket in buckets:
+                if bucket[0].schema.equals(table.schema):
+                    bucket.append(table)
+                    break
+            else:
+                buckets.append([table])
+        for bucket in buckets:
+            count = sum(t.num_rows for t in bucket)
+            try:
+                self._put_shard(bucket[0] if len(bucket) == 1 else pa.concat_tables(bucket))
+                if self.on_write is not None:
+                    self.on_write(count)
+            except Exception as exc:  # noqa: BLE001 - the log never takes serving down
+                self._dropped(count, f"cannot write: {exc};")
+
+    def _put_shard(self, table: pa.Table) -> None:
+        data = self._encode(table)
+        self._seq += 1
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        name = f"part-{stamp}-{self._tag}-{self._seq:06d}.{self.fmt}"
+        path = f"{self.root.rstrip('/')}/{name}"
+        if self.local:  # written aside, renamed into place: a reader never sees half a shard
+            partial = f"{self.root.rstrip('/')}/.{name}.partial"
+            with open(partial, "wb") as out:
+                out.write(data)
+            os.replace(partial, path)
+        else:  # one object put: whole or absent
+            self.fs.pipe_file(path, data)
 
     def _encode(self, table: pa.Table) -> bytes:
         import pyarrow.parquet as pq
@@ -167,21 +190,17 @@ class ShardWriter:
         return buffer.getvalue()
 
 
-def predictions_table(items: list[Prediction]) -> pa.Table:
-    """One table of every input row of ``items``: input columns, the META columns, outputs.
-
-    Requests with the same input and output schemas are converted together (one concat per
-    column, not one table per request)."""
-    import pyarrow as pa
-
+def predictions_table(items: list[Prediction]) -> list[pa.Table]:
+    """Tables of every input row of ``items``: input columns, the META columns, outputs; one
+    per run of requests with the same input and output schemas (converted together: one
+    concat per column, not one table per request)."""
     groups: list[list[Prediction]] = []  # consecutive requests of one schema (hashing schemas is slow)
     for p in items:
         if groups and _same_schemas(groups[-1][0], p):
             groups[-1].append(p)
         else:
             groups.append([p])
-    tables = [_group_table(group) for group in groups]
-    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    return [_group_table(group) for group in groups]
 
 
 def _same_schemas(a: Prediction, b: Prediction) -> bool:
@@ -219,16 +238,18 @@ def _group_table(group: list[Prediction]) -> pa.Table:
     return pa.table(columns)
 
 
-def feedback_table(items: list[dict[str, Any]]) -> pa.Table:
+def feedback_table(items: list[dict[str, Any]]) -> list[pa.Table]:
     import pyarrow as pa
 
-    return pa.table(
-        {
-            "_request_id": pa.array([str(i["request_id"]) for i in items], pa.string()),
-            "_time": pa.array([i["_time"] for i in items], pa.float64()),
-            "_feedback": pa.array([json.dumps(i, default=str) for i in items], pa.string()),
-        }
-    )
+    return [
+        pa.table(
+            {
+                "_request_id": pa.array([str(i["request_id"]) for i in items], pa.string()),
+                "_time": pa.array([i["_time"] for i in items], pa.float64()),
+                "_feedback": pa.array([json.dumps(i, default=str) for i in items], pa.string()),
+            }
+        )
+    ]
 
 
 class PayloadLog:
@@ -252,11 +273,18 @@ class PayloadLog:
     def record(self, prediction: Prediction) -> None:
         if self.sample < 1.0 and self._random() >= self.sample:
             return
-        self.predictions.put(prediction, prediction.inputs.num_rows if prediction.inputs is not None else 1)
+        inputs, outputs = prediction.inputs, prediction.outputs
+        rows = inputs.num_rows if inputs is not None else 1
+        size = (inputs.nbytes if inputs is not None else 0) + (outputs.nbytes if outputs is not None else 0)
+        self.predictions.put(prediction, rows, size)
 
-    def record_feedback(self, item: dict[str, Any]) -> None:
-        self.feedback.put({**item, "_time": time.time()}, 1)
+    def record_feedback(self, item: dict[str, Any], size: int) -> None:
+        self.feedback.put({**item, "_time": time.time()}, 1, size)
 
     def close(self, timeout: float) -> None:
-        self.predictions.close(timeout)
-        self.feedback.close(timeout)
+        """Write what waits in both logs, together, within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        self.predictions.stop()
+        self.feedback.stop()
+        self.predictions.join(deadline)
+        self.feedback.join(deadline)

@@ -19,6 +19,7 @@ from kappa_online.replies import error, json_response
 if TYPE_CHECKING:
     from kappa_online.state import State
 
+FEEDBACK_BYTES = 64 * 1024
 DOCS_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
@@ -77,8 +78,8 @@ def build(state: State) -> list[BaseRoute]:
                 404, "feedback is logged beside the predictions: start kappa serve with --log-predictions URL"
             )
         raw = await request.body()
-        if len(raw) > 1_000_000:
-            return error(413, "a feedback body is at most 1 MB")
+        if len(raw) > FEEDBACK_BYTES:
+            return error(413, f"a feedback body is at most {FEEDBACK_BYTES} bytes")
         try:
             item = json.loads(raw or b"null")
         except (ValueError, RecursionError):
@@ -88,14 +89,18 @@ def build(state: State) -> list[BaseRoute]:
             return error(
                 400, 'send a JSON object with the answered request\'s "request_id" (its X-Request-Id)'
             )
-        state.payload_log.record_feedback(item)
+        state.payload_log.record_feedback(item, len(raw))
         return json_response({"accepted": rid}, 202)
 
     async def reload(request: Request) -> Response:
         """Look for a newer version now, as ``--watch`` does on its timer."""
         expected = state.config.admin_token
         if expected is None or state.swapper is None:
-            return error(404, "admin routes are off; start kappa serve with KAPPA_SERVE_ADMIN_TOKEN set")
+            return error(
+                404,
+                "admin routes are off: serve NAME:latest with KAPPA_SERVE_ADMIN_TOKEN set "
+                "(a fixed version or a folder is never swapped)",
+            )
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
             return error(401, "send the admin token: Authorization: Bearer <KAPPA_SERVE_ADMIN_TOKEN>")

@@ -9,7 +9,7 @@ import zlib
 from typing import Any
 
 from kappa.errors import KappaError
-from kappa_batch.cache import load_service
+from kappa_batch.cache import forget, load_service
 from kappa_batch.runner import BatchRunner
 from kappa_online.config import ServeConfig
 from kappa_online.endpoint import Endpoint
@@ -35,6 +35,7 @@ class State:
         self.canary_endpoints: dict[str, Endpoint] = {}
         self._canary_cut = int(config.canary_weight * 10_000)
         self.payload_log: Any = None  # kappa_online.payload_log.PayloadLog, with --log-predictions
+        self.retiring: set[asyncio.Task[None]] = set()  # swapped-out versions still closing
 
     def load(self) -> None:
         """In a thread: resolve, verify and load the bundle (unless an in-memory service was given),
@@ -117,9 +118,14 @@ class State:
             located = locate(tag)
             manifest = load_manifest(located.path)  # this version's own (files may equal another's)
             service, _ = load_service(tag, located.digest)
-            swap.check_signature(self.manifest, manifest)
-            endpoints = self._endpoints(service, manifest.tag)
-            swap.warm(endpoints, {name: e.sample for name, e in self.endpoints.items()})
+            try:
+                swap.check_signature(self.manifest, manifest)
+                endpoints = self._endpoints(service, manifest.tag)
+                swap.warm(endpoints, {name: e.sample for name, e in self.endpoints.items()})
+            except BaseException:
+                if manifest.digest not in self._digests():
+                    forget(manifest.digest)  # a refused candidate's model leaves the process
+                raise
             return service, manifest, endpoints
 
         service, manifest, endpoints = await loop.run_in_executor(swap.loader(), prepare)
@@ -128,11 +134,12 @@ class State:
         old, previous, old_digest = self.endpoints, self.manifest.tag, self.manifest.digest
         self.service, self.manifest, self.endpoints = service, manifest, endpoints  # the swap
         self.metrics.serving(manifest.tag, previous)
-        if not self.in_memory:
-            import gc
-
-            gc.freeze()  # the new model's objects leave the collector's scans, as the first one's did
-        kept = {manifest.digest} | ({self.canary[1].digest} if self.canary else set())
-        loop.create_task(
-            swap.retire(old, None if old_digest in kept else old_digest), name=f"retire-{previous}"
+        retiring = loop.create_task(
+            swap.retire(old, None if old_digest in self._digests() else old_digest), name=f"retire-{previous}"
         )
+        self.retiring.add(retiring)
+        retiring.add_done_callback(self.retiring.discard)
+
+    def _digests(self) -> set[str]:
+        """The bundles serving now (the primary and the canary)."""
+        return {self.manifest.digest} | ({self.canary[1].digest} if self.canary else set())

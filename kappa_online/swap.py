@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RETIRE_POLL = 0.05  # seconds between looks at an old version's requests in flight
+RETIRE_SECONDS = 60.0  # an old version closes after this even with a request still inside
 LOADER_NICE = 19  # the candidate loads in a thread the OS runs only when serving leaves it room
 _loader: ThreadPoolExecutor | None = None
 
@@ -84,9 +85,7 @@ class Swapper:
         from kappa.repository import open_repository
 
         config = self.state.config
-        records = open_repository().list(
-            config.watch or self.state.manifest.name, config.watch_labels, limit=1
-        )
+        records = open_repository().list(config.watch, config.watch_labels, limit=1)
         return records[0].tag if records else None
 
     async def check(self) -> dict[str, Any]:
@@ -112,8 +111,11 @@ class Swapper:
                 await self.state.swap_to(newest)
             except Exception as exc:  # noqa: BLE001 - any failure keeps the serving version
                 why = str(exc) if isinstance(exc, KappaError) else f"{type(exc).__name__}: {exc}"
-                self.refused[newest] = why
-                log.error("not serving %s: %s; %s keeps serving", newest, why, current)
+                if isinstance(exc, SwapRefused):  # the version itself is unfit: never tried again
+                    self.refused[newest] = why
+                    log.error("not serving %s: %s; %s keeps serving", newest, why, current)
+                else:  # a download or a store that failed this time: the next look tries again
+                    log.warning("cannot load %s yet: %s; %s keeps serving", newest, why, current)
                 return {"swapped": False, "serving": current, "refused": newest, "error": why}
             log.info("now serving %s (was %s)", newest, current)
             return {"swapped": True, "serving": newest, "previous": current}
@@ -150,13 +152,22 @@ def warm(endpoints: dict[str, Endpoint], samples: dict[str, Any]) -> None:
 
 
 async def retire(endpoints: dict[str, Endpoint], digest: str | None = None) -> None:
-    """Close an old version's dispatchers once no request is inside it any more, then let the
-    process forget its bundle (``digest``, unless another version shares its files)."""
+    """Close an old version's dispatchers once no request is inside it any more (or after
+    RETIRE_SECONDS), let the process forget its bundle (``digest``, unless another version
+    shares its files), and collect it: the heap is unfrozen, collected once and frozen again,
+    so the old model's memory is returned and the new one's leaves the collector's scans."""
+    import gc
+
     from kappa_batch.cache import forget
 
-    while any(endpoint.in_flight for endpoint in endpoints.values()):
+    deadline = asyncio.get_running_loop().time() + RETIRE_SECONDS
+    while any(e.in_flight for e in endpoints.values()) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(RETIRE_POLL)
     for endpoint in endpoints.values():
         await endpoint.dispatcher.close()
+    endpoints.clear()
     if digest is not None:
-        forget(digest)
+        await asyncio.get_running_loop().run_in_executor(None, forget, digest)  # may wait on a load's lock
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

@@ -59,10 +59,16 @@ def record_run(report: Mapping[str, Any], settings: KappaSettings | None = None)
         repository.record_run(report)
         return True
     except RegistryUnavailable as exc:
-        path = _queue(box, report)
-        log.warning("%s; the run report waits in %s and goes with the next one", exc, path)
+        try:
+            path = _queue(box, report)
+        except OSError as error:
+            log.warning("%s; the run report is lost too: cannot queue it in %s: %s", exc, box, error)
+        else:
+            log.warning("%s; the run report waits in %s and goes with the next one", exc, path)
     except KappaError as exc:
         log.warning("the registry did not record the run report: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - a run's lineage never fails the run
+        log.warning("the run report was not recorded: %s: %s", type(exc).__name__, exc)
     return False
 
 
@@ -71,11 +77,13 @@ def flush(repository: Repository | RemoteRepository, box: Path) -> int:
     if not box.is_dir():
         return 0
     sent = 0
-    for path in sorted(box.glob("*.json"), key=lambda p: p.stat().st_mtime):
+    for path in sorted(box.glob("*.json")):  # run ids start with their time: oldest first
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue  # another run on this machine sent it first
         except (OSError, ValueError):
-            path.rename(path.with_suffix(".unreadable"))
+            _set_aside(path, ".unreadable")
             continue
         try:
             repository.record_run(report)
@@ -83,11 +91,18 @@ def flush(repository: Repository | RemoteRepository, box: Path) -> int:
             raise
         except KappaError as exc:
             log.warning("the registry refused the queued run report %s: %s", path.name, exc)
-            path.rename(path.with_suffix(".refused"))
+            _set_aside(path, ".refused")
             continue
         path.unlink(missing_ok=True)
         sent += 1
     return sent
+
+
+def _set_aside(path: Path, suffix: str) -> None:
+    try:
+        path.replace(path.with_suffix(suffix))
+    except OSError:
+        pass  # another run on this machine moved it first
 
 
 def _queue(box: Path, report: Mapping[str, Any]) -> Path:

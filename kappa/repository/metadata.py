@@ -96,6 +96,28 @@ def shared_engine(url: str) -> sa.Engine:
     return engine
 
 
+def open_tables(url: str, metadata: sa.MetaData) -> sa.Engine:
+    """The shared engine of the database ``url``, with ``metadata``'s tables created; a bad URL,
+    an unreachable server or a missing driver is a RepositoryError that says so (no password)."""
+    try:
+        register_secret(sa.engine.make_url(url).password)
+    except sa.exc.ArgumentError:
+        pass  # reported below
+    try:
+        engine = shared_engine(url)
+        create_tables(engine, metadata)
+        return engine
+    except sa.exc.ArgumentError as exc:
+        raise RepositoryError(redact(f"bad repository.db_url {url!r}: {exc}")) from None
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise RepositoryError(redact(f"cannot open the metadata database {url!r}: {exc.orig}")) from None
+    except ModuleNotFoundError as exc:
+        raise RepositoryError(
+            f"the database driver for {url!r} is not installed ({exc.name}); "
+            "for PostgreSQL run `pip install 'kappa-engine[postgres]'`"
+        ) from None
+
+
 class MetadataStore:
     """Bundle rows: ``pending`` while files are written, ``ready`` once complete."""
 
@@ -103,25 +125,7 @@ class MetadataStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        try:
-            register_secret(sa.engine.make_url(url).password)
-        except sa.exc.ArgumentError:
-            pass  # reported below
-        try:
-            self.engine = shared_engine(url)
-            self._create_schema()
-        except sa.exc.ArgumentError as exc:
-            raise RepositoryError(redact(f"bad repository.db_url {url!r}: {exc}")) from None
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            raise RepositoryError(redact(f"cannot open the metadata database {url!r}: {exc.orig}")) from None
-        except ModuleNotFoundError as exc:
-            raise RepositoryError(
-                f"the database driver for {url!r} is not installed ({exc.name}); "
-                "for PostgreSQL run `pip install 'kappa-engine[postgres]'`"
-            ) from None
-
-    def _create_schema(self) -> None:
-        create_tables(self.engine, _meta)
+        self.engine = open_tables(url, _meta)
 
     def add_pending(self, name: str, version: str, uri: str, labels: dict[str, str]) -> None:
         now = time.time()

@@ -7,6 +7,7 @@ Only the standard library talks HTTP here, so a client process imports no databa
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TIMEOUT = 60.0
+MAX_JSON = 64 * 1024**2  # the largest JSON answer read (a listing of many versions is a few MB)
 STORE_RATE = 5e6  # bytes per second the slowest server stores an upload at (for a PUT's timeout)
 CHUNK = 1 << 20
 _KINDS: dict[str, type[RepositoryError] | type[BundleError]] = {
@@ -110,8 +112,10 @@ class RemoteRepository(BundleStore):
 
     def _refusal(self, exc: urllib.error.HTTPError, method: str, path: str) -> RepositoryError:
         try:
-            data = json.loads(exc.read() or b"{}")
-        except ValueError:
+            data = json.loads(exc.read(MAX_JSON) or b"{}")
+        except (ValueError, OSError, http.client.HTTPException):
+            data = {}
+        if not isinstance(data, dict):
             data = {}
         message = str(data.get("error") or f"{exc.code} {exc.reason}")
         if exc.code in (401, 403):
@@ -129,7 +133,15 @@ class RemoteRepository(BundleStore):
         body = None if payload is None else json.dumps(payload, default=str).encode()
         headers = {"Content-Type": "application/json"} if body is not None else None
         with self._open(method, path, query, body, headers) as response:
-            return json.loads(response.read())
+            try:
+                raw = response.read(MAX_JSON + 1)
+                if len(raw) > MAX_JSON:
+                    raise ValueError(f"an answer of more than {MAX_JSON} bytes")
+                return json.loads(raw)
+            except (ValueError, OSError, http.client.HTTPException) as exc:
+                raise RegistryUnavailable(
+                    f"the registry at {self.url} gave an unreadable answer to {method} {path}: {exc}"
+                ) from None
 
     @staticmethod
     def _path(ref: BundleRef) -> str:
@@ -139,8 +151,13 @@ class RemoteRepository(BundleStore):
     def get(self, ref: str | BundleRef) -> BundleRecord:
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
         data = self._json("GET", self._path(parsed))
-        record = BundleRecord.from_dict(data["bundle"])
-        self._manifests[record.tag] = data["manifest"]
+        try:
+            record = BundleRecord.from_dict(data["bundle"])
+            self._manifests[record.tag] = dict(data["manifest"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(
+                f"the registry at {self.url} answered {parsed} without a bundle record ({exc})"
+            ) from None
         return record
 
     def list(
@@ -161,7 +178,12 @@ class RemoteRepository(BundleStore):
             "ascending": "true" if ascending else None,
         }
         data = self._json("GET", "/api/v1/bundles", query)
-        return [BundleRecord.from_dict(item) for item in data["bundles"]]
+        try:
+            return [BundleRecord.from_dict(item) for item in data["bundles"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(
+                f"the registry at {self.url} answered a listing without records ({exc})"
+            ) from None
 
     def manifest(self, ref: str | BundleRef) -> dict[str, Any]:
         tag = str(parse_ref(ref) if isinstance(ref, str) else ref)
@@ -288,6 +310,7 @@ class RemoteRepository(BundleStore):
             "Content-Length": str(tarstream.size(members)),
             "X-Kappa-Digest": manifest.digest,
         }
+        self._can_write()
         path = self._path(BundleRef(manifest.name, manifest.version))
         # after the last byte the server unpacks, verifies and stores the bundle before it answers
         timeout = TIMEOUT + tarstream.size(members) / STORE_RATE
@@ -296,6 +319,16 @@ class RemoteRepository(BundleStore):
         ) as response:
             data = json.loads(response.read())
         return BundleRecord.from_dict(data["bundle"])
+
+    def _can_write(self) -> None:
+        """Ask before sending a bundle: a refusal that arrives mid-upload reads as a broken connection."""
+        info = self._json("GET", "/api/v1/info")
+        scope = info.get("scope") if isinstance(info, dict) else None
+        if scope not in ("write", "admin"):
+            raise AccessDenied(
+                f"the registry at {self.url} gives this client {scope or 'no'} access; saving needs a "
+                "write token (gamma_service.token, or KAPPA_GAMMA_TOKEN)"
+            )
 
     def set_labels(self, ref: str, labels: Mapping[str, str]) -> BundleRecord:
         parsed = parse_ref(self.deletable(ref, action="relabel").tag)

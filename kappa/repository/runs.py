@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kappa.errors import InputError, RunConflict, RunNotFound
-from kappa.repository.metadata import create_tables, shared_engine
+from kappa.repository.metadata import open_tables
 from kappa.repository.records import RunRecord
 
 _meta = sa.MetaData()
@@ -115,8 +115,7 @@ def check_report(report: Any) -> dict[str, Any]:
 
 class RunStore:
     def __init__(self, url: str) -> None:
-        self.engine = shared_engine(url)
-        create_tables(self.engine, _meta)
+        self.engine = open_tables(url, _meta)
 
     def add(self, report: Mapping[str, Any]) -> RunRecord:
         """Store a run's report; posting the same run again replaces it (a retried post)."""
