@@ -65,18 +65,25 @@ def _ref(request: Request) -> str:
     return f"{name}:{version if version == LATEST else validate_version(version)}"
 
 
-async def _threaded(func: Any, *args: Any) -> Any:
+async def threaded(func: Any, *args: Any) -> Any:
+    """``func(*args)`` in the threadpool: the repository's calls block."""
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(func, *args)
 
 
-async def _json_body(request: Request) -> Any:
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """A small request body, read no further than ``limit`` bytes (PayloadTooLarge past it)."""
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_JSON:
-            raise PayloadTooLarge(f"a JSON body is at most {MAX_JSON} bytes")
+        if len(body) > limit:
+            raise PayloadTooLarge(f"{what} is at most {limit} bytes")
+    return body
+
+
+async def _json_body(request: Request) -> Any:
+    body = await read_body(request, MAX_JSON, "a JSON body")
     try:
         return json.loads(body or b"null")
     except (ValueError, RecursionError) as exc:
@@ -110,7 +117,7 @@ async def list_bundles(request: Request) -> Response:
     if (limit is not None and limit < 1) or offset < 0:
         raise InputError("limit is at least 1 and offset at least 0")
     name = query.get("name") or None
-    records = await _threaded(
+    records = await threaded(
         lambda: reg.repository.list(
             validate_name(name) if name else None,
             query.get("labels") or None,
@@ -132,7 +139,7 @@ async def get_bundle(request: Request) -> Response:
         record = reg.repository.get(ref)
         return {"bundle": _public(request, record), "manifest": reg.repository.manifest(record.tag)}
 
-    return _reply(await _threaded(find))
+    return _reply(await threaded(find))
 
 
 def bundle_members(repository: Repository, record: BundleRecord) -> list[tarstream.Member]:
@@ -159,7 +166,7 @@ async def download_bundle(request: Request) -> Response:
         return record, bundle_members(reg.repository, record)
 
     try:
-        record, members = await _threaded(prepare)
+        record, members = await threaded(prepare)
     except OSError as exc:
         log.error("cannot read the files of %s from the store: %s", ref, exc)
         raise StoreFailure(f"the files of {ref} cannot be read from the store; see the server log") from None
@@ -213,7 +220,7 @@ async def upload_bundle(request: Request) -> Response:
             raise InputError(
                 f"the upload of {ref} is truncated ({received} of {declared} bytes); nothing was stored"
             )
-        record = await _threaded(_store_upload, reg.repository, archive, work, ref, digest)
+        record = await threaded(_store_upload, reg.repository, archive, work, ref, digest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info("stored %s (%s)", record.tag, (record.digest or "")[:19])
@@ -270,7 +277,7 @@ async def delete_bundle(request: Request) -> Response:
     reg = registry(request)
     reg.gate.require(request, "admin")
     ref = _ref(request)
-    record = await _threaded(reg.repository.delete, ref)
+    record = await threaded(reg.repository.delete, ref)
     return _reply({"deleted": record.tag})
 
 
@@ -279,13 +286,13 @@ async def labels(request: Request) -> Response:
     ref = _ref(request)
     if request.method == "GET":
         reg.gate.require(request, "read")
-        record = await _threaded(reg.repository.get, ref)
+        record = await threaded(reg.repository.get, ref)
         return _reply({"bundle": record.tag, "labels": record.labels})
     reg.gate.require(request, "write")
     body = await _json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("labels"), dict):
         raise InputError('send {"labels": {"key": "value", ...}}')
-    record = await _threaded(reg.repository.set_labels, ref, body["labels"])
+    record = await threaded(reg.repository.set_labels, ref, body["labels"])
     return _reply({"bundle": record.tag, "labels": record.labels})
 
 
@@ -306,7 +313,7 @@ async def post_run(request: Request) -> Response:
             )
         return reg.repository.record_run(data)
 
-    record = await _threaded(store)
+    record = await threaded(store)
     return _reply({"run_id": record.run_id}, 201)
 
 
@@ -322,7 +329,7 @@ async def list_runs(request: Request) -> Response:
     if not 1 <= limit <= 1000 or offset < 0:
         raise InputError("limit is 1 to 1000 and offset at least 0")
     name = query.get("name") or None
-    records = await _threaded(
+    records = await threaded(
         lambda: reg.repository.runs().list(
             validate_name(name) if name else None, query.get("version") or None, limit, offset
         )
@@ -333,7 +340,7 @@ async def list_runs(request: Request) -> Response:
 async def get_run(request: Request) -> Response:
     reg = registry(request)
     reg.gate.require(request, "read")
-    record = await _threaded(reg.repository.runs().get, request.path_params["run_id"])
+    record = await threaded(reg.repository.runs().get, request.path_params["run_id"])
     return _reply({"run": record.report})
 
 
@@ -342,7 +349,7 @@ async def info(request: Request) -> Response:
 
     reg = registry(request)
     scope = reg.gate.require(request, "read")
-    count = await _threaded(reg.repository.count)
+    count = await threaded(reg.repository.count)
     return _reply({"kappa_version": __version__, "bundles": count["ready"], "scope": scope})
 
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from kappa.errors import KappaError
 from kappa_gamma.access import COOKIE
+from kappa_gamma.api import PayloadTooLarge, read_body, registry, threaded
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from starlette.routing import Route
 
     from kappa.repository.records import BundleRecord
-    from kappa_gamma.api import Registry
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fff}
@@ -43,11 +43,6 @@ form.filter label{display:flex;flex-direction:column;font-size:.85rem}
 input[type=text],input[type=password]{padding:.3rem;min-width:18rem}
 button{padding:.35rem .9rem}.error{color:#a40e26;font-weight:600}.ok{color:#116329}
 """
-
-
-def registry(request: Request) -> Registry:
-    found: Registry = request.app.state.registry
-    return found
 
 
 def _when(seconds: Any) -> str:
@@ -118,12 +113,6 @@ def _error(message: str) -> str:
     return f'<p class="error" role="alert">{escape(message)}</p>'
 
 
-async def _threaded(func: Any, *args: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(func, *args)
-
-
 # -- pages -------------------------------------------------------------------
 async def services(request: Request) -> Response:
     """Every service with its versions; a label selector (and a name) narrows them."""
@@ -139,7 +128,7 @@ async def services(request: Request) -> Response:
 <p id="selector-help">Selector forms: <code>k=v</code>, <code>k!=v</code>, <code>k In (a, b)</code>,
 <code>k NotIn (a, b)</code>, <code>k Exists</code>, <code>k DoesNotExist</code>; a comma means AND.</p>"""
     try:
-        records: list[BundleRecord] = await _threaded(
+        records: list[BundleRecord] = await threaded(
             lambda: reg.repository.list(name or None, selector or None)
         )
     except KappaError as exc:
@@ -178,7 +167,7 @@ async def service(request: Request) -> Response:
     name = request.path_params["name"]
     selector = (request.query_params.get("labels") or "").strip()
     try:
-        records: list[BundleRecord] = await _threaded(lambda: reg.repository.list(name, selector or None))
+        records: list[BundleRecord] = await threaded(lambda: reg.repository.list(name, selector or None))
     except KappaError as exc:
         return page(name, _error(str(exc)), 400)
     form = f"""<form class="filter" method="get" action="/ui/services/{quote(name)}" role="search">
@@ -246,7 +235,7 @@ async def bundle(request: Request) -> Response:
         return record, reg.repository.manifest(record.tag), runs
 
     try:
-        record, manifest, runs = await _threaded(find)
+        record, manifest, runs = await threaded(find)
     except KappaError as exc:
         return page(f"{name}:{version}", _error(str(exc)), 404)
     env = manifest.get("env") or {}
@@ -329,7 +318,7 @@ async def runs(request: Request) -> Response:
     reg.gate.require(request, "read")
     name = (request.query_params.get("name") or "").strip() or None
     try:
-        records = await _threaded(lambda: reg.repository.runs().list(name, None, 200, 0))
+        records = await threaded(lambda: reg.repository.runs().list(name, None, 200, 0))
     except KappaError as exc:
         return page("Scoring runs", _error(str(exc)), 400)
     form = f"""<form class="filter" method="get" action="/ui/runs" role="search">
@@ -343,7 +332,7 @@ async def run(request: Request) -> Response:
     reg.gate.require(request, "read")
     run_id = request.path_params["run_id"]
     try:
-        record = await _threaded(reg.repository.runs().get, run_id)
+        record = await threaded(reg.repository.runs().get, run_id)
     except KappaError as exc:
         return page(f"Run {run_id}", _error(str(exc)), 404)
     report = record.report
@@ -354,12 +343,15 @@ async def run(request: Request) -> Response:
     return page(f"Run {run_id}", body)
 
 
+def _within_ui(target: str) -> str:
+    """Where to go after signing in: a page of this UI, never another site."""
+    return target if target.startswith("/ui") and not target.startswith("//") else "/ui"
+
+
 def login_page(request: Request, message: str = "", status: int = 200) -> Response:
-    target = request.query_params.get("next") or (
-        request.url.path if request.url.path != "/ui/login" else "/ui"
+    target = _within_ui(
+        request.query_params.get("next") or (request.url.path if request.url.path != "/ui/login" else "/ui")
     )
-    if not target.startswith("/ui") or target.startswith("//"):
-        target = "/ui"
     notice = _error(message) if message else ""
     body = f"""{notice}<form method="post" action="/ui/login">
 <input type="hidden" name="next" value="{escape(target, quote=True)}">
@@ -376,19 +368,16 @@ async def login(request: Request) -> Response:
 
     if request.method == "GET":
         return login_page(request)
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > 16_384:
-            return page("Sign in with a token", _error("the form is too large"), 413)
+    try:
+        raw = await read_body(request, 16_384, "the form")
+    except PayloadTooLarge:
+        return page("Sign in with a token", _error("the form is too large"), 413)
     form = parse_qs(raw.decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
-    target = (form.get("next") or ["/ui"])[0]
-    if not target.startswith("/ui") or target.startswith("//"):
-        target = "/ui"
+    target = _within_ui((form.get("next") or ["/ui"])[0])
     reg = registry(request)
     try:
-        info = await _threaded(reg.gate.tokens.check, token)
+        info = await threaded(reg.gate.tokens.check, token)
     except KappaError as exc:
         return login_page(request, f"{exc}; try again", 401)
     if info.scope != "read":  # a browser cookie is easy to lose: it never holds more than reads
