@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / ".venv-peers" / "bin"
 ROW = [5.9, 3.0, 5.1, 1.8]
-CONNECTIONS = (1, 8, 32, 128)
+CONNECTIONS = "1,8,32,128,256"
 
 PLAIN = """
 import json, os, joblib, numpy as np
@@ -96,6 +96,19 @@ def servers(
     return {
         "kappa": (
             [str(Path(sys.executable).parent / "kappa"), "serve", bundle, "--port", "{port}"],
+            "/predict",
+            one_row,
+        ),
+        "kappa2": (  # two worker processes on the same port
+            [
+                str(Path(sys.executable).parent / "kappa"),
+                "serve",
+                bundle,
+                "--port",
+                "{port}",
+                "--workers",
+                "2",
+            ],
             "/predict",
             one_row,
         ),
@@ -196,7 +209,14 @@ def wrk(url: str, body: str, connections: int, seconds: int, folder: Path) -> di
     ).stdout
     figures = wrk_figures(out)
     errors = figures["non2xx"] + figures["socket"]
-    return {"rps": figures["rps"], "p50": figures["p50"], "p99": figures["p99"], "errors": errors}
+    return {
+        "rps": figures["rps"],
+        "p50": figures["p50"],
+        "p99": figures["p99"],
+        "errors": errors,
+        "non2xx": figures["non2xx"],
+        "timeouts": figures["timeouts"],
+    }
 
 
 def wrk_figures(out: str) -> dict[str, float]:
@@ -221,6 +241,7 @@ def wrk_figures(out: str) -> dict[str, float]:
         "p99": percentile("99"),
         "non2xx": number(r"Non-2xx or 3xx responses:\s+(\d+)"),
         "socket": float(sum(int(g) for g in socket_errors.groups())) if socket_errors else 0.0,
+        "timeouts": float(socket_errors.group(4)) if socket_errors else 0.0,
     }
 
 
@@ -228,7 +249,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--contenders", default="kappa,bentoml,mlflow,plain")
+    parser.add_argument("--contenders", default="kappa,kappa2,bentoml,mlflow,plain")
+    parser.add_argument("--connections", default=CONNECTIONS, help="comma-separated connection counts")
     parser.add_argument("--models", default="lr,rf")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -268,7 +290,7 @@ def main() -> None:
                 process, url = start(command, path, body, folder, model_file)
                 try:
                     wrk(url, body, 32, args.warmup, folder)
-                    for connections in CONNECTIONS:
+                    for connections in (int(c) for c in args.connections.split(",")):
                         results[(kind, name, connections)] = wrk(
                             url, body, connections, args.duration, folder
                         )
@@ -277,7 +299,7 @@ def main() -> None:
                     stop(process)
     print(
         f"{'model':<5} {'conns':>5} {'server':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>6} {'x bentoml':>9} {'x plain':>8}"
+        f"{'errors':>6} {'503':>6} {'t/o':>5} {'x bentoml':>9} {'x plain':>8} {'x kappa':>8}"
     )
     for (kind, name, connections), r in sorted(
         results.items(), key=lambda item: (item[0][0], item[0][2], item[0][1])
@@ -286,9 +308,12 @@ def main() -> None:
         plain = results.get((kind, "plain", connections), {}).get("rps")
         vs_bento = f"{r['rps'] / bento:9.2f}" if bento else f"{'-':>9}"
         vs_plain = f"{r['rps'] / plain:8.2f}" if plain else f"{'-':>8}"
+        one = results.get((kind, "kappa", connections), {}).get("rps")
+        vs_kappa = f"{r['rps'] / one:8.2f}" if one else f"{'-':>8}"
         print(
             f"{kind.upper():<5} {connections:>5} {name:<8} {r['rps']:>9,.0f} {r['p50']:>8.2f} "
-            f"{r['p99']:>8.2f} {int(r['errors']):>6} {vs_bento} {vs_plain}"
+            f"{r['p99']:>8.2f} {int(r['errors']):>6} {int(r['non2xx']):>6} {int(r['timeouts']):>5} "
+            f"{vs_bento} {vs_plain} {vs_kappa}"
         )
 
 

@@ -136,6 +136,9 @@ def serve_command(
             host=host,
             port=port,
             workers=workers,
+            # not uvloop: its libuv accepts one connection per loop turn, so under load new
+            # connections waited seconds in the listen queue, unseen by shedding (RESULTS run 24)
+            loop="asyncio",
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=DRAIN_SECONDS,  # Kubernetes' grace period covers it (kappa k8s)

@@ -13,10 +13,14 @@ One dispatcher per API feeds a single model thread, in arrival order:
   fewer requests wait than were recently seen waiting at once (when they all wait, the
   clients are all waiting on us and no one else will come).
 * **Load shedding, on measured waits only.** A new request is refused at once with
-  :class:`Overloaded` (HTTP 503 with ``Retry-After``) while the oldest queued request has
-  already waited longer than ``max_latency``; a queued request that has waited that long
-  before it is dispatched is refused the same way instead of being served later still.
-  A batch in flight for longer than that refuses new requests the same way (measured too).
+  :class:`Overloaded` (HTTP 503 with ``Retry-After``) while the oldest queued request (or
+  the batch in flight) has already waited longer than the bound; a queued request that has
+  waited that long before it is dispatched is refused the same way instead of being served
+  later still. The bound is ``max_latency``, or twice the measured time of recent batches
+  when that is longer (up to ``SHED_FACTOR x max_latency``): a wait of one batch is not a
+  queue, it is what one batch costs on this machine now, and refusing it would turn a slow
+  machine's every request away (a busy 2-core machine runs a RandomForest batch longer than a
+  50 ms budget).
   The cost model's estimates never refuse a request by themselves (an estimate fitted on
   one-row batches would otherwise refuse every large request of an idle server, for ever,
   since a refused request never teaches the model otherwise); they only steer waiting.
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 # Batches predicted to take less run on the event loop: handing them to the model thread
 # costs a GIL ping-pong with the loop (measured: RF p50 9.5 ms -> 5.9 ms at 1 connection).
 INLINE_SECONDS = 0.05
+SHED_FACTOR = 3.0  # the wait bound grows with measured batch times up to this many max_latency
 
 
 class Overloaded(KappaError):
@@ -142,6 +147,7 @@ class Dispatcher:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"kappa-{name}")
+        self.batch_seconds = 0.0  # EWMA of measured batch times
         self.observers: list[Callable[[int, float], None]] = []  # (batch rows, seconds)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -159,21 +165,34 @@ class Dispatcher:
     # -- requests -----------------------------------------------------------------------------
     async def submit(self, batch: pa.RecordBatch, headers: Any = None) -> Scored:
         now = time.monotonic()
-        if self._closing:
-            raise Overloaded("the server is shutting down", retry_after=1)
+        refused = self.refusal(now)
+        if refused is not None:
+            raise refused
         self._note_arrival(now)
-        waited = self._oldest_wait(now)
-        if waited > self.max_latency:
-            raise Overloaded(
-                f"API {self.name} is over capacity: queued requests have waited {waited * 1000:.0f} ms, "
-                f"more than its {self.max_latency * 1000:.0f} ms budget",
-                retry_after=max(1.0, math.ceil(waited)),
-            )
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
         self.queue.append(_Request(batch, now, future, headers))
         self.queued_rows += batch.num_rows
         self._wakeup.set()
         return await future
+
+    def refusal(self, now: float | None = None) -> Overloaded | None:
+        """Why a request arriving now would be refused (measured waits only), or None to admit it.
+        Cheap: the endpoint asks before it decodes a body."""
+        now = time.monotonic() if now is None else now
+        if self._closing:
+            return Overloaded("the server is shutting down", retry_after=1)
+        waited, bound = self._oldest_wait(now), self.bound()
+        if waited > bound:
+            return Overloaded(
+                f"API {self.name} is over capacity: queued requests have waited {waited * 1000:.0f} ms, "
+                f"more than its {bound * 1000:.0f} ms bound",
+                retry_after=max(1.0, math.ceil(waited)),
+            )
+        return None
+
+    def bound(self) -> float:
+        """How long a queued request may wait: the budget, or two measured batches when longer."""
+        return min(SHED_FACTOR * self.max_latency, max(self.max_latency, 2 * self.batch_seconds))
 
     def _note_arrival(self, now: float) -> None:
         if self._last_arrival is not None:
@@ -218,6 +237,7 @@ class Dispatcher:
                 result = await loop.run_in_executor(self._executor, score, table)
             elapsed = time.monotonic() - start
             self.model.observe(rows, elapsed)
+            self.batch_seconds = 0.8 * self.batch_seconds + 0.2 * elapsed if self.batch_seconds else elapsed
             for observer in self.observers:
                 observer(rows, elapsed)
             self._answer(taken, result, rows, start)
@@ -264,7 +284,7 @@ class Dispatcher:
     def _shed_late(self, now: float) -> None:
         while self.queue:
             head = self.queue[0]
-            late = now - head.arrived > self.max_latency
+            late = now - head.arrived > self.bound()
             if not late and not head.future.done():
                 return
             self.queue.popleft()

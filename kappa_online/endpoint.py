@@ -105,6 +105,9 @@ class Endpoint:
         )
 
     async def _reply(self, scope: Scope, receive: Receive, seen: list[Any]) -> Reply:
+        refused = self.dispatcher.refusal()
+        if refused is not None:  # before the body is decoded: refusing costs little
+            return shed(refused)
         try:
             batch = await self._decode(scope, receive)
         except BodyTooLarge:
@@ -152,7 +155,7 @@ class Endpoint:
         try:
             scored = await self.dispatcher.submit(batch, headers)
         except Overloaded as exc:
-            return Reply.error(503, str(exc), {"Retry-After": str(int(exc.retry_after))})
+            return shed(exc)
         except InputError as exc:
             return Reply.error(400, str(exc))
         except KappaError as exc:
@@ -196,6 +199,11 @@ class Endpoint:
         media_type = (content_type or "").split(";", 1)[0].strip().lower()
         batch: pa.RecordBatch = self.api.input_adapter.from_http(body, media_type, files)
         return batch
+
+
+def shed(refused: Overloaded) -> Reply:
+    """503 with ``Retry-After``: the client may come back, the server chose not to queue it."""
+    return Reply.error(503, str(refused), {"Retry-After": str(int(refused.retry_after))})
 
 
 def failure(error: dict[str, Any]) -> dict[str, Any]:

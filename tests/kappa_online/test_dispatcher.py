@@ -213,3 +213,29 @@ def test_a_batch_running_past_the_budget_refuses_new_requests_at_once():
         return refused_after
 
     assert run(scenario()) < 0.1  # refused on the spot, not after waiting out the batch
+
+
+def test_a_wait_of_one_batch_slower_than_the_budget_is_not_overload():
+    """A busy machine runs a batch longer than a small budget: waiting for it is what one batch
+    costs, not a queue, so clients that arrive during batches are served, not refused."""
+    model = Model(seconds=0.08)  # every batch takes longer than the 50 ms budget
+
+    async def scenario() -> tuple[float, list[BaseException]]:
+        dispatcher = Dispatcher(model, max_batch_rows=100, max_latency_ms=50)
+        dispatcher.start()
+        await dispatcher.submit(request(0))  # one measured batch
+
+        async def client(i: int) -> None:
+            await asyncio.sleep(i * 0.01)  # arrive while batches run
+            for _ in range(4):
+                await dispatcher.submit(request(i))
+
+        outcomes = await asyncio.gather(*(client(i) for i in range(1, 9)), return_exceptions=True)
+        bound = dispatcher.bound()
+        await dispatcher.close()
+        return bound, [o for o in outcomes if isinstance(o, BaseException)]
+
+    bound, failures = run(scenario())
+    assert failures == []
+    assert 0.1 < bound <= 0.15 + 1e-9  # two measured batches, at most three budgets
+    assert max(len(b) for b in model.batches) > 1  # they waited for a batch together
