@@ -97,8 +97,8 @@ def create_app(bundle: str | None = None, config: ServeConfig | None = None, ser
         try:
             yield
         finally:
-            if watching is not None:
-                watching.cancel()
+            for task in watching:
+                task.cancel()
             state.ready = False
             state.metrics.ready.set(0)
             for endpoint in state.all_endpoints():
@@ -139,19 +139,23 @@ async def _load(state: State) -> None:
     log.info("serving %s (%s)", state.manifest.tag, ", ".join(f"POST /{n}" for n in state.endpoints))
 
 
-def _start_swapper(state: State) -> asyncio.Task[None] | None:
+def _start_swapper(state: State) -> list[asyncio.Task[None]]:
     """The hot-swap machinery, for a server of ``NAME:latest`` with ``--watch`` or an admin token
-    (a fixed version or a folder never changes under its clients); the ``--watch`` loop's task."""
+    (a fixed version or a folder never changes under its clients): the ``--watch`` loop's task,
+    and with several workers the task that follows the other workers' reloads."""
     config = state.config
     if state.in_memory or not config.watch or not (config.poll or config.admin_token):
-        return None
+        return []
     from kappa_online.swap import Swapper
 
-    state.swapper = Swapper(state)
-    if not config.poll:
-        return None
-    log.info("watching %s for newer versions every %.0f s", state.config.watch, state.config.watch_interval)
-    return asyncio.get_running_loop().create_task(state.swapper.run(), name="kappa-watch")
+    swapper = state.swapper = Swapper(state)
+    tasks = []
+    if config.reload_signal and config.admin_token:
+        tasks.append(asyncio.get_running_loop().create_task(swapper.follow(config.reload_signal)))
+    if config.poll:
+        log.info("watching %s for newer versions every %.0f s", config.watch, config.watch_interval)
+        tasks.append(asyncio.get_running_loop().create_task(swapper.run(), name="kappa-watch"))
+    return tasks
 
 
 def _watch_sigterm(state: State) -> None:

@@ -125,11 +125,14 @@ def serve_command(
     os.environ["KAPPA_SERVE_LOG_FORMAT"] = log_format
     os.environ["KAPPA_SERVE_LOG_FLUSH_SECONDS"] = str(log_flush_seconds)
     env.info(f"serving {manifest.tag} on http://{host}:{port} with {workers} worker(s); docs at /docs")
-    metrics_dir = None
+    metrics_dir = signal_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # every worker writes its metrics here, so /metrics on any worker reports them all
         metrics_dir = tempfile.mkdtemp(prefix="kappa-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if workers > 1:  # POST /admin/reload reaches one worker: it rewrites this file, the others follow
+        signal_dir = tempfile.mkdtemp(prefix="kappa-reload-")
+        os.environ["KAPPA_SERVE_RELOAD_SIGNAL"] = os.path.join(signal_dir, "reload")
     try:
         config = uvicorn.Config(
             "kappa_online.app:create_app",
@@ -152,8 +155,9 @@ def serve_command(
         else:
             _serve_workers(config)
     finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        for folder in (metrics_dir, signal_dir):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _serve_workers(config: Any) -> None:

@@ -27,6 +27,7 @@ class ServeConfig:
     log_sample: float = 1.0  # the share of requests logged
     log_format: str = "parquet"
     log_flush_seconds: float = 10.0  # a shard is written at least this often while records wait
+    reload_signal: str | None = None  # --workers N: a file a reloaded worker rewrites, the others follow
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -57,4 +58,5 @@ class ServeConfig:
             log_sample=1.0 if sample is None else sample,
             log_format=os.environ.get("KAPPA_SERVE_LOG_FORMAT") or "parquet",
             log_flush_seconds=number("KAPPA_SERVE_LOG_FLUSH_SECONDS") or 10.0,
+            reload_signal=os.environ.get("KAPPA_SERVE_RELOAD_SIGNAL") or None,
         )

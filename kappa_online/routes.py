@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from pathlib import Path
@@ -106,7 +107,13 @@ def build(state: State) -> list[BaseRoute]:
             return error(401, "send the admin token: Authorization: Bearer <KAPPA_SERVE_ADMIN_TOKEN>")
         if not state.ready:
             return await not_ready()
-        return json_response(await state.swapper.check())
+        result = await state.swapper.check()
+        if state.config.reload_signal:  # --workers N: the others look too
+            from kappa_online.swap import SIGNAL_POLL, announce
+
+            await asyncio.get_running_loop().run_in_executor(None, announce, state.config.reload_signal)
+            result["workers"] = f"every worker looks for a newer version within {SIGNAL_POLL} s"
+        return json_response(result)
 
     routes: list[BaseRoute] = [
         Route("/admin/reload", reload, methods=["POST"]),

@@ -1,7 +1,9 @@
 """Hot swap: a newer version of the served bundle replaces the serving one, without a restart.
 
 ``kappa serve NAME:latest --watch`` polls the repository (or the registry server) every
-``--watch-interval`` seconds; ``POST /admin/reload`` does the same on demand. A candidate is
+``--watch-interval`` seconds; ``POST /admin/reload`` does the same on demand. With
+``--workers N`` the reload reaches one worker, which then rewrites a signal file that every
+worker looks at twice a second, so all of them look for the new version at once. A candidate is
 loaded and verified in a thread, its API signature compared with the serving one, warmed
 with a sample request, and only then swapped in, in one assignment: a request that already
 reached the old version finishes there, and the old version's dispatchers close once the
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 RETIRE_POLL = 0.05  # seconds between looks at an old version's requests in flight
 RETIRE_SECONDS = 60.0  # an old version closes after this even with a request still inside
+SIGNAL_POLL = 0.5  # seconds between a worker's looks at the reload signal file
 LOADER_NICE = 19  # the candidate loads in a thread the OS runs only when serving leaves it room
 _loader: ThreadPoolExecutor | None = None
 
@@ -120,12 +123,41 @@ class Swapper:
             log.info("now serving %s (was %s)", newest, current)
             return {"swapped": True, "serving": newest, "previous": current}
 
+    async def follow(self, path: str) -> None:
+        """With several workers: look for a newer version whenever another worker was asked to."""
+        seen = _read_signal(path)
+        while True:
+            await asyncio.sleep(SIGNAL_POLL)
+            now = _read_signal(path)
+            if now != seen:
+                seen = now
+                if self.state.ready:
+                    await self.check()
+
     async def run(self) -> None:
         """The ``--watch`` loop, until the server stops."""
         while True:
             await asyncio.sleep(self.state.config.watch_interval)
             if self.state.ready:
                 await self.check()
+
+
+def announce(path: str) -> None:
+    """Tell the other workers to look for a newer version (atomically: they never read half a file)."""
+    import time
+
+    staging = f"{path}.{os.getpid()}"
+    with open(staging, "w") as out:
+        out.write(f"{time.time_ns()} {os.getpid()}")
+    os.replace(staging, path)
+
+
+def _read_signal(path: str) -> str | None:
+    try:
+        with open(path) as signal_file:
+            return signal_file.read()
+    except OSError:
+        return None
 
 
 def warm(endpoints: dict[str, Endpoint], samples: dict[str, Any]) -> None:

@@ -193,3 +193,46 @@ def test_a_canary_takes_its_share_by_request_id(kappa_home, make_module):
         process.terminate()
         log = process.communicate(timeout=60)[0]
     assert log.count("no canary: Swapped:odd") == 1 and "API signature differs" in log
+
+
+def test_admin_reload_reaches_every_worker(kappa_home, make_module):
+    """With --workers 2 the reload lands on one worker; the other follows it (the serving-version
+    gauge sums over live workers, so 2.0 means both serve v2)."""
+    from tests.servers import free_port, wait_for_port
+
+    _service(make_module, 100).save(version="v1")
+    port = free_port()
+    process = subprocess.Popen(
+        [KAPPA, "serve", "Swapped:latest", "--port", str(port), "--workers", "2"],
+        env={**os.environ, "KAPPA_SERVE_ADMIN_TOKEN": "admin-secret"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def gauge(sample: str) -> float:
+        text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+        return next(
+            (float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(sample)), 0.0
+        )
+
+    def until(check, what: str) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 30
+        while not check():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.2)
+
+    try:
+        wait_for_port(port, timeout=60, process=process)
+        until(lambda: gauge("kappa_ready ") == 2, "both workers never became ready")
+        _service(make_module, 200).save(version="v2")
+        request = urllib.request.Request(url + "/admin/reload", b"", method="POST")
+        request.add_header("Authorization", "Bearer admin-secret")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            result = json.loads(response.read())
+        assert result["serving"] == "Swapped:v2" and "every worker" in result["workers"]
+        until(lambda: gauge('kappa_serving_version{version="Swapped:v2"}') == 2, "a worker still serves v1")
+        assert gauge('kappa_serving_version{version="Swapped:v1"}') == 0
+        assert all(_post(url, [[1.0]])[:2] == (200, [201.0]) for _ in range(10))
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
