@@ -68,7 +68,9 @@ class KappaApp:
 
         async def stamped(message: Message) -> None:  # every answer says which version and request
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *always]}
+                headers = message.get("headers", [])
+                own = {key.lower() for key, _ in headers}  # a V2 answer names the version that scored it
+                message = {**message, "headers": [*headers, *(h for h in always if h[0] not in own)]}
             await send(message)
 
         await self.app(scope, receive, stamped)

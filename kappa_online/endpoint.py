@@ -78,14 +78,27 @@ class Endpoint:
                 reply = internal_error(f"API {self.name}: unexpected error", exc)
             # counted before the answer leaves: a client that reads /metrics next sees its request
             seconds = time.perf_counter() - start
-            self.metrics.observe(self.name, reply.status, seconds)
-            self.metrics.observe_version(self.version, reply.status, seconds)
+            self.observe(reply.status, seconds)
             rid = request_id(scope, reply)
             await reply.send(send, (self._version_header, rid))
             if self.payload_log is not None and seen:  # a body that did not decode has no rows to log
                 self._log(rid[1], reply.status, seconds, seen)
         finally:
             self.in_flight -= 1
+
+    def observe(self, status: int, seconds: float) -> None:
+        """One answered request in the API's and the version's metrics (REST and V2 alike)."""
+        self.metrics.observe(self.name, status, seconds)
+        self.metrics.observe_version(self.version, status, seconds)
+
+    def headers(self, rid: tuple[bytes, bytes]) -> dict[str, str]:
+        """The version and request id an answer carries, as a Starlette response's headers."""
+        return {"x-kappa-version": self._version_header[1].decode("latin-1"), "x-request-id": rid[1].decode()}
+
+    def log(self, rid: tuple[bytes, bytes], status: int, seconds: float, seen: list[Any]) -> None:
+        """The request and its answer rows to the prediction log, when there is one."""
+        if self.payload_log is not None and seen:
+            self._log(rid[1], status, seconds, seen)
 
     def _log(self, rid: bytes, status: int, seconds: float, seen: list[Any]) -> None:
         batch = seen[0] if seen else None

@@ -7,6 +7,7 @@ tensor per feature) or one 2-D tensor whose columns are the features.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -15,9 +16,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kappa.errors import InputError
-from kappa_online.replies import Reply, error, json_response
+from kappa_online.replies import Reply, error, json_response, request_id
 
 if TYPE_CHECKING:
+    from kappa_online.endpoint import Endpoint
     from kappa_online.state import State
 
 DATATYPES = {
@@ -137,32 +139,24 @@ def routes(state: State) -> list[BaseRoute]:
             api = _api_name(
                 state, (payload.get("parameters") or {}).get("api") if isinstance(payload, dict) else None
             )
-            endpoint = state.endpoints[api]
-            adapter = endpoint.api.input_adapter
-            batch = adapter.conform(to_batch(payload, getattr(adapter, "columns", None)))
         except InputError as exc:
             return error(400, str(exc))
-        scored = await endpoint.score(batch)
-        if isinstance(scored, Reply):
-            return scored.response()
-        table = scored.rows.result.outputs
-        outputs = [
-            {
-                "name": name,
-                "datatype": datatype(column.type),
-                "shape": [table.num_rows],
-                "data": column.to_pylist(),
-            }
-            for name, column in zip(table.column_names, table.columns, strict=True)
-        ]
-        body = {
-            "model_name": state.manifest.name,
-            "model_version": state.manifest.version,
-            "outputs": outputs,
-        }
-        if isinstance(payload, dict) and payload.get("id") is not None:
-            body["id"] = payload["id"]
-        return json_response(body)
+        endpoint = state.endpoints[api]
+        if state.canary_endpoints:  # the canary's share, by X-Request-Id as on the REST routes
+            endpoint = state.route(api, request.scope, endpoint)
+        start = time.perf_counter()
+        endpoint.in_flight += 1  # a swapped-out version waits for it
+        try:
+            seen: list[Any] = []
+            response = await _infer(state, endpoint, payload, seen)
+            seconds = time.perf_counter() - start
+            endpoint.observe(response.status_code, seconds)
+            rid = request_id(request.scope)
+            response.headers.update(endpoint.headers(rid))
+            endpoint.log(rid, response.status_code, seconds, seen)
+            return response
+        finally:
+            endpoint.in_flight -= 1
 
     return [
         Route("/v2/health/live", live),
@@ -172,6 +166,38 @@ def routes(state: State) -> list[BaseRoute]:
         Route("/v2/models/{name:str}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name:str}/versions/{version:str}/infer", infer, methods=["POST"]),
     ]
+
+
+async def _infer(state: State, endpoint: Endpoint, payload: Any, seen: list[Any]) -> Response:
+    """One V2 request through ``endpoint``; ``seen`` gets its decoded batch and answer rows."""
+    try:
+        adapter = endpoint.api.input_adapter
+        batch = adapter.conform(to_batch(payload, getattr(adapter, "columns", None)))
+    except InputError as exc:
+        return error(400, str(exc))
+    seen.append(batch)
+    scored = await endpoint.score(batch)
+    if isinstance(scored, Reply):
+        return scored.response()
+    table = scored.rows.result.outputs
+    seen.append(table)
+    outputs = [
+        {
+            "name": name,
+            "datatype": datatype(column.type),
+            "shape": [table.num_rows],
+            "data": column.to_pylist(),
+        }
+        for name, column in zip(table.column_names, table.columns, strict=True)
+    ]
+    body = {
+        "model_name": state.manifest.name,
+        "model_version": endpoint.version.rpartition(":")[2] or state.manifest.version,
+        "outputs": outputs,
+    }
+    if isinstance(payload, dict) and payload.get("id") is not None:
+        body["id"] = payload["id"]
+    return json_response(body)
 
 
 def _api_name(state: State, asked: str | None) -> str:

@@ -50,6 +50,17 @@ def _post(url: str, rows, headers=None):
         return exc.code, json.loads(exc.read() or b"null"), dict(exc.headers)
 
 
+def _v2_infer(url: str, request_id: str):
+    payload = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}]}
+    request = urllib.request.Request(
+        url + "/v2/models/Swapped/infer",
+        json.dumps(payload).encode(),
+        {"Content-Type": "application/json", "X-Request-Id": request_id},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read()), {k.lower(): v for k, v in response.headers.items()}
+
+
 @pytest.fixture
 def served(kappa_home, make_module):
     """v1 saved, then `kappa serve Swapped:latest --watch` with a short interval and an admin token."""
@@ -171,6 +182,12 @@ def test_a_canary_takes_its_share_by_request_id(kappa_home, make_module):
             assert status == 200 and body == [201.0 if headers["x-kappa-version"] == "Swapped:v2" else 101.0]
         again = [_post(url, [[1.0]], {"X-Request-Id": f"user-{i}"})[2]["x-kappa-version"] for i in range(50)]
         assert again == versions[:50]  # the same id always lands on the same version
+        v2 = [_v2_infer(url, f"user-{i}") for i in range(50)]  # the V2 route splits the same way
+        assert [headers["x-kappa-version"] for _, headers in v2] == versions[:50]
+        for body, headers in v2:
+            assert f"Swapped:{body['model_version']}" == headers["x-kappa-version"]
+            assert body["outputs"][0]["data"] == [201.0 if body["model_version"] == "v2" else 101.0]
+        again += [headers["x-kappa-version"] for _, headers in v2]
         metadata = json.loads(urllib.request.urlopen(url + "/metadata", timeout=10).read())
         assert metadata["serving"] == ["Swapped:v1", "Swapped:v2"]
         assert metadata["canary"] == {"version": "Swapped:v2", "weight": 0.2}

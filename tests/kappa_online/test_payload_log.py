@@ -77,6 +77,12 @@ def test_predictions_and_feedback_join_and_feed_kappa_run(bundle, tmp_path):
             answers.append(headers["x-request-id"])
         assert _call(url, "/predict", [["not a number", 1]])[0] == 400  # no rows: not a prediction
         assert _call(url, "/predict", [[-1.0, 1.0]])[0] == 200
+        for i in range(2):  # the V2 route logs the same way
+            tensors = [{"name": n, "datatype": "FP64", "shape": [2], "data": [5.0 + i, 6.0]} for n in "xy"]
+            status, body, _ = _call(
+                url, "/v2/models/Logged/infer", {"inputs": tensors}, {"X-Request-Id": f"v2-{i}"}
+            )
+            assert status == 200 and body["outputs"][0]["data"] == [(5.0 + i) * 11, 66.0]
         for i in range(0, 30, 3):
             assert _call(url, "/feedback", {"request_id": f"req-{i}", "label": i % 2})[0] == 202
         assert _call(url, "/feedback", {"label": 1})[0] == 400
@@ -93,7 +99,9 @@ def test_predictions_and_feedback_join_and_feed_kappa_run(bundle, tmp_path):
 
     manifest = yaml.safe_load((Path(bundle) / "kappa.yml").read_text())
     assert set(ok["_version"]) == {f"{manifest['name']}:{manifest['version']}"}
-    assert len(predictions) == 61 and set(predictions["_status"]) == {200}
+    assert len(predictions) == 65 and set(predictions["_status"]) == {200}
+    v2 = predictions[predictions["_request_id"].str.startswith("v2-")]
+    assert sorted(v2["_output"]) == [55.0, 66.0, 66.0, 66.0] and set(v2["_version"]) == set(ok["_version"])
     feedback = pd.concat([pq.read_table(p).to_pandas() for p in (logs / "feedback").glob("*.parquet")])
     joined = ok.merge(feedback, on="_request_id")
     assert sorted(set(joined["_request_id"])) == sorted(f"req-{i}" for i in range(0, 30, 3))
@@ -104,7 +112,7 @@ def test_predictions_and_feedback_join_and_feed_kappa_run(bundle, tmp_path):
               str(tmp_path / "rescored.parquet"), "-o", "json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["rows_in"] == 61
+    assert json.loads(result.stdout)["rows_in"] == 65
 
 
 def test_a_sink_that_cannot_be_written_drops_and_counts_but_fails_no_request(bundle, tmp_path):
