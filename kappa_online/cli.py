@@ -130,7 +130,10 @@ def serve_command(
         # every worker writes its metrics here, so /metrics on any worker reports them all
         metrics_dir = tempfile.mkdtemp(prefix="kappa-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    if workers > 1:  # POST /admin/reload reaches one worker: it rewrites this file, the others follow
+    os.environ.pop("KAPPA_SERVE_RELOAD_SIGNAL", None)  # never one inherited from another server
+    if (
+        workers > 1 and watched
+    ):  # POST /admin/reload reaches one worker: it rewrites this file, the others follow
         signal_dir = tempfile.mkdtemp(prefix="kappa-reload-")
         os.environ["KAPPA_SERVE_RELOAD_SIGNAL"] = os.path.join(signal_dir, "reload")
     try:
@@ -149,7 +152,10 @@ def serve_command(
         )
         if workers == 1:
             server = uvicorn.Server(config)
-            server.run()
+            try:
+                server.run()
+            except KeyboardInterrupt:  # Ctrl+C: drained, as uvicorn.run would end it
+                return
             if not server.started:  # as uvicorn.run: the port was taken, or startup failed
                 raise SystemExit(3)
         else:

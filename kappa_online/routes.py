@@ -111,8 +111,14 @@ def build(state: State) -> list[BaseRoute]:
         if state.config.reload_signal:  # --workers N: the others look too
             from kappa_online.swap import SIGNAL_POLL, announce
 
-            await asyncio.get_running_loop().run_in_executor(None, announce, state.config.reload_signal)
-            result["workers"] = f"every worker looks for a newer version within {SIGNAL_POLL} s"
+            failed = await asyncio.get_running_loop().run_in_executor(
+                None, announce, state.config.reload_signal
+            )
+            result["workers"] = (
+                f"not told: {failed}; they find it on their own --watch timer"
+                if failed
+                else f"every worker looks for a newer version within {SIGNAL_POLL} s"
+            )
         return json_response(result)
 
     routes: list[BaseRoute] = [

@@ -129,7 +129,9 @@ class State:
             return service, manifest, endpoints
 
         service, manifest, endpoints = await loop.run_in_executor(swap.loader(), prepare)
-        for endpoint in endpoints.values():
+        for name, endpoint in endpoints.items():
+            if name in self.endpoints:  # the batch times measured so far set its shedding bound too
+                endpoint.dispatcher.batch_seconds = self.endpoints[name].dispatcher.batch_seconds
             endpoint.dispatcher.start()
         old, previous, old_digest = self.endpoints, self.manifest.tag, self.manifest.digest
         self.service, self.manifest, self.endpoints = service, manifest, endpoints  # the swap

@@ -124,8 +124,10 @@ class Swapper:
             return {"swapped": True, "serving": newest, "previous": current}
 
     async def follow(self, path: str) -> None:
-        """With several workers: look for a newer version whenever another worker was asked to."""
-        seen = _read_signal(path)
+        """With several workers: look for a newer version whenever another worker was asked to.
+        A signal already there counts as new: a worker that was still loading when another was
+        reloaded (or one started again later) looks once too."""
+        seen = None
         while True:
             await asyncio.sleep(SIGNAL_POLL)
             now = _read_signal(path)
@@ -142,14 +144,23 @@ class Swapper:
                 await self.check()
 
 
-def announce(path: str) -> None:
-    """Tell the other workers to look for a newer version (atomically: they never read half a file)."""
+def announce(path: str) -> str | None:
+    """Tell the other workers to look for a newer version (atomically: they never read half a
+    file). The reason they were not told, or None."""
+    import tempfile
     import time
 
-    staging = f"{path}.{os.getpid()}"
-    with open(staging, "w") as out:
-        out.write(f"{time.time_ns()} {os.getpid()}")
-    os.replace(staging, path)
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)  # a /tmp cleaner may have removed it
+        handle, staging = tempfile.mkstemp(dir=folder, prefix=".reload-")
+        with os.fdopen(handle, "w") as out:
+            out.write(f"{time.time_ns()} {os.getpid()}")
+        os.replace(staging, path)
+    except OSError as exc:
+        log.warning("the other workers were not told of the reload: %s", exc)
+        return str(exc)
+    return None
 
 
 def _read_signal(path: str) -> str | None:

@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kappa.errors import InputError
-from kappa_online.replies import Reply, error, json_response, request_id
+from kappa_online.endpoint import shed
+from kappa_online.replies import Reply, error, internal_error, json_response, request_id
 
 if TYPE_CHECKING:
     from kappa_online.endpoint import Endpoint
@@ -48,6 +49,13 @@ def datatype(arrow_type: pa.DataType) -> str:
 
 def to_batch(payload: Any, columns: list[str] | None) -> pa.RecordBatch:
     """A V2 ``inputs`` list as one Arrow batch."""
+    try:
+        return _to_batch(payload, columns)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # values that are not of their datatype
+        raise InputError(f"a V2 input's data does not match its datatype: {exc}") from None
+
+
+def _to_batch(payload: Any, columns: list[str] | None) -> pa.RecordBatch:
     import numpy as np
 
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
@@ -126,6 +134,7 @@ def routes(state: State) -> list[BaseRoute]:
     async def infer(request: Request) -> Response:
         import json
 
+        start = time.perf_counter()
         problem = model_or_error(request.path_params["name"])
         if problem is not None:
             return problem
@@ -133,7 +142,7 @@ def routes(state: State) -> list[BaseRoute]:
             return error(503, "the server is not ready", {"Retry-After": "1"})
         try:
             payload = json.loads(await request.body())
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return error(400, f"the request body is not valid JSON: {exc}")
         try:
             api = _api_name(
@@ -141,19 +150,23 @@ def routes(state: State) -> list[BaseRoute]:
             )
         except InputError as exc:
             return error(400, str(exc))
-        endpoint = state.endpoints[api]
-        if state.canary_endpoints:  # the canary's share, by X-Request-Id as on the REST routes
-            endpoint = state.route(api, request.scope, endpoint)
-        start = time.perf_counter()
+        endpoint = _version_endpoint(state, api, request)
+        if endpoint is None:
+            return error(404, f"version {request.path_params['version']!r} is not served here")
         endpoint.in_flight += 1  # a swapped-out version waits for it
         try:
             seen: list[Any] = []
-            response = await _infer(state, endpoint, payload, seen)
+            refused = endpoint.dispatcher.refusal()  # before the tensors are converted: refusing costs little
+            try:
+                reply = shed(refused) if refused is not None else await _infer(state, endpoint, payload, seen)
+            except Exception as exc:  # noqa: BLE001 - a bug answers 500 with a request id, as on POST /<api>
+                reply = internal_error(f"V2 infer on {endpoint.name}: unexpected error", exc)
             seconds = time.perf_counter() - start
-            endpoint.observe(response.status_code, seconds)
-            rid = request_id(request.scope)
+            endpoint.observe(reply.status, seconds)
+            rid = request_id(request.scope, reply)  # a 500 keeps the id it was logged under
+            endpoint.log(rid, reply.status, seconds, seen)
+            response = reply.response()
             response.headers.update(endpoint.headers(rid))
-            endpoint.log(rid, response.status_code, seconds, seen)
             return response
         finally:
             endpoint.in_flight -= 1
@@ -168,17 +181,18 @@ def routes(state: State) -> list[BaseRoute]:
     ]
 
 
-async def _infer(state: State, endpoint: Endpoint, payload: Any, seen: list[Any]) -> Response:
+async def _infer(state: State, endpoint: Endpoint, payload: Any, seen: list[Any]) -> Reply:
     """One V2 request through ``endpoint``; ``seen`` gets its decoded batch and answer rows."""
     try:
         adapter = endpoint.api.input_adapter
         batch = adapter.conform(to_batch(payload, getattr(adapter, "columns", None)))
     except InputError as exc:
-        return error(400, str(exc))
+        return Reply.error(400, str(exc))
     seen.append(batch)
     scored = await endpoint.score(batch)
     if isinstance(scored, Reply):
-        return scored.response()
+        return scored
+    endpoint.sample = batch  # answered: a request fit to warm a successor with
     table = scored.rows.result.outputs
     seen.append(table)
     outputs = [
@@ -197,7 +211,21 @@ async def _infer(state: State, endpoint: Endpoint, payload: Any, seen: list[Any]
     }
     if isinstance(payload, dict) and payload.get("id") is not None:
         body["id"] = payload["id"]
-    return json_response(body)
+    return Reply.json(body)
+
+
+def _version_endpoint(state: State, api: str, request: Request) -> Endpoint | None:
+    """The endpoint of ``api`` for this request: the version the path names
+    (``/versions/{version}/infer``; None when neither the primary nor the canary is it), else the
+    primary or, for its share, the canary, by X-Request-Id as on the REST routes."""
+    primary = state.endpoints[api]
+    version = request.path_params.get("version")
+    if version is None:
+        return state.route(api, request.scope, primary) if state.canary_endpoints else primary
+    for endpoint in (primary, state.canary_endpoints.get(api)):
+        if endpoint is not None and endpoint.version.rpartition(":")[2] == version:
+            return endpoint
+    return None
 
 
 def _api_name(state: State, asked: str | None) -> str:

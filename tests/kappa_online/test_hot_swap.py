@@ -253,3 +253,38 @@ def test_admin_reload_reaches_every_worker(kappa_home, make_module):
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def test_a_worker_follows_reload_signals_even_one_sent_before_it_was_ready(tmp_path):
+    """The signal file: one already written when a worker starts (it was loading during the
+    reload, or was started again) makes it look once; every rewrite makes it look again; a
+    signal that cannot be written is reported, not raised."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from kappa_online import swap
+
+    signal_file = str(tmp_path / "reload")
+    assert swap.announce(signal_file) is None  # sent before the worker below was ready
+
+    class Counting(swap.Swapper):
+        looks = 0
+
+        async def check(self):  # type: ignore[override]
+            Counting.looks += 1
+            return {}
+
+    async def scenario() -> int:
+        swapper = Counting(SimpleNamespace(ready=True))  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(swapper.follow(signal_file))
+        await asyncio.sleep(swap.SIGNAL_POLL * 2.5)
+        first = Counting.looks
+        swap.announce(signal_file)
+        await asyncio.sleep(swap.SIGNAL_POLL * 2.5)
+        task.cancel()
+        return first
+
+    assert asyncio.run(scenario()) == 1 and Counting.looks == 2
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert swap.announce(str(blocked / "reload"))  # its folder is a file: the reason comes back

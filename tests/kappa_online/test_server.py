@@ -239,6 +239,15 @@ def test_json_file_and_v2_endpoints(server, iris_rows):
     )
     assert server.post("/v2/models/Other/infer", {"inputs": [tensor]})[0] == 404
     assert server.post("/v2/models/OnlineIris/infer", {"inputs": "nope"})[0] == 400
+    wrong_type = {**tensor, "datatype": "BYTES", "data": list(range(8))}  # numbers as strings: 400, not 500
+    status, body = server.post("/v2/models/OnlineIris/infer", {"inputs": [wrong_type]})
+    assert status == 400 and "datatype" in body["error"]
+    status, body, _ = server.request("/v2/models/OnlineIris/infer", b"[" * 100_000, "application/json")
+    assert status == 400  # nested past the parser's depth
+    version = json.loads(server.get("/metadata")[1])["version"]
+    status, body = server.post(f"/v2/models/OnlineIris/versions/{version}/infer", {"inputs": [tensor]})
+    assert status == 200 and body["model_version"] == version
+    assert server.post("/v2/models/OnlineIris/versions/not-served/infer", {"inputs": [tensor]})[0] == 404
 
 
 def test_service_routes(server):
