@@ -180,9 +180,11 @@ def serve(options: ServerOptions, host: str, port: int, workers: int = 1, ui_por
     except ImportError:
         raise missing_dependency("uvicorn", "online", "the registry server") from None
     app = build_app(options)  # a bad database URL or store fails here, once, with a clear line
+    from kappa.http_serve import run  # the asyncio loop, not uvloop: see there
+
     if workers > 1:
         os.environ[CONFIG_ENV] = options.to_env()
-        uvicorn.run(
+        run(
             "kappa_gamma.server:app_factory",
             factory=True,
             host=host,
@@ -192,9 +194,9 @@ def serve(options: ServerOptions, host: str, port: int, workers: int = 1, ui_por
         )
         return
     if ui_port is None:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        run(app, host=host, port=port, log_level="warning")
         return
-    import asyncio
+    import asyncio  # two ports: asyncio's loop serves both
 
     servers = [
         uvicorn.Server(uvicorn.Config(app, host=host, port=p, log_level="warning")) for p in (port, ui_port)

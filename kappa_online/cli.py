@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any
 
 import click
 
@@ -90,7 +89,6 @@ def serve_command(
     log_flush_seconds: float,
 ) -> None:
     """Serve BUNDLE (a path, URL or NAME[:VERSION|:latest]): POST /<api>, /docs, /metrics, /v2/..."""
-    import uvicorn
 
     from kappa.bundle.load import locate
     from kappa.bundle.manifest import load_manifest
@@ -131,53 +129,27 @@ def serve_command(
         metrics_dir = tempfile.mkdtemp(prefix="kappa-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ.pop("KAPPA_SERVE_RELOAD_SIGNAL", None)  # never one inherited from another server
-    if (
-        workers > 1 and watched
-    ):  # POST /admin/reload reaches one worker: it rewrites this file, the others follow
+    if workers > 1 and watched:
+        # POST /admin/reload reaches one worker: it rewrites this file, the others follow
         signal_dir = tempfile.mkdtemp(prefix="kappa-reload-")
         os.environ["KAPPA_SERVE_RELOAD_SIGNAL"] = os.path.join(signal_dir, "reload")
     try:
-        config = uvicorn.Config(
+        from kappa.http_serve import run
+
+        run(
             "kappa_online.app:create_app",
             factory=True,
             host=host,
             port=port,
             workers=workers,
-            # not uvloop: its libuv accepts one connection per loop turn, so under load new
-            # connections waited seconds in the listen queue, unseen by shedding (RESULTS run 24)
-            loop="asyncio",
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=DRAIN_SECONDS,  # Kubernetes' grace period covers it (kappa k8s)
         )
-        if workers == 1:
-            server = uvicorn.Server(config)
-            try:
-                server.run()
-            except KeyboardInterrupt:  # Ctrl+C: drained, as uvicorn.run would end it
-                return
-            if not server.started:  # as uvicorn.run: the port was taken, or startup failed
-                raise SystemExit(3)
-        else:
-            _serve_workers(config)
     finally:
         for folder in (metrics_dir, signal_dir):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-
-
-def _serve_workers(config: Any) -> None:
-    """Worker processes on one shared socket, as ``uvicorn --workers`` runs them, with TCP_NODELAY
-    on the socket: asyncio sets it only on connections of sockets it opened itself, and without it
-    every answer of a worker waited on Nagle and the client's delayed ACK (40 ms; RESULTS run 24).
-    Accepted connections inherit the option from the listening socket."""
-    import socket
-
-    from uvicorn.supervisors import Multiprocess
-
-    sock = config.bind_socket()
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    Multiprocess(config, sockets=[sock]).run()
 
 
 def _watched(bundle: str, watch: bool, labels: str | None) -> str | None:
