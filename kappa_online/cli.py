@@ -89,7 +89,6 @@ def serve_command(
     log_flush_seconds: float,
 ) -> None:
     """Serve BUNDLE (a path, URL or NAME[:VERSION|:latest]): POST /<api>, /docs, /metrics, /v2/..."""
-
     from kappa.bundle.load import locate
     from kappa.bundle.manifest import load_manifest
     from kappa.errors import InputError

@@ -282,9 +282,10 @@ class Dispatcher:
                 return
 
     def _shed_late(self, now: float) -> None:
+        bound = self.bound()
         while self.queue:
             head = self.queue[0]
-            late = now - head.arrived > self.bound()
+            late = now - head.arrived > bound
             if not late and not head.future.done():
                 return
             self.queue.popleft()

@@ -81,8 +81,7 @@ class Endpoint:
             self.observe(reply.status, seconds)
             rid = request_id(scope, reply)
             await reply.send(send, (self._version_header, rid))
-            if self.payload_log is not None and seen:  # a body that did not decode has no rows to log
-                self._log(rid[1], reply.status, seconds, seen)
+            self.log(rid, reply.status, seconds, seen)
         finally:
             self.in_flight -= 1
 
@@ -96,23 +95,20 @@ class Endpoint:
         return {"x-kappa-version": self._version_header[1].decode("latin-1"), "x-request-id": rid[1].decode()}
 
     def log(self, rid: tuple[bytes, bytes], status: int, seconds: float, seen: list[Any]) -> None:
-        """The request and its answer rows to the prediction log, when there is one."""
-        if self.payload_log is not None and seen:
-            self._log(rid[1], status, seconds, seen)
-
-    def _log(self, rid: bytes, status: int, seconds: float, seen: list[Any]) -> None:
-        batch = seen[0] if seen else None
+        """The request and its answer rows to the prediction log, when there is one (a body that
+        did not decode has no rows to log)."""
+        if self.payload_log is None or not seen:
+            return
         rows = seen[1] if len(seen) > 1 else None
-        assert self.payload_log is not None
         self.payload_log.record(
             Prediction(
-                rid.decode("latin-1"),
+                rid[1].decode("latin-1"),
                 time.time(),
                 self.version,
                 self.name,
                 status,
                 seconds * 1000,
-                batch,
+                seen[0],
                 rows,
             )
         )
