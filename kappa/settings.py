@@ -30,6 +30,7 @@ KEYS = {
     "import.max_bytes": "import_max_bytes",
     "import.max_ratio": "import_max_ratio",
     "run.max_error_rate": "run_max_error_rate",
+    "run.threads_per_worker": "run_threads_per_worker",
     "gamma_service.url": "gamma_url",
     "gamma_service.token": "gamma_token",
 }
@@ -40,6 +41,7 @@ ENV = {
     "KAPPA_IMPORT_MAX_BYTES": "import_max_bytes",
     "KAPPA_IMPORT_MAX_RATIO": "import_max_ratio",
     "KAPPA_RUN_MAX_ERROR_RATE": "run_max_error_rate",
+    "KAPPA_RUN_THREADS_PER_WORKER": "run_threads_per_worker",
     "KAPPA_GAMMA_URL": "gamma_url",
     "KAPPA_GAMMA_TOKEN": "gamma_token",
 }
@@ -129,11 +131,9 @@ def _positive(attr: str, value: Any, source: str) -> int:
         number = int(value)
     except (TypeError, ValueError):
         number = 0
-    if number < 1:
-        raise ConfigError(
-            f"{attr.replace('import_', 'import.')} must be a whole number above 0, not {value!r} "
-            f"(from {source})"
-        )
+    if number < 1 or isinstance(value, bool) or (isinstance(value, float) and value != number):
+        key = next(k for k, a in KEYS.items() if a == attr)
+        raise ConfigError(f"{key} must be a whole number above 0, not {value!r} (from {source})")
     return number
 
 
@@ -175,6 +175,8 @@ class KappaSettings:
     import_max_bytes: int = IMPORT_DEFAULTS["import_max_bytes"]
     import_max_ratio: int = IMPORT_DEFAULTS["import_max_ratio"]
     run_max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    # BLAS/OpenMP threads per scoring process; None: the cores shared evenly (kappa.threads)
+    run_threads_per_worker: int | None = None
     gamma_url: str | None = None  # the registry server; when set, every repository call goes there
     gamma_token: str | None = field(default=None, repr=False)
 
@@ -201,6 +203,7 @@ class KappaSettings:
             {KEYS[check_key(k)]: v for k, v in (overrides or {}).items() if v is not None},
             "command line",
         )
+        threads_key = "run_threads_per_worker"
         return cls(
             home=home,
             db_url=str(values.get("db_url") or f"sqlite:///{home / 'storage.db'}"),
@@ -214,6 +217,11 @@ class KappaSettings:
                 _share(values["run_max_error_rate"], sources["run_max_error_rate"])
                 if "run_max_error_rate" in values
                 else DEFAULT_MAX_ERROR_RATE
+            ),
+            run_threads_per_worker=(
+                _positive("run_threads_per_worker", values["run_threads_per_worker"], sources[threads_key])
+                if "run_threads_per_worker" in values
+                else None
             ),
             gamma_url=gamma_url(values.get("gamma_url"), sources["gamma_url"]),
             gamma_token=str(values["gamma_token"]) if values.get("gamma_token") else None,

@@ -48,6 +48,7 @@ ENGINES = ("local", "spark", "dask")
 # engine_conf keys -> `kappa run` flags (local and dask engines)
 _RUN_FLAGS = {
     "workers": "--workers",
+    "threads_per_worker": "--threads-per-worker",
     "batch_size": "--batch-size",
     "format": "--format",
     "input_format": "--input-format",
@@ -62,6 +63,7 @@ _SPARK_FLAGS = {
     "id_column": "--id-column",
     "errors_path": "--errors-output",
     "env_check": "--env-check",
+    "threads_per_worker": "--threads-per-worker",
 }
 
 
@@ -100,7 +102,8 @@ class KappaScoreOperator(BaseOperator):  # type: ignore[misc]
     ``engine``: ``"local"`` (``kappa run``), ``"dask"`` (``engine_conf["scheduler"]``, or a
     local cluster of ``engine_conf["workers"]``) or ``"spark"`` (``spark-submit
     spark_jobs/score.py``; ``engine_conf`` keys ``master``, ``spark_submit``, ``script``,
-    ``conf`` (a dict of ``--conf`` pairs)). Other ``engine_conf`` keys: ``workers``,
+    ``conf`` (a dict of ``--conf`` pairs)). Other ``engine_conf`` keys: ``workers`` (default
+    ``auto``), ``threads_per_worker`` (BLAS/OpenMP threads of each scoring process),
     ``batch_size``, ``format``, ``input_format``, ``id_column``, ``errors_path``,
     ``env`` (extra environment variables for the job).
     """

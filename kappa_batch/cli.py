@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from kappa.cli._common import Environment, common_options, handles_errors, pass_env
 from kappa_batch.job import DEFAULT_BATCH_SIZE, Report, ScoreJob
+
+
+class WorkerCount(click.ParamType):  # type: ignore[type-arg]
+    """``--workers N`` (N >= 1) or ``auto`` (None: decided from the cores and the input)."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
+        if value is None or isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif str(value).strip().lower() == "auto":
+            return None
+        else:
+            try:
+                number = int(str(value))
+            except ValueError:
+                number = 0
+        if number is not None and number < 1:
+            self.fail(f"{value!r} is neither a whole number of at least 1 nor 'auto'", param, ctx)
+        return number
+
+
+WORKERS = WorkerCount()
 
 
 @click.command("run")
@@ -33,7 +57,17 @@ from kappa_batch.job import DEFAULT_BATCH_SIZE, Report, ScoreJob
 @click.option("--id-column", help="Input column that identifies rows in the output (default: row position).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True)
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Scoring processes."
+    "--workers",
+    type=WORKERS,
+    default="auto",
+    show_default=True,
+    help="Scoring processes, or auto: one per core, at most one per shard of the input.",
+)
+@click.option(
+    "--threads-per-worker",
+    type=click.IntRange(min=1),
+    help="BLAS/OpenMP threads of each scoring process (default: setting run.threads_per_worker, "
+    "else the cores shared evenly).",
 )
 @click.option(
     "--max-error-rate",
@@ -67,14 +101,15 @@ def run_command(env: Environment, /, **options: object) -> None:
         raise click.UsageError("--master and --partition-by need --engine spark")
     if scheduler and engine != "dask":
         raise click.UsageError("--scheduler needs --engine dask")
-    if scheduler and job.workers != 1:
+    if scheduler and job.workers is not None:
         raise click.UsageError("--workers sizes a local Dask cluster; with --scheduler the cluster decides")
     if job.resume and job.overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     if job.input_text is not None and job.input_file is not None:
         raise click.UsageError("give --input or --input-file, not both")
     if job.input_text is not None and job.output_file is None:
-        _print_inline(env, job)
+        with _one_process(job):
+            _print_inline(env, job)
         return
     if job.input_file is not None and job.output_file is None:
         if engine != "local":
@@ -84,7 +119,8 @@ def run_command(env: Environment, /, **options: object) -> None:
                 "--errors-file, --resume and --overwrite need --output-file; without it the "
                 "predictions print to standard output and failed rows to standard error"
             )
-        _print_file(job)
+        with _one_process(job):
+            _print_file(job)
         return
     if engine == "dask":
         from kappa_batch.engines.dask_job import run_on_dask
@@ -97,6 +133,13 @@ def run_command(env: Environment, /, **options: object) -> None:
     _show(env, report)
     if not report.succeeded:
         raise _too_many_failed(job, report, f"no _SUCCESS was written; see {report.errors_file}")
+
+
+def _one_process(job: ScoreJob) -> Any:
+    """Printing scores in this one process: all the cores, or --threads-per-worker."""
+    from kappa import threads
+
+    return threads.limited(threads.share(1, threads.configured(job.threads_per_worker)))
 
 
 def _too_many_failed(job: ScoreJob, report: Report, then: str = "") -> click.ClickException:
@@ -151,7 +194,7 @@ def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by
 
     if job.input_file is None or job.output_file is None:
         raise InputError("--engine spark needs --input-file and --output-file")
-    if job.resume or job.workers != 1:
+    if job.resume or job.workers is not None:
         raise InputError("--resume and --workers are for the local engine; Spark retries and scales itself")
     spark = spark_job.session(master)
     try:
@@ -167,6 +210,7 @@ def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by
             partition_by,
             job.errors_file,
             max_error_rate=max_error_rate(job),
+            threads_per_worker=job.threads_per_worker,
         )
     finally:
         spark.stop()

@@ -137,6 +137,7 @@ def score(
     errors: str = "column",
     env_check: str = "fail",
     meta: Mapping[str, Any] | None = None,
+    threads_per_worker: int | None = None,
 ) -> Any:
     """``ddf`` scored by ``api`` of ``bundle``: a Dask DataFrame with the same index and partitions.
 
@@ -144,9 +145,17 @@ def score(
     API's outputs, and with ``errors="column"`` ``_status``/``_message`` (null where
     the row got a prediction); ``errors="raise"`` fails the task on the first failed
     row. ``meta`` ({column: Arrow type or type name}) names the output columns when
-    the bundle does not declare them.
+    the bundle does not declare them. ``threads_per_worker``: BLAS and OpenMP threads of
+    each worker process (default: setting ``run.threads_per_worker``, else each host's
+    cores shared by the Dask threads on it).
     """
+    from kappa.threads import configured
+    from kappa_batch.workers import dask_shares
+
     _distributed()
+    client = _current_client()
+    threads = configured(threads_per_worker)
+    shares = dask_shares(client, threads) if client is not None else threads
 
     def sample() -> pa.RecordBatch:
         rows = ddf.head(256, npartitions=1)
@@ -165,6 +174,7 @@ def score(
         input_key=repr(list(ddf.dtypes.items())),
         sample=sample,
         hint="pass meta= or declare the output (e.g. DefaultOutput(dtype='int64'))",
+        threads=shares,
     )
     return ddf.map_partitions(
         _score_partition, plan, meta=_empty_frame(plan.schema, ddf._meta.index), align_dataframes=False

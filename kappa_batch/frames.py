@@ -22,7 +22,7 @@ from kappa_batch.rowids import Positions
 from kappa_batch.runner import BatchRunner
 from kappa_batch.scoring import ERROR_FIELDS, ROW_ID, check_errors, check_id_column, score_batch
 from kappa_batch.shipping import BundleHandle, Transport, describe, ship
-from kappa_batch.workers import worker_runner
+from kappa_batch.workers import Share, worker_runner
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,14 @@ class FramePlan:
     schema: pa.Schema  # the frame's columns: id, outputs, _status/_message
     positions: Positions | None = None  # ids from the rows' places in the input files (Spark jobs)
     carry: tuple[str, ...] = ()  # input columns passed through beside the outputs, not to the model
+    threads: Share = None  # each worker process's thread pools (kappa_batch.workers.hold_share)
 
     def score(self, batch: pa.RecordBatch, ids: pa.Array | None = None) -> list[pa.Array]:
         """On a worker: one batch of the input frame scored, as the columns of :attr:`schema`."""
         carried = [batch.column(name) for name in self.carry]
         if self.carry:
             batch = batch.drop_columns(list(self.carry))
-        runner = worker_runner(self.handle, self.api, self.env_check)
+        runner = worker_runner(self.handle, self.api, self.env_check, self.threads)
         scored = score_batch(runner, batch, id_column=self.id_column, ids=ids)
         if self.errors == "raise":
             scored.raise_first_error(self.handle.tag, self.api)
@@ -78,13 +79,15 @@ def plan(
     positions: Positions | None = None,
     carry: tuple[pa.Field, ...] = (),
     expected_digest: str | None = None,
+    threads: Share = None,
 ) -> FramePlan:
     """Check the options, ship the bundle and settle the columns (see the module docstring).
     ``outputs``: the API's output columns when the caller knows them (Dask ``meta=``);
     ``positions``: ids (:data:`~kappa_batch.scoring.ROW_ID`) from the input files' row positions;
     ``carry``: input columns passed through after the others (e.g. the columns a job partitions by);
     ``expected_digest``: the digest the bundle must have (what the job resolved at its start); the
-    bundle that is shipped, and sampled here, is that one."""
+    bundle that is shipped, and sampled here, is that one; ``threads``: the workers' thread pools
+    (None: the engine's share, see :func:`kappa_batch.workers.hold_share`)."""
     check_errors(errors)
     check_env_check(env_check)
     check_id_column(id_column, columns)
@@ -100,7 +103,9 @@ def plan(
         fields += ERROR_FIELDS
     fields += carry
     names = tuple(f.name for f in carry)
-    return FramePlan(handle, api, id_column, errors, env_check, outputs, pa.schema(fields), positions, names)
+    return FramePlan(
+        handle, api, id_column, errors, env_check, outputs, pa.schema(fields), positions, names, threads
+    )
 
 
 def output_schema(

@@ -31,7 +31,8 @@ class ScoreJob:
     errors_file: str | None = None
     id_column: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
-    workers: int = 1
+    workers: int | None = None  # None: auto, from the cores and the input's shards
+    threads_per_worker: int | None = None  # None: setting run.threads_per_worker, else cores // workers
     max_error_rate: float | None = None
     resume: bool = False
     overwrite: bool = False
@@ -54,6 +55,7 @@ class Report:
     shards: int = 0
     shards_resumed: int = 0
     workers: int = 1
+    threads_per_worker: int | None = None  # BLAS/OpenMP threads of each scoring process
     seconds: float = 0.0
     rows_per_second: float = 0.0
     error_rate: float = 0.0

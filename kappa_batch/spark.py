@@ -126,13 +126,23 @@ def _as_array(outputs: pa.Table, arrow_type: pa.DataType) -> pa.Array:
 class KappaUDF:
     """A column UDF over a bundle's API; call it with columns (names or ``Column`` objects)."""
 
-    def __init__(self, spark: Any, bundle: str, api: str, return_type: Any, errors: str, env_check: str):
+    def __init__(
+        self,
+        spark: Any,
+        bundle: str,
+        api: str,
+        return_type: Any,
+        errors: str,
+        env_check: str,
+        threads_per_worker: int | None = None,
+    ):
         check_errors(errors)
         check_env_check(env_check)
         self.handle = ship(spark, bundle)
         path, _ = shipping.describe(bundle, self.handle.digest)
         value_spark, self.arrow_type = _output_arrow_type(str(path), api, return_type)
         self.api, self.errors, self.env_check = api, errors, env_check
+        self.threads = _threads(threads_per_worker)
         if errors == "column":
             from pyspark.sql.types import StructField, StructType
 
@@ -148,7 +158,9 @@ class KappaUDF:
         if not columns:
             raise InputError("call the UDF with the input columns, e.g. udf('a', 'b') or udf(struct(...))")
         names = [c if isinstance(c, str) else None for c in columns]
-        function = _udf_function(self.handle, self.api, self.arrow_type, self.errors, self.env_check, names)
+        function = _udf_function(
+            self.handle, self.api, self.arrow_type, self.errors, self.env_check, names, self.threads
+        )
         make: Any = arrow_udf  # pyspark's overloads do not cover a variable number of columns
         return make(function, self.return_type, ArrowUDFType.SCALAR_ITER)(*columns)
 
@@ -160,11 +172,12 @@ def _udf_function(
     errors: str,
     env_check: str,
     names: Sequence[str | None],
+    threads: int | None = None,
 ) -> Callable[[Iterator[Any]], Iterator[pa.Array]]:
     def score(iterator: Iterator[Any]) -> Iterator[pa.Array]:
         import pyarrow.compute as pc
 
-        runner = worker_runner(handle, api, env_check)
+        runner = worker_runner(handle, api, env_check, threads)
         declared = getattr(runner.api.input_adapter, "columns", None)
         for item in iterator:
             arrays = list(item) if isinstance(item, tuple) else [item]
@@ -201,15 +214,18 @@ def udf(
     return_type: Any = None,
     errors: str = "raise",
     env_check: str = "fail",
+    threads_per_worker: int | None = None,
 ) -> KappaUDF:
     """A Spark column UDF scoring with ``api`` of ``bundle`` (path, URL or ``NAME[:VERSION|:latest]``).
 
     ``return_type``: a Spark type or DDL string; by default the type the API's output
     adapter declares. ``errors="column"`` returns ``struct<value, error struct<status,
-    message>>`` instead of failing the task on the first failed row.
+    message>>`` instead of failing the task on the first failed row. ``threads_per_worker``: BLAS
+    and OpenMP threads of each Python worker (default: setting ``run.threads_per_worker``, else
+    ``spark.task.cpus``, the cores Spark gives each task).
     """
     _pyspark()
-    return KappaUDF(spark, bundle, api, return_type, errors, env_check)
+    return KappaUDF(spark, bundle, api, return_type, errors, env_check, threads_per_worker)
 
 
 # -- whole DataFrames (spark-submit jobs, `kappa run --engine spark`) ---------------------
@@ -222,13 +238,15 @@ def score(
     id_column: str | None = None,
     env_check: str = "fail",
     errors: str = "column",
+    threads_per_worker: int | None = None,
 ) -> Any:
     """``df`` scored by ``api``: the id column (if any) and the API's output columns. Runs on ``mapInArrow``.
 
     ``errors="column"`` adds ``_status``/``_message`` (null where the row got a
     prediction); ``errors="raise"`` fails the task on the first failed row instead.
+    ``threads_per_worker``: as for :func:`udf`.
     """
-    return score_frame(df, bundle, api, id_column, env_check, errors)
+    return score_frame(df, bundle, api, id_column, env_check, errors, threads_per_worker=threads_per_worker)
 
 
 def score_frame(
@@ -241,6 +259,7 @@ def score_frame(
     positions: Positions | None = None,
     carry: Sequence[str] = (),
     expected_digest: str | None = None,
+    threads_per_worker: int | None = None,
 ) -> Any:
     """:func:`score`, or with ``positions`` (and the helper columns of :mod:`kappa_batch.rowids` in
     ``df``) the ``_row`` id of every row: its position in the input files (Spark jobs). ``carry``:
@@ -269,8 +288,16 @@ def score_frame(
         positions=positions,
         carry=tuple(arrow_field(c) for c in carry if c != id_column),
         expected_digest=expected_digest,
+        threads=_threads(threads_per_worker),
     )
     return df.mapInArrow(_score_function(plan), spark_schema(plan.schema))
+
+
+def _threads(given: int | None) -> int | None:
+    """``threads_per_worker``, or the ``run.threads_per_worker`` setting; None: ``spark.task.cpus``."""
+    from kappa.threads import configured
+
+    return configured(given)
 
 
 def _score_function(plan: frames.FramePlan) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:

@@ -17,6 +17,12 @@ from kappa.deploy.image import DRAIN_SECONDS
 @click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Server processes.")
+@click.option(
+    "--threads-per-worker",
+    type=click.IntRange(min=1),
+    help="BLAS/OpenMP threads of each server process (default: setting run.threads_per_worker, else "
+    "the cores shared evenly by the workers).",
+)
 @click.option("--mb-max-batch-size", type=click.IntRange(min=1), help="Rows per batch (default: the API's).")
 @click.option(
     "--mb-max-latency", type=click.IntRange(min=1), help="Latency budget in ms (default: the API's)."
@@ -74,6 +80,7 @@ def serve_command(
     port: int,
     host: str,
     workers: int,
+    threads_per_worker: int | None,
     mb_max_batch_size: int | None,
     mb_max_latency: int | None,
     disable_microbatch: bool,
@@ -89,6 +96,7 @@ def serve_command(
     log_flush_seconds: float,
 ) -> None:
     """Serve BUNDLE (a path, URL or NAME[:VERSION|:latest]): POST /<api>, /docs, /metrics, /v2/..."""
+    from kappa import threads
     from kappa.bundle.load import locate
     from kappa.bundle.manifest import load_manifest
     from kappa.errors import InputError
@@ -121,7 +129,12 @@ def serve_command(
     os.environ["KAPPA_SERVE_LOG_SAMPLE"] = str(log_sample)
     os.environ["KAPPA_SERVE_LOG_FORMAT"] = log_format
     os.environ["KAPPA_SERVE_LOG_FLUSH_SECONDS"] = str(log_flush_seconds)
-    env.info(f"serving {manifest.tag} on http://{host}:{port} with {workers} worker(s); docs at /docs")
+    share = threads.share(workers, threads.configured(threads_per_worker))
+    os.environ.update(threads.environment(share))  # read by each worker before numpy or a model loads
+    env.info(
+        f"serving {manifest.tag} on http://{host}:{port} with {workers} worker(s) of {share} thread(s); "
+        "docs at /docs"
+    )
     metrics_dir = signal_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # every worker writes its metrics here, so /metrics on any worker reports them all

@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from kappa import threads
 from kappa_online import v2
 from kappa_online.openapi import openapi_document
 from kappa_online.replies import error, json_response
@@ -153,6 +154,7 @@ def _metadata(state: State) -> dict[str, Any]:
     manifest["serving"] = state.serving()  # the version(s) answering requests now
     if state.canary is not None:
         manifest["canary"] = {"version": state.canary[1].tag, "weight": state.config.canary_weight}
+    manifest["threads_per_worker"] = threads.current()  # BLAS/OpenMP threads of this server process
     return manifest
 
 

@@ -8,6 +8,7 @@ import random
 import zlib
 from typing import Any
 
+from kappa import threads
 from kappa.errors import KappaError
 from kappa_batch.cache import forget, load_service
 from kappa_batch.runner import BatchRunner
@@ -40,6 +41,9 @@ class State:
     def load(self) -> None:
         """In a thread: resolve, verify and load the bundle (unless an in-memory service was given),
         and the canary; a canary that cannot stand in for the bundle is refused in one log line."""
+        share = threads.inherited()  # `kappa serve` set this process's share of the cores
+        if share is not None and threads.current() != share:
+            threads.limit(share)
         if self.service is None:
             self.service, self.manifest = load_service(self.config.bundle, self.config.digest)
         if self.config.canary and not self.in_memory:

@@ -115,7 +115,16 @@ class BaseArtifact:
         self._obj = self._load(path)
         self._metadata = _freeze(metadata or {})
         self._packed = True
+        if type(self)._limit_threads is not BaseArtifact._limit_threads:
+            from kappa import threads
+
+            threads.follow(self)  # a scoring process keeps the model at its share of the cores
         return self
+
+    def limit_threads(self, threads: int) -> None:
+        """Hold the loaded model to ``threads`` threads (see :mod:`kappa.threads`)."""
+        if self._packed:
+            self._limit_threads(self._obj, threads)
 
     def fresh(self) -> BaseArtifact:
         """An unpacked copy of this declaration, for a new service instance."""
@@ -134,6 +143,9 @@ class BaseArtifact:
 
     def _load(self, path: Path) -> Any:
         raise NotImplementedError(f"{self.type_name} does not implement _load")
+
+    def _limit_threads(self, obj: Any, threads: int) -> None:
+        """Optional: set ``obj``'s own thread count (BLAS and OpenMP pools are limited already)."""
 
     def __repr__(self) -> str:
         state = "packed" if self._packed else "empty"

@@ -44,3 +44,8 @@ class LightGBMModelArtifact(BaseArtifact):
         import joblib
 
         return joblib.load(path / WRAPPER_FILE)
+
+    def _limit_threads(self, obj: Any, threads: int) -> None:
+        lgb = require("lightgbm", "lightgbm", "LightGBMModelArtifact")
+        if isinstance(obj, lgb.LGBMModel):  # a Booster predicts on OpenMP's limit, set already
+            obj.set_params(n_jobs=threads)

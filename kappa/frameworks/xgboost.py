@@ -41,3 +41,10 @@ class XgboostModelArtifact(BaseArtifact):
         model = cls()
         model.load_model(str(path / FILE))
         return model
+
+    def _limit_threads(self, obj: Any, threads: int) -> None:
+        xgb = require("xgboost", "xgboost", "XgboostModelArtifact")
+        if isinstance(obj, xgb.Booster):
+            obj.set_param("nthread", threads)
+        else:  # the scikit-learn wrapper passes n_jobs to its booster
+            obj.set_params(n_jobs=threads)

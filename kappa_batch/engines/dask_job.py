@@ -21,7 +21,7 @@ from kappa_batch.engines.local import Task, WorkerState, run, write_task
 from kappa_batch.job import Report, ScoreJob
 from kappa_batch.shards import OutputSpec, ShardedOutput
 from kappa_batch.shipping import BundleHandle
-from kappa_batch.workers import worker_runner
+from kappa_batch.workers import dask_shares, worker_runner
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,12 @@ class ShardPlan:
     id_column: str | None
     fs: Any
     batch_size: int
+    threads: dict[str, int]  # BLAS/OpenMP threads per worker address
 
 
 def _remote_work(plan: ShardPlan, task: Task) -> tuple[int, int, int]:
     """Runs on a Dask worker: score one shard (the runner comes from the process's cache) and write it."""
-    runner = worker_runner(plan.handle, plan.api, plan.env_check)
+    runner = worker_runner(plan.handle, plan.api, plan.env_check, plan.threads)
     state = WorkerState(
         runner, ShardedOutput(plan.spec), plan.id_column, plan.fs, plan.batch_size, in_worker_pool=True
     )
@@ -81,16 +82,19 @@ class DaskPool:
             self.client.wait_for_workers(1, timeout=60)
             nthreads = self.client.nthreads()
         self.width = max(1, sum(nthreads.values()))
+        shares = dask_shares(self.client, job.threads_per_worker)
+        self.threads = min(shares.values(), default=1)
         digest = state.runner.manifest.digest if state.runner.manifest else None
         handle = ship(job.bundle, self.client, digest)  # the version the run resolved at its start
         self.plan = ShardPlan(
-            handle, job.api, env_check, state.output.spec, state.id_column, state.fs, state.batch_size
+            handle, job.api, env_check, state.output.spec, state.id_column, state.fs, state.batch_size, shares
         )
         log.info(
-            "scoring on Dask %s: %d workers, %d threads",
+            "scoring on Dask %s: %d workers, %d threads, BLAS/OpenMP threads per worker %s",
             self.client.scheduler.address,
             len(nthreads),
             self.width,
+            sorted(set(shares.values())),
         )
 
     def submit(self, task: Task) -> Any:

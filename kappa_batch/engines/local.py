@@ -13,11 +13,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import pyarrow as pa
 
+from kappa import threads as pools
 from kappa.errors import InputError, KappaError
 from kappa_batch.batching import rebatch
 from kappa_batch.io import (
@@ -130,6 +131,7 @@ class ShardPool(Protocol):
     """Where shards are scored besides this process: forked workers, or a Dask cluster."""
 
     width: int  # how many shards it scores at once
+    threads: int  # BLAS/OpenMP threads of each of its processes (the fewest, where they differ)
     engine: str
 
     def submit(self, task: Task) -> Pending: ...
@@ -142,13 +144,13 @@ class ForkedPool:
 
     engine = "local"
 
-    def __init__(self, workers: int) -> None:
-        self.width = workers
+    def __init__(self, workers: int, threads: int) -> None:
+        self.width, self.threads = workers, threads
         self._pool = ProcessPoolExecutor(
             workers,
             mp_context=multiprocessing.get_context("fork"),
-            initializer=die_with_parent,
-            initargs=(os.getpid(),),
+            initializer=_start_worker,
+            initargs=(os.getpid(), threads),
         )
         list(self._pool.map(_ready, range(workers)))
 
@@ -188,6 +190,22 @@ def die_with_parent(parent: int) -> None:
     if os.getppid() != parent:
         os._exit(1)
     threading.Thread(target=watch, name="kappa-parent-watch", daemon=True).start()
+
+
+def _start_worker(parent: int, threads: int) -> None:
+    """In a forked worker: exit with the parent, keep to its share of the cores (the parent set it
+    before forking; set again, since a library may have re-read its default on fork), and open
+    its own file systems: an object store's client (s3fs) cannot be used across a fork."""
+    global _state
+    die_with_parent(parent)
+    pools.limit(threads)
+    if _state is not None:
+        fs = _state.fs
+        _state = replace(
+            _state,
+            fs=type(fs)(**fs.storage_options) if fs is not None else None,  # fsspec's cache is per process
+            output=ShardedOutput(_state.output.spec),
+        )
 
 
 def _ready(_: int) -> bool:
@@ -244,8 +262,22 @@ def new_report(job: ScoreJob, runner: BatchRunner, source: InputSource) -> Repor
         digest=runner.manifest.digest if runner.manifest else "",
         api=job.api,
         input=source.description,
-        workers=job.workers,
+        workers=job.workers or 1,
+        threads_per_worker=pools.current(),
     )
+
+
+def auto_workers(source: InputSource, batch_size: int, cores: int | None = None) -> int:
+    """``--workers auto``: one process per core, but no more than the input has shards (a small
+    input is scored in this process, with no pool to start)."""
+    cores = cores or pools.available_cores()
+    if source.plan is not None:
+        shards = len(source.plan)
+    elif source.total_rows is not None:
+        shards = -(-source.total_rows // batch_size)
+    else:  # a stream of unknown length
+        shards = cores
+    return max(1, min(cores, shards))
 
 
 def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
@@ -259,17 +291,41 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
         raise InputError(
             "give --output-file PATH (or leave it out on the command line to print the predictions)"
         )
-    if job.workers < 1 or job.batch_size < 1:
+    if (job.workers is not None and job.workers < 1) or job.batch_size < 1:
         raise InputError("--workers and --batch-size must be at least 1")
     limit = max_error_rate(job)  # a bad setting fails before any scoring
+    threads = pools.configured(job.threads_per_worker)
+    if threads is not None and threads < 1:
+        raise InputError("--threads-per-worker must be at least 1")
     runner = BatchRunner(job.bundle, job.api)
     digest = runner.manifest.digest if runner.manifest else ""
     log.info("scoring with %s (%s), api %s", runner.bundle_tag, digest[:19], job.api)
     spec = OutputSpec.parse(job.output_file, job.output_format, job.errors_file)
     output = ShardedOutput(spec)
     source, id_column = open_source(job, runner)
+    workers = job.workers or auto_workers(source, job.batch_size)
+    job = replace(job, workers=workers, threads_per_worker=threads)
+    assert job.workers is not None
     in_pool = job.workers > 1 or pool_factory is not None
     _state = WorkerState(runner, output, id_column, source.fs, job.batch_size, in_worker_pool=in_pool)
+    share = pools.share(job.workers, threads)
+    with pools.limited(share):  # this process scores (one worker), or its forked workers inherit it
+        return _run(job, runner, spec, output, source, id_column, limit, pool_factory, share)
+
+
+def _run(
+    job: ScoreJob,
+    runner: BatchRunner,
+    spec: OutputSpec,
+    output: ShardedOutput,
+    source: InputSource,
+    id_column: str | None,
+    limit: float,
+    pool_factory: PoolFactory | None,
+    share: int,
+) -> Report:
+    global _state
+    assert _state is not None and job.workers is not None
     pool: ShardPool | None = None
     try:
         params = _run_params(job, runner, source, id_column, spec.fmt)
@@ -283,11 +339,12 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
         if pool_factory is not None:
             pool = pool_factory(_state, job)
         elif job.workers > 1:  # forked workers inherit the loaded model and the state above
-            pool = ForkedPool(job.workers)
+            pool = ForkedPool(job.workers, share)
         report = new_report(job, runner, source)
         report.output, report.errors_file = spec.url, spec.errors_url
         if pool is not None:
             report.engine, report.workers = pool.engine, pool.width
+            report.threads_per_worker = pool.threads
         start = time.monotonic()
         progress = Progress(source.total_rows, job.progress)
         try:

@@ -75,9 +75,12 @@ def run(
     env_check: str = "fail",
     bundle_digest: str | None = None,
     max_error_rate: float | None = None,
+    threads_per_worker: int | None = None,
 ) -> Report:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
+
+    from kappa.threads import configured
 
     if fmt not in ("parquet", "csv", "json", "jsonl", "orc"):
         raise InputError(f"unknown output format {fmt!r}; use parquet, csv, jsonl or orc")
@@ -101,7 +104,9 @@ def run(
         df, positions = with_row_ids(spark, df)
         id_column = ROW_ID if positions is None else None
     carried = [c for c in partition_by if c != key]
-    scored = score_frame(df, bundle, api, id_column, env_check, "column", positions, carried, handle.digest)
+    scored = score_frame(
+        df, bundle, api, id_column, env_check, "column", positions, carried, handle.digest, threads_per_worker
+    )
     scored = scored.persist(StorageLevel.DISK_ONLY)
     try:
         good = scored.filter(F.col(STATUS).isNull()).drop(STATUS, MESSAGE)
@@ -133,6 +138,7 @@ def run(
         rows_out=rows_in - rows_error,
         rows_error=rows_error,
         workers=spark.sparkContext.defaultParallelism,
+        threads_per_worker=configured(threads_per_worker) or int(spark.conf.get("spark.task.cpus", "1")),
     )
     report.finish(time.monotonic() - start, max_error_rate)
     report.started_at = report.finished_at - report.seconds
@@ -209,6 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         help="exit 1 past this share of failed rows (default: setting run.max_error_rate)",
     )
+    parser.add_argument(
+        "--threads-per-worker",
+        type=int,
+        help="BLAS/OpenMP threads of each Python worker (default: setting run.threads_per_worker, "
+        "else spark.task.cpus)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from kappa.redact import redact_logs
@@ -230,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.env_check,
             args.bundle_digest,
             _max_error_rate(args.max_error_rate),
+            args.threads_per_worker,
         )
     except KappaError as exc:
         log.error("%s", exc)
