@@ -2,6 +2,11 @@
 
 * LogisticRegression on 2,000,000 rows x 16 features, RandomForest (20 trees, depth 8)
   on 1,000,000 rows; Kappa with 1 and 2 workers vs the bare loop (bench/bare_loop.py).
+* The ceiling (issue 22): the same files scored by a no-op bundle (same decoding and
+  writing, a model that returns zeros) on 1 and 2 workers; each contender's rows/s is
+  printed as a share of the ceiling with as many workers, and 2 workers against 1.
+  "kappa 2 workers x2 threads" is the old default (each worker's BLAS/OpenMP pools as wide
+  as the machine), for comparison.
 * Peak memory (max RSS) of `kappa run` on 1M and 10M rows (LR): streaming means the
   10x larger input should need less than 20% more memory.
 
@@ -20,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -67,19 +74,23 @@ def train(kind: str) -> object:
     return RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0).fit(X, y)
 
 
-def save_bundle(model: object, folder: Path) -> tuple[str, str]:
+def save_bundle(model: object, folder: Path) -> tuple[str, str, str]:
+    """The scoring bundle, the model file (for the bare loop) and the no-op bundle."""
     import joblib
 
     sys.path.insert(0, str(HERE))
-    from bench_service import BenchScorer
+    from bench_service import BenchNoop, BenchScorer
 
     bundle = BenchScorer().pack("model", model).save_to_dir(str(folder / "bundle"))
+    noop = BenchNoop().pack("model", model).save_to_dir(str(folder / "noop"))
     model_path = folder / "model.joblib"
     joblib.dump(model, model_path)
-    return bundle, str(model_path)
+    return bundle, str(model_path), noop
 
 
-def run_kappa(bundle: str, source: Path, target: Path, workers: int) -> tuple[float, float]:
+def run_kappa(
+    bundle: str, source: Path, target: Path, workers: int, threads: int | None = None
+) -> tuple[float, float]:
     report = target.with_suffix(".json")
     start = time.perf_counter()
     subprocess.run(
@@ -98,6 +109,7 @@ def run_kappa(bundle: str, source: Path, target: Path, workers: int) -> tuple[fl
             "--report",
             str(report),
             "-q",
+            *(["--threads-per-worker", str(threads)] if threads else []),
         ],
         check=True,
     )
@@ -126,6 +138,10 @@ def peak_rss_mb(cmd: list[str]) -> float:
     return int(out.stdout.split()[-1]) / 1024
 
 
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
@@ -140,29 +156,50 @@ def main() -> None:
             source = make_data(rows, f"{kind}_{rows}")
             folder = work / kind
             folder.mkdir()
-            bundle, model_path = save_bundle(train(kind), folder)
-            results: dict[str, list[tuple[float, float]]] = {
-                "bare loop": [],
-                "kappa 1 worker": [],
-                "kappa 2 workers": [],
+            bundle, model_path, noop = save_bundle(train(kind), folder)
+            contenders: dict[str, Callable[[], tuple[float, float]]] = {
+                "bare loop": partial(run_bare, model_path, source, folder / "bare.parquet"),
+                "kappa 1 worker": partial(run_kappa, bundle, source, folder / "k1", 1),
+                "kappa 2 workers": partial(run_kappa, bundle, source, folder / "k2", 2),
+                "kappa 2 workers x2 threads": partial(run_kappa, bundle, source, folder / "k2t", 2, 2),
+                "noop 1 worker": partial(run_kappa, noop, source, folder / "n1", 1),
+                "noop 2 workers": partial(run_kappa, noop, source, folder / "n2", 2),
             }
-            for _ in range(args.repeat):
-                results["bare loop"].append(run_bare(model_path, source, folder / "bare.parquet"))
-                results["kappa 1 worker"].append(run_kappa(bundle, source, folder / "k1", 1))
-                results["kappa 2 workers"].append(run_kappa(bundle, source, folder / "k2", 2))
-            bare_loop = rows / statistics.median(r[0] for r in results["bare loop"])
-            bare_wall = rows / statistics.median(r[1] for r in results["bare loop"])
-            for name, values in results.items():
-                loop = rows / statistics.median(v[0] for v in values)
-                wall = rows / statistics.median(v[1] for v in values)
-                rows_out.append((kind.upper(), rows, name, loop, loop / bare_loop, wall, wall / bare_wall))
+            results: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+            for _ in range(args.repeat):  # rounds alternate contenders: the machine's noise hits all
+                for name, run in contenders.items():
+                    results[name].append(run())
+            loop_rate = {
+                name: rows / statistics.median(v[0] for v in values) for name, values in results.items()
+            }
+            wall_rate = {
+                name: rows / statistics.median(v[1] for v in values) for name, values in results.items()
+            }
+            for name in results:
+                ceiling = loop_rate["noop 2 workers" if "2 workers" in name else "noop 1 worker"]
+                one = {"kappa 2 workers": "kappa 1 worker", "kappa 2 workers x2 threads": "kappa 1 worker"}
+                one["noop 2 workers"] = "noop 1 worker"
+                rows_out.append(
+                    (
+                        kind.upper(),
+                        rows,
+                        name,
+                        loop_rate[name],
+                        loop_rate[name] / loop_rate["bare loop"],
+                        wall_rate[name],
+                        wall_rate[name] / wall_rate["bare loop"],
+                        loop_rate[name] / ceiling if name != "bare loop" else None,
+                        loop_rate[name] / loop_rate[one[name]] if name in one else None,
+                    )
+                )
         print(
-            f"{'model':<5} {'rows':>9} {'contender':<16} {'loop rows/s':>12} {'x bare':>7} "
-            f"{'wall rows/s':>12} {'x bare':>7}"
+            f"{'model':<5} {'rows':>9} {'contender':<27} {'loop rows/s':>12} {'x bare':>7} "
+            f"{'wall rows/s':>12} {'x bare':>7} {'x ceiling':>9} {'x 1 worker':>10}"
         )
-        for kind, rows, name, loop, loop_x, wall, wall_x in rows_out:
+        for kind, rows, name, loop, loop_x, wall, wall_x, ceiling_x, speedup in rows_out:
             print(
-                f"{kind:<5} {rows:>9} {name:<16} {loop:>12,.0f} {loop_x:>7.2f} {wall:>12,.0f} {wall_x:>7.2f}"
+                f"{kind:<5} {rows:>9} {name:<27} {loop:>12,.0f} {loop_x:>7.2f} {wall:>12,.0f} {wall_x:>7.2f} "
+                f"{_ratio(ceiling_x):>9} {_ratio(speedup):>10}"
             )
         if args.skip_memory:
             return

@@ -258,6 +258,7 @@ def test_operator_does_nothing_heavy_when_a_dag_is_parsed():
 
 
 def test_operator_resolves_latest_once_and_a_retry_keeps_the_version(slow_versions, iris, tmp_path):
+    from kappa.threads import available_cores
     from kappa_batch.airflow import KappaScoreOperator
 
     first, second = slow_versions
@@ -268,11 +269,12 @@ def test_operator_resolves_latest_once_and_a_retry_keeps_the_version(slow_versio
         bundle=first,
         input_path=str(source),
         output_path=str(output),
-        engine_conf={"batch_size": 15},
+        engine_conf={"batch_size": 15, "threads_per_worker": 1},
         max_error_rate=0.0,
     )
     report = pinned.execute({})
     assert report["bundle"] == first and report["rows_in"] == 300 and report["rows_out"] == 300
+    assert report["threads_per_worker"] == 1  # the child `kappa run` held its workers to it
     # an attempt that died before committing: its run state records the version it used
     (output / "_SUCCESS").unlink()
     (output / "_kappa" / "manifest.json").unlink()
@@ -285,6 +287,7 @@ def test_operator_resolves_latest_once_and_a_retry_keeps_the_version(slow_versio
     )
     report = retry.execute({})
     assert report["bundle"] == first  # not the newer `latest`
+    assert report["threads_per_worker"] == max(1, available_cores() // report["workers"])  # the default share
     assert report["shards_resumed"] == report["shards"] == 20
     # a re-run over a complete output resolves `latest` again and replaces the output
     report = retry.execute({})

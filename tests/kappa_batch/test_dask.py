@@ -423,3 +423,20 @@ def test_dask_resolves_and_records_through_the_registry(
     assert got["prediction"].tolist() == expected["prediction"].tolist()
     runs = json.loads(CliRunner().invoke(cli, ["runs", "list", "DaskIris", "-o", "json"]).stdout)
     assert [(r["bundle"], r["rows_in"]) for r in runs if r["engine"] == "dask"] == [(tag, 3000)]
+
+
+def test_dask_workers_keep_to_their_share_of_the_host(client, probe_bundle):
+    """Two single-threaded workers on this host: each gets the cores // 2 (at least 1), or
+    threads_per_worker."""
+    import dask.dataframe as dd
+
+    from kappa import threads
+    from kappa_batch import dask as kdask
+
+    ddf = dd.from_pandas(pd.DataFrame({"x": [float(i) for i in range(400)]}), npartitions=4)
+    seen = set(kdask.score(ddf, probe_bundle, "threads").compute().iloc[:, 0].astype(int))
+    assert seen == {max(1, threads.available_cores() // 2)}
+    seen = set(
+        kdask.score(ddf, probe_bundle, "threads", threads_per_worker=3).compute().iloc[:, 0].astype(int)
+    )
+    assert seen == {3}

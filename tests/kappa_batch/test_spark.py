@@ -357,3 +357,16 @@ def test_spark_resolves_and_records_through_the_registry(spark, bundle, iris_fra
     assert [(r["engine"], r["rows_in"], r["output"]) for r in runs if r["run_id"] == report.run_id] == [
         ("spark", 3000, str(tmp_path / "out"))
     ]
+
+
+def test_python_workers_keep_to_the_cores_spark_gives_a_task(spark, probe_bundle):
+    """Each Python worker's BLAS/OpenMP pools: spark.task.cpus (1) by default, or threads_per_worker."""
+    from kappa_batch import spark as kspark
+
+    df = spark.createDataFrame(pd.DataFrame({"x": [float(i) for i in range(200)]})).repartition(2)
+    default = kspark.udf(spark, probe_bundle, "threads", return_type="long")
+    assert {row[0] for row in df.select(default("x")).collect()} == {
+        int(spark.conf.get("spark.task.cpus", "1"))
+    }
+    two = kspark.udf(spark, probe_bundle, "threads", return_type="long", threads_per_worker=2)
+    assert {row[0] for row in df.select(two("x")).collect()} == {2}

@@ -400,6 +400,11 @@ def test_several_workers_share_one_port_and_report_metrics_together(bundle):
         # whichever worker answers /metrics reports the requests of both
         totals = {_metric(server, 'kappa_requests_total{api="predict",status="200"}') for _ in range(6)}
         assert totals == {20}
+        # each worker holds its BLAS/OpenMP pools to its share of the cores, and says so
+        from kappa.threads import available_cores
+
+        shares = {json.loads(server.get("/metadata")[1])["threads_per_worker"] for _ in range(6)}
+        assert shares == {max(1, available_cores() // 2)}
     finally:
         server.stop()
 

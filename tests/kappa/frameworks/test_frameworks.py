@@ -199,3 +199,65 @@ def test_custom_artifact(make_module, tmp_path):
     assert loaded.lookup(["a", "b", "z"]) == [1, 2, -1]
     with pytest.raises(ArtifactError, match="expects a dict"):
         module.Lookup().pack("vocab", [1])
+
+
+LOADED: list[object] = []  # the services stay loaded, as in a worker (models are followed by their artifact)
+
+
+def _loaded_model(make_module, module, cls, model, tmp_path):
+    svc = make_module(TEMPLATE.format(module=module, cls=cls)).Svc()
+    svc.pack("model", model)
+    LOADED.append(kappa.load(svc.save_to_dir(str(tmp_path / f"bundle-{module}"))))
+    return LOADED[-1].artifacts.model
+
+
+def test_loaded_models_keep_to_the_process_share_through_their_own_settings(make_module, iris, tmp_path):
+    """A worker's share reaches what each framework uses instead of (or beside) OpenMP: n_jobs of
+    scikit-learn, XGBoost and LightGBM models, XGBoost's nthread, Torch's intra-op pool."""
+    import lightgbm
+    import torch
+    import xgboost
+    from sklearn.ensemble import RandomForestClassifier
+
+    from kappa import threads
+
+    X, y, _ = iris
+    forest = _loaded_model(
+        make_module,
+        "sklearn",
+        "SklearnModelArtifact",
+        RandomForestClassifier(5, n_jobs=-1).fit(X, y),
+        tmp_path,
+    )
+    xgb_model = _loaded_model(
+        make_module,
+        "xgboost",
+        "XgboostModelArtifact",
+        xgboost.XGBClassifier(n_estimators=3, n_jobs=8).fit(X, y),
+        tmp_path,
+    )
+    booster = xgboost.train({"nthread": 8}, xgboost.DMatrix(X, label=y), num_boost_round=2)
+    xgb_booster = _loaded_model(make_module, "xgboost", "XgboostModelArtifact", booster, tmp_path / "b")
+    lgb_model = _loaded_model(
+        make_module,
+        "lightgbm",
+        "LightGBMModelArtifact",
+        lightgbm.LGBMClassifier(n_estimators=3, n_jobs=8, verbose=-1).fit(X, y),
+        tmp_path,
+    )
+    torch_before = torch.get_num_threads()
+
+    def nthread(b):
+        import json
+
+        return int(json.loads(b.save_config())["learner"]["generic_param"]["nthread"])
+
+    with threads.limited(1):
+        assert forest.n_jobs == 1 and xgb_model.get_params()["n_jobs"] == 1 and lgb_model.n_jobs == 1
+        assert nthread(xgb_booster) == 1 and torch.get_num_threads() == 1
+        np.testing.assert_array_equal(forest.predict(X), forest.predict(X))  # still predicts
+    assert torch.get_num_threads() == torch_before
+    mine = RandomForestClassifier(5, n_jobs=-1).fit(X, y)  # a model the caller holds is left alone
+    with threads.limited(1):
+        assert mine.n_jobs == -1
+    LOADED.clear()
