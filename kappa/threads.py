@@ -10,7 +10,7 @@ limits them to its share, by default ``cores // processes``:
   ``OPENBLAS_NUM_THREADS``, ...), for libraries not loaded yet and for child processes;
 * ``threadpoolctl`` for the BLAS and OpenMP libraries already loaded (numpy is, as soon as
   pyarrow is imported);
-* Torch's ``set_num_threads``, and each loaded XGBoost, LightGBM or scikit-learn model's own
+* Arrow's CPU pool (``pyarrow.set_cpu_count``), Torch's ``set_num_threads``, and each loaded XGBoost, LightGBM or scikit-learn model's own
   setting (``nthread``, ``num_threads``, ``n_jobs``), through :func:`follow`.
 """
 
@@ -164,10 +164,20 @@ def _apply(threads: int) -> Callable[[], None]:
     torch = sys.modules.get("torch")
     if torch is not None and hasattr(torch, "set_num_threads"):
         torch.set_num_threads(threads)
+    arrow = sys.modules.get("pyarrow")
+    arrow_threads = arrow.cpu_count() if arrow is not None else None
+    if arrow is not None:
+        arrow.set_cpu_count(threads)  # Arrow's own pool: decoding, conversions to pandas
     for model in list(_followed):
         model.limit_threads(threads)
     _applied = threads
-    return restore
+
+    def restore_all() -> None:
+        restore()
+        if arrow is not None and arrow_threads is not None:
+            arrow.set_cpu_count(arrow_threads)
+
+    return restore_all
 
 
 def current() -> int | None:

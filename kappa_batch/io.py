@@ -422,7 +422,7 @@ class TableWriter:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            self._writer = pq.ParquetWriter(self._handle, schema)
+            self._writer = pq.ParquetWriter(self._handle, schema, use_dictionary=_dictionary_columns(schema))
         elif fmt == "csv":
             import pyarrow.csv as pacsv
 
@@ -443,6 +443,15 @@ class TableWriter:
         if self._writer is not None:
             self._writer.close()
         self._handle.close()
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary encoding: all but the row id (``_row``), whose values are all
+    different: building its dictionary, then falling back to plain, made writing an output shard
+    4x slower (bench/RESULTS.md, issue 22)."""
+    from kappa_batch.scoring import ROW_ID
+
+    return [name for name in schema.names if name != ROW_ID]
 
 
 def write_table(table: pa.Table, fs: Any, path: str, fmt: str) -> None:

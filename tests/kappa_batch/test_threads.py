@@ -55,13 +55,15 @@ def test_share_divides_the_cores_evenly_unless_told() -> None:
 
 
 def test_limited_holds_every_pool_and_then_gives_the_process_its_own_back(monkeypatch) -> None:
+    import pyarrow as pa
+
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    before = pools()
+    before, arrow = pools(), pa.cpu_count()
     with threads.limited(1):
-        assert set(pools().values()) == {1}
+        assert set(pools().values()) == {1} and pa.cpu_count() == 1
         assert os.environ["OMP_NUM_THREADS"] == os.environ["OPENBLAS_NUM_THREADS"] == "1"
         assert threads.current() == 1
-    assert pools() == before
+    assert pools() == before and pa.cpu_count() == arrow
     assert "OMP_NUM_THREADS" not in os.environ
 
 
