@@ -24,7 +24,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,21 @@ class OutputSpec:
             f"{stripped.rsplit('.', 1)[0]}.errors.parquet" if single else f"{stripped}/_errors.parquet"
         )
         return cls(url=stripped, fmt=chosen, single_file=single, shard_dir=shard_dir, errors_url=errors)
+
+
+def write_atomically(fs: Any, path: str, write: Callable[[str], None]) -> None:
+    """``write(temporary)`` to a hidden name beside ``path``, then move it into place: readers (a
+    resumed run, a folder listed as input) see the whole file or none of it."""
+    folder, name = path.rsplit("/", 1)
+    temporary = f"{folder}/.tmp-{secrets.token_hex(4)}-{name}"
+    write(temporary)
+    fs.mv(temporary, path)
+
+
+def put_table(table: pa.Table, fs: Any, path: str, fmt: str) -> None:
+    """One shard: ``table`` written whole to ``path`` in ``fmt`` (``kappa run``'s output shards and
+    error shards, the prediction log's shards)."""
+    write_atomically(fs, path, lambda tmp: write_table(table, fs, tmp, fmt))
 
 
 class ShardedOutput:
@@ -233,22 +248,14 @@ class ShardedOutput:
             fs.rm(path)
 
     # -- writing ------------------------------------------------------------------
-    def _atomic(self, path: str, write: Any) -> None:
-        folder, name = path.rsplit("/", 1)
-        temporary = f"{folder}/.tmp-{secrets.token_hex(4)}-{name}"
-        write(temporary)
-        self.fs.mv(temporary, path)
-
     def _put_json(self, path: str, data: Mapping[str, Any]) -> None:
         text = json.dumps(data, indent=2, sort_keys=True, default=str).encode()
-        self._atomic(path, lambda tmp: self.fs.pipe_file(tmp, text))
+        write_atomically(self.fs, path, lambda tmp: self.fs.pipe_file(tmp, text))
 
     def write_shard(self, index: int, outputs: pa.Table, errors: pa.Table) -> None:
         """Errors first, then the shard: a shard file on disk means the whole shard is done."""
-        self._atomic(self.error_path(index), lambda tmp: write_table(errors, self.fs, tmp, "parquet"))
-        self._atomic(
-            self.shard_path(index), lambda tmp: write_table(outputs, self.fs, tmp, self.shard_format)
-        )
+        put_table(errors, self.fs, self.error_path(index), "parquet")
+        put_table(outputs, self.fs, self.shard_path(index), self.shard_format)
 
     def commit(self, shards: int, report: Mapping[str, Any], success: bool) -> None:
         """Join the error shards (and, in single-file mode, the shards), then write the manifest."""

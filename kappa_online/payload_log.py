@@ -11,15 +11,15 @@ the next model's scoring data).
 Serving never waits for the log: a request hands over references to what it already holds
 (its decoded Arrow batch, its Arrow outputs) with one append to a bounded deque (no lock,
 no wake-up); a background thread takes them a few times a second and writes them in shards
-(by size and by time), each whole or not at all (a local file renamed into place, one
-object put on a store), converting whole shards at once. When the deque is full, or a shard
+(by size and by time) through ``kappa run``'s shard writer
+(:func:`kappa_batch.shards.put_table`: each shard whole or not at all, written under a
+hidden name and moved into place), converting whole shards at once. When the deque is full, or a shard
 cannot be written (the store is down), its records are dropped and counted
 (``kappa_prediction_log_dropped_total``); on shutdown what waits is written within the drain time.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -73,8 +73,7 @@ class ShardWriter:
 
         self.url = f"{url.rstrip('/')}/{kind}"
         self.fs, self.root = filesystem(self.url)
-        self.local = type(self.fs).__name__ == "LocalFileSystem"
-        if self.local:
+        if type(self.fs).__name__ == "LocalFileSystem":
             os.makedirs(self.root, exist_ok=True)
         self.fmt, self.build, self.on_drop, self.on_write = fmt, build, on_drop, on_write
         self.shard_rows, self.shard_seconds = shard_rows, shard_seconds
@@ -165,29 +164,16 @@ class ShardWriter:
                 self._dropped(count, f"cannot write: {exc};")
 
     def _put_shard(self, table: pa.Table) -> None:
-        data = self._encode(table)
+        from kappa_batch.shards import put_table
+
         self._seq += 1
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        name = f"part-{stamp}-{self._tag}-{self._seq:06d}.{self.fmt}"
-        path = f"{self.root.rstrip('/')}/{name}"
-        if self.local:  # written aside, renamed into place: a reader never sees half a shard
-            partial = f"{self.root.rstrip('/')}/.{name}.partial"
-            with open(partial, "wb") as out:
-                out.write(data)
-            os.replace(partial, path)
-        else:  # one object put: whole or absent
-            self.fs.pipe_file(path, data)
-
-    def _encode(self, table: pa.Table) -> bytes:
-        import pyarrow.parquet as pq
-
-        buffer = io.BytesIO()
-        if self.fmt == "parquet":
-            pq.write_table(table, buffer)
-        else:
-            for row in table.to_pylist():
-                buffer.write(json.dumps(row, default=str).encode() + b"\n")
-        return buffer.getvalue()
+        put_table(
+            table,
+            self.fs,
+            f"{self.root.rstrip('/')}/part-{stamp}-{self._tag}-{self._seq:06d}.{self.fmt}",
+            self.fmt,
+        )
 
 
 def predictions_table(items: list[Prediction]) -> list[pa.Table]:

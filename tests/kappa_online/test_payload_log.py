@@ -105,7 +105,7 @@ def test_predictions_and_feedback_join_and_feed_kappa_run(bundle, tmp_path):
     feedback = pd.concat([pq.read_table(p).to_pandas() for p in (logs / "feedback").glob("*.parquet")])
     joined = ok.merge(feedback, on="_request_id")
     assert sorted(set(joined["_request_id"])) == sorted(f"req-{i}" for i in range(0, 30, 3))
-    assert not list(logs.rglob(".*.partial"))  # every shard whole
+    assert not list(logs.rglob(".*"))  # every shard whole: none left under its temporary name
     # the logs are the next model's scoring data
     result = CliRunner().invoke(
         cli, ["run", bundle, "predict", "--input-file", str(logs / "predictions"), "--output-file",
