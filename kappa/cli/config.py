@@ -28,6 +28,9 @@ def set_command(env: Environment, assignments: tuple[str, ...]) -> None:
         if not sep or not value:
             raise ConfigError(f"expected KEY=VALUE, got {assignment!r}")
         values[check_key(key.strip())] = value.strip()
+    from kappa.settings import KappaSettings
+
+    KappaSettings.load(overrides=values)  # a value no command could use is refused, not written
     path = write_user_config(values)
     env.info(f"wrote {path}")
 
