@@ -10,8 +10,10 @@ limits them to its share, by default ``cores // processes``:
   ``OPENBLAS_NUM_THREADS``, ...), for libraries not loaded yet and for child processes;
 * ``threadpoolctl`` for the BLAS and OpenMP libraries already loaded (numpy is, as soon as
   pyarrow is imported);
-* Arrow's CPU pool (``pyarrow.set_cpu_count``), Torch's ``set_num_threads``, and each loaded XGBoost, LightGBM or scikit-learn model's own
-  setting (``nthread``, ``num_threads``, ``n_jobs``), through :func:`follow`.
+* Arrow's CPU pool (``pyarrow.set_cpu_count``) and Torch's ``set_num_threads``;
+* each loaded XGBoost, LightGBM or scikit-learn model's own setting (``nthread``,
+  ``num_threads``, ``n_jobs``), through :func:`follow`; a model's own values come back when
+  :func:`limited` ends.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ SHARE_ENV = "KAPPA_THREADS_PER_WORKER"  # the share a parent decided for the pro
 
 
 class ThreadLimited(Protocol):
-    """A loaded model that takes the limit through its own setting (see :mod:`kappa.frameworks`)."""
+    """A loaded model that takes the limit through its own setting (see :mod:`kappa.frameworks`);
+    ``None`` gives it its own settings back."""
 
-    def limit_threads(self, threads: int) -> None: ...
+    def limit_threads(self, threads: int | None) -> None: ...
 
 
 _followed: weakref.WeakSet[ThreadLimited] = weakref.WeakSet()
@@ -92,8 +95,12 @@ def share(processes: int, threads: int | None = None, cores: int | None = None) 
 
 def configured(given: int | None = None) -> int | None:
     """``--threads-per-worker`` when given, else the ``run.threads_per_worker`` setting (None: the
-    even share)."""
+    even share); a count below one is refused."""
     if given is not None:
+        if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+            from kappa.errors import InputError
+
+            raise InputError(f"threads per worker must be a whole number of at least 1, not {given!r}")
         return given
     from kappa.settings import KappaSettings
 
@@ -114,6 +121,19 @@ def inherited() -> int | None:
     return value if value > 0 else None
 
 
+def inherited_width() -> int | None:
+    """The width a parent gave this process's pools (``KAPPA_THREADS_PER_WORKER``, else
+    ``OMP_NUM_THREADS``), if any."""
+    found = inherited()
+    if found is not None:
+        return found
+    try:
+        value = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
 def limit(threads: int) -> int:
     """Limit this process's thread pools to ``threads`` from now on (loaded libraries, libraries
     still to load, Torch and followed models); returns ``threads``. Safe to call again (a forked
@@ -125,14 +145,16 @@ def limit(threads: int) -> int:
 @contextmanager
 def limited(threads: int) -> Iterator[int]:
     """:func:`limit` for a block (a run called from Python): the process's own settings come back
-    after it."""
+    after it, also for libraries first loaded inside the block and for followed models."""
     global _applied
     saved = {name: os.environ.get(name) for name in (*ENV_VARS, SHARE_ENV)}
     torch = sys.modules.get("torch")
     torch_threads = torch.get_num_threads() if torch is not None else None
+    loaded = _pool_paths()
     previous = _applied
-    restore = _apply(threads)
+    restore: Callable[[], None] = lambda: None  # noqa: E731
     try:
+        restore = _apply(threads)
         yield max(1, int(threads))
     finally:
         restore()
@@ -141,12 +163,48 @@ def limited(threads: int) -> Iterator[int]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        if torch is not None and torch_threads is not None:
-            torch.set_num_threads(torch_threads)
+        _widen_new_pools(loaded)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(torch_threads or _default_width())
         _applied = previous
-        if previous is not None:
-            for model in list(_followed):
-                model.limit_threads(previous)
+        for model in list(_followed):
+            _tell(model, previous)  # None: the model's own settings back
+
+
+def _default_width() -> int:
+    """What a pool loaded now would start with: ``OMP_NUM_THREADS`` if set, else every core."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return available_cores()
+
+
+def _pool_paths() -> set[str]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover
+        return set()
+    return {str(pool["filepath"]) for pool in threadpool_info()}
+
+
+def _widen_new_pools(before: set[str]) -> None:
+    """Pools of libraries first loaded inside :func:`limited` started at its limit (they read the
+    variables it set): give them the width they would have had."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover
+        return
+    new = [path for path in _pool_paths() if path not in before]
+    if new:
+        ThreadpoolController().select(filepath=new).limit(limits=_default_width())
+
+
+def _tell(model: ThreadLimited, threads: int | None) -> None:
+    try:
+        model.limit_threads(threads)
+    except Exception as exc:  # noqa: BLE001 - a model's own setting never fails a run
+        log.warning("could not set the threads of %r to %s: %s", model, threads, exc)
 
 
 def _apply(threads: int) -> Callable[[], None]:
@@ -169,7 +227,7 @@ def _apply(threads: int) -> Callable[[], None]:
     if arrow is not None:
         arrow.set_cpu_count(threads)  # Arrow's own pool: decoding, conversions to pandas
     for model in list(_followed):
-        model.limit_threads(threads)
+        _tell(model, threads)
     _applied = threads
 
     def restore_all() -> None:
@@ -189,4 +247,4 @@ def follow(model: ThreadLimited) -> None:
     """Keep ``model`` at this process's share: now, and whenever :func:`limit` is called again."""
     _followed.add(model)
     if _applied is not None:
-        model.limit_threads(_applied)
+        _tell(model, _applied)

@@ -155,7 +155,7 @@ def score(
     _distributed()
     client = _current_client()
     threads = configured(threads_per_worker)
-    shares = dask_shares(client, threads) if client is not None else threads
+    shares = dask_shares(client, None) if client is not None and threads is None else threads
 
     def sample() -> pa.RecordBatch:
         rows = ddf.head(256, npartitions=1)

@@ -445,13 +445,32 @@ class TableWriter:
         self._handle.close()
 
 
-def _dictionary_columns(schema: pa.Schema) -> list[str]:
-    """Columns worth dictionary encoding: all but the row id (``_row``), whose values are all
-    different: building its dictionary, then falling back to plain, made writing an output shard
-    4x slower (bench/RESULTS.md, issue 22)."""
+def _dictionary_columns(schema: pa.Schema) -> list[str] | bool:
+    """Columns worth dictionary encoding (Parquet leaf paths): all but the row id (``_row``), whose
+    values are all different: building its dictionary, then falling back to plain, made writing
+    an output shard 4x slower (bench/RESULTS.md, issue 22)."""
     from kappa_batch.scoring import ROW_ID
 
-    return [name for name in schema.names if name != ROW_ID]
+    if ROW_ID not in schema.names:
+        return True
+    return [path for field in schema if field.name != ROW_ID for path in _leaf_paths(field.name, field.type)]
+
+
+def _leaf_paths(prefix: str, kind: pa.DataType) -> list[str]:
+    """A column's leaves as Parquet names them (``probs.list.element``, ``s.x``, ``m.key_value.key``)."""
+    if pa.types.is_struct(kind):
+        return [
+            p
+            for i in range(kind.num_fields)
+            for p in _leaf_paths(f"{prefix}.{kind.field(i).name}", kind.field(i).type)
+        ]
+    if pa.types.is_map(kind):
+        return _leaf_paths(f"{prefix}.key_value.key", kind.key_type) + _leaf_paths(
+            f"{prefix}.key_value.value", kind.item_type
+        )
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaf_paths(f"{prefix}.list.element", kind.value_type)
+    return [prefix]
 
 
 def write_table(table: pa.Table, fs: Any, path: str, fmt: str) -> None:

@@ -31,7 +31,7 @@ class ScoreJob:
     errors_file: str | None = None
     id_column: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
-    workers: int | None = None  # None: auto, from the cores and the input's shards
+    workers: int | None = 1  # None: auto, from the cores and the input's shards (the CLI's default)
     threads_per_worker: int | None = None  # None: setting run.threads_per_worker, else cores // workers
     max_error_rate: float | None = None
     resume: bool = False

@@ -26,13 +26,15 @@ def worker_runner(handle: BundleHandle, api: str, env_check: str, threads: Share
     return runner
 
 
-def hold_share(threads: Share) -> int:
-    """Limit this worker process's thread pools: to ``threads`` (for a Dask worker, its own entry),
-    else to the cores a Spark task is given (``spark.task.cpus``), else to all of them."""
+def hold_share(threads: Share) -> int | None:
+    """Limit this worker process's thread pools: to ``threads`` (for a Dask worker, its own entry
+    in the driver's map), else to the cores a Spark task is given (``spark.task.cpus``), else, on a
+    Dask worker the driver did not know of, to its cores over its threads. Elsewhere (Dask's
+    threads in the caller's own process) the process is left as it is."""
     if isinstance(threads, Mapping):
-        threads = threads.get(_dask_address() or "")
-    want = threads or _spark_task_cpus() or pools.share(1)
-    if pools.current() != want:
+        threads = threads.get(_dask_address() or "") or _dask_worker_share()
+    want = threads or _spark_task_cpus() or _dask_worker_share()
+    if want is not None and pools.current() != want:
         pools.limit(want)
     return want
 
@@ -46,13 +48,31 @@ def _spark_task_cpus() -> int | None:
     return int(context.cpus()) if context is not None else None
 
 
-def _dask_address() -> str | None:
+def _dask_worker() -> object | None:
     try:
         from distributed import get_worker
 
-        return str(get_worker().address)
+        return get_worker()  # type: ignore[no-any-return]
     except (ImportError, ValueError):  # not in a Dask task
         return None
+
+
+def _dask_address() -> str | None:
+    worker = _dask_worker()
+    return str(getattr(worker, "address", "")) if worker is not None else None
+
+
+def _dask_worker_share() -> int | None:
+    """A Dask worker that joined after the driver looked: the variables its nanny set
+    (``OMP_NUM_THREADS``), else its cores over its own threads."""
+    worker = _dask_worker()
+    if worker is None:
+        return None
+    share = pools.inherited_width()
+    if share is not None:
+        return share
+    nthreads = getattr(getattr(worker, "state", None), "nthreads", None) or getattr(worker, "nthreads", 1)
+    return pools.share(int(nthreads or 1))
 
 
 def host_cores() -> tuple[str, int]:
@@ -62,10 +82,11 @@ def host_cores() -> tuple[str, int]:
     return socket.gethostname(), pools.available_cores()
 
 
-def dask_shares(client: object, threads: int | None) -> dict[str, int]:
+def dask_shares(client: object, threads: int | None = None) -> dict[str, int]:
     """Threads per Dask worker address: ``threads`` when given, else each host's cores shared
     evenly by the Dask threads on that host (a task calls BLAS from each of its worker's
-    threads, so two single-threaded workers on two cores get 1 each)."""
+    threads, so two single-threaded workers on two cores get 1 each). Workers that join later
+    find their own share (:func:`hold_share`)."""
     nthreads: dict[str, int] = client.nthreads()  # type: ignore[attr-defined]
     if threads is not None:
         return {address: threads for address in nthreads}

@@ -72,6 +72,7 @@ class BaseArtifact:
         self._obj: Any = None
         self._packed = False
         self._metadata: Mapping[str, Any] = MappingProxyType({})
+        self._thread_settings: dict[str, Any] | None = None  # the loaded model's own, before a limit
 
     # -- public -----------------------------------------------------------
     @property
@@ -115,22 +116,40 @@ class BaseArtifact:
         self._obj = self._load(path)
         self._metadata = _freeze(metadata or {})
         self._packed = True
-        if type(self)._limit_threads is not BaseArtifact._limit_threads:
+        self._thread_settings = None
+        if type(self)._read_thread_settings is not BaseArtifact._read_thread_settings:
             from kappa import threads
 
             threads.follow(self)  # a scoring process keeps the model at its share of the cores
         return self
 
-    def limit_threads(self, threads: int) -> None:
-        """Hold the loaded model to ``threads`` threads (see :mod:`kappa.threads`)."""
-        if self._packed:
-            self._limit_threads(self._obj, threads)
+    def limit_threads(self, threads: int | None) -> None:
+        """Hold the loaded model to ``threads`` threads (see :mod:`kappa.threads`); ``None`` gives
+        it back the settings it was loaded with."""
+        if not self._packed:
+            return
+        if self._thread_settings is None:
+            self._thread_settings = self._read_thread_settings(self._obj)
+        own = self._thread_settings
+        if own:
+            wanted = own if threads is None else {k: self._capped(v, threads) for k, v in own.items()}
+            self._write_thread_settings(self._obj, wanted)
+
+    def _capped(self, value: Any, threads: int) -> Any:
+        """A thread count held to ``threads``: one above it, or meaning "every core" (``None``, 0,
+        negative), becomes ``threads``."""
+        if value is None:
+            return None if self.none_is_one_thread else threads
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value
+        return threads if value <= 0 or value > threads else value
 
     def fresh(self) -> BaseArtifact:
         """An unpacked copy of this declaration, for a new service instance."""
         clone = copy.copy(self)
         clone._obj = None
         clone._packed = False
+        clone._thread_settings = None
         clone._metadata = MappingProxyType({})
         return clone
 
@@ -144,8 +163,14 @@ class BaseArtifact:
     def _load(self, path: Path) -> Any:
         raise NotImplementedError(f"{self.type_name} does not implement _load")
 
-    def _limit_threads(self, obj: Any, threads: int) -> None:
-        """Optional: set ``obj``'s own thread count (BLAS and OpenMP pools are limited already)."""
+    none_is_one_thread = False  # scikit-learn's n_jobs=None is one job; XGBoost's and LightGBM's, all cores
+
+    def _read_thread_settings(self, obj: Any) -> dict[str, Any]:
+        """Optional: ``obj``'s own thread counts by name (BLAS and OpenMP pools are limited already)."""
+        return {}
+
+    def _write_thread_settings(self, obj: Any, settings: dict[str, Any]) -> None:
+        """Set what :meth:`_read_thread_settings` read."""
 
     def __repr__(self) -> str:
         state = "packed" if self._packed else "empty"

@@ -12,6 +12,7 @@ from kappa.frameworks.base import BaseArtifact
 BOOSTER_FILE = "model.txt"
 WRAPPER_FILE = "model.joblib"
 INFO = "lightgbm.json"
+THREAD_PARAMS = ("n_jobs", "num_threads", "num_thread", "nthread", "nthreads")
 
 
 class LightGBMModelArtifact(BaseArtifact):
@@ -45,7 +46,14 @@ class LightGBMModelArtifact(BaseArtifact):
 
         return joblib.load(path / WRAPPER_FILE)
 
-    def _limit_threads(self, obj: Any, threads: int) -> None:
+    def _read_thread_settings(self, obj: Any) -> dict[str, Any]:
+        """The scikit-learn wrapper's ``n_jobs`` and any alias it was given (``num_threads``,
+        ``nthread``, ...: they win over ``n_jobs``); a Booster predicts on OpenMP's limit."""
         lgb = require("lightgbm", "lightgbm", "LightGBMModelArtifact")
-        if isinstance(obj, lgb.LGBMModel):  # a Booster predicts on OpenMP's limit, set already
-            obj.set_params(n_jobs=threads)
+        if not isinstance(obj, lgb.LGBMModel):
+            return {}
+        params = obj.get_params()
+        return {k: params[k] for k in THREAD_PARAMS if k in params}
+
+    def _write_thread_settings(self, obj: Any, settings: dict[str, Any]) -> None:
+        obj.set_params(**settings)

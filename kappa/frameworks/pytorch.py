@@ -51,8 +51,3 @@ class PytorchModelArtifact(BaseArtifact):
             model = torch.load(path / MODULE_FILE, map_location="cpu", weights_only=False)
         model.eval()
         return model
-
-    def _limit_threads(self, obj: Any, threads: int) -> None:
-        import torch
-
-        torch.set_num_threads(threads)  # one intra-op pool per process

@@ -28,20 +28,19 @@ class SklearnModelArtifact(BaseArtifact):
         joblib = require("joblib", "scikit-learn", "SklearnModelArtifact")
         return joblib.load(path / FILE)
 
-    def _limit_threads(self, obj: Any, threads: int) -> None:
-        """Caps ``n_jobs`` (of the estimator and of a pipeline's steps) saved as -1 or as more than
-        the share: joblib's threads would fight the other workers'."""
+    none_is_one_thread = True
+
+    def _read_thread_settings(self, obj: Any) -> dict[str, Any]:
+        """``n_jobs`` of the estimator and of a pipeline's steps (joblib's threads would fight the
+        other workers')."""
         get_params = getattr(obj, "get_params", None)
         if get_params is None:
-            return
+            return {}
         try:
             params = get_params(deep=True)
         except Exception:  # noqa: BLE001 - an estimator-like object without sklearn's params
-            return
-        wide = {
-            key: threads
-            for key, value in params.items()
-            if key.split("__")[-1] == "n_jobs" and isinstance(value, int) and (value < 0 or value > threads)
-        }
-        if wide:
-            obj.set_params(**wide)
+            return {}
+        return {key: value for key, value in params.items() if key.split("__")[-1] == "n_jobs"}
+
+    def _write_thread_settings(self, obj: Any, settings: dict[str, Any]) -> None:
+        obj.set_params(**settings)

@@ -42,9 +42,15 @@ class XgboostModelArtifact(BaseArtifact):
         model.load_model(str(path / FILE))
         return model
 
-    def _limit_threads(self, obj: Any, threads: int) -> None:
+    def _read_thread_settings(self, obj: Any) -> dict[str, Any]:
         xgb = require("xgboost", "xgboost", "XgboostModelArtifact")
         if isinstance(obj, xgb.Booster):
-            obj.set_param("nthread", threads)
-        else:  # the scikit-learn wrapper passes n_jobs to its booster
-            obj.set_params(n_jobs=threads)
+            return {"nthread": int(json.loads(obj.save_config())["learner"]["generic_param"]["nthread"])}
+        return {"n_jobs": obj.get_params().get("n_jobs")}  # the scikit-learn wrapper passes it on
+
+    def _write_thread_settings(self, obj: Any, settings: dict[str, Any]) -> None:
+        xgb = require("xgboost", "xgboost", "XgboostModelArtifact")
+        if isinstance(obj, xgb.Booster):
+            obj.set_param("nthread", settings["nthread"])
+        else:
+            obj.set_params(**settings)

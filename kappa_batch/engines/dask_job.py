@@ -37,7 +37,7 @@ class ShardPlan:
     id_column: str | None
     fs: Any
     batch_size: int
-    threads: dict[str, int]  # BLAS/OpenMP threads per worker address
+    threads: int | dict[str, int]  # BLAS/OpenMP threads of every worker, or per worker address
 
 
 def _remote_work(plan: ShardPlan, task: Task) -> tuple[int, int, int]:
@@ -82,19 +82,26 @@ class DaskPool:
             self.client.wait_for_workers(1, timeout=60)
             nthreads = self.client.nthreads()
         self.width = max(1, sum(nthreads.values()))
-        shares = dask_shares(self.client, job.threads_per_worker)
-        self.threads = min(shares.values(), default=1)
+        shares = dask_shares(self.client, None)
+        self.threads = job.threads_per_worker or min(shares.values(), default=1)
         digest = state.runner.manifest.digest if state.runner.manifest else None
         handle = ship(job.bundle, self.client, digest)  # the version the run resolved at its start
         self.plan = ShardPlan(
-            handle, job.api, env_check, state.output.spec, state.id_column, state.fs, state.batch_size, shares
+            handle,
+            job.api,
+            env_check,
+            state.output.spec,
+            state.id_column,
+            state.fs,
+            state.batch_size,
+            job.threads_per_worker or shares,
         )
         log.info(
             "scoring on Dask %s: %d workers, %d threads, BLAS/OpenMP threads per worker %s",
             self.client.scheduler.address,
             len(nthreads),
             self.width,
-            sorted(set(shares.values())),
+            job.threads_per_worker or sorted(set(shares.values())),
         )
 
     def submit(self, task: Task) -> Any:

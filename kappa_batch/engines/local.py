@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -193,19 +194,25 @@ def die_with_parent(parent: int) -> None:
 
 
 def _start_worker(parent: int, threads: int) -> None:
-    """In a forked worker: exit with the parent, keep to its share of the cores (the parent set it
-    before forking; set again, since a library may have re-read its default on fork), and open
-    its own file systems: an object store's client (s3fs) cannot be used across a fork."""
+    """In a forked worker: exit with the parent, keep to its share of the cores, and open its own
+    file systems: an object store's client (s3fs) cannot be used across a fork."""
     global _state
     die_with_parent(parent)
     pools.limit(threads)
     if _state is not None:
-        fs = _state.fs
-        _state = replace(
-            _state,
-            fs=type(fs)(**fs.storage_options) if fs is not None else None,  # fsspec's cache is per process
-            output=ShardedOutput(_state.output.spec),
-        )
+        _state = replace(_state, fs=_reopened(_state.fs), output=ShardedOutput(_state.output.spec))
+
+
+def _reopened(fs: Any) -> Any:
+    """``fs`` made anew in this process (fsspec caches instances per process id), or the inherited
+    one where its class cannot be made again from its arguments."""
+    if fs is None:
+        return None
+    try:
+        return type(fs)(*getattr(fs, "storage_args", ()), **fs.storage_options)
+    except Exception as exc:  # noqa: BLE001 - the inherited client may still work (a local folder)
+        log.debug("worker keeps the parent's %s: %s", type(fs).__name__, exc)
+        return fs
 
 
 def _ready(_: int) -> bool:
@@ -263,21 +270,34 @@ def new_report(job: ScoreJob, runner: BatchRunner, source: InputSource) -> Repor
         api=job.api,
         input=source.description,
         workers=job.workers or 1,
-        threads_per_worker=pools.current(),
+        threads_per_worker=pools.current() or pools.share(job.workers or 1),
     )
 
 
 def auto_workers(source: InputSource, batch_size: int, cores: int | None = None) -> int:
     """``--workers auto``: one process per core, but no more than the input has shards (a small
-    input is scored in this process, with no pool to start)."""
+    input is scored in this process, with no pool to start). A stream of unknown length (CSV,
+    JSON Lines) gets a pool only from :data:`AUTO_STREAM_BYTES` of input files on."""
     cores = cores or pools.available_cores()
     if source.plan is not None:
         shards = len(source.plan)
     elif source.total_rows is not None:
         shards = -(-source.total_rows // batch_size)
-    else:  # a stream of unknown length
-        shards = cores
+    else:
+        shards = cores if _input_bytes(source) >= AUTO_STREAM_BYTES else 1
     return max(1, min(cores, shards))
+
+
+AUTO_STREAM_BYTES = 64 * 1024 * 1024
+
+
+def _input_bytes(source: InputSource) -> int:
+    if source.fs is None or not source.files:
+        return 0
+    try:
+        return sum(int(source.fs.size(f) or 0) for f in source.files)
+    except (OSError, ValueError, TypeError):  # a size the store does not give: assume a large input
+        return AUTO_STREAM_BYTES
 
 
 def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
@@ -309,8 +329,12 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
     in_pool = job.workers > 1 or pool_factory is not None
     _state = WorkerState(runner, output, id_column, source.fs, job.batch_size, in_worker_pool=in_pool)
     share = pools.share(job.workers, threads)
-    with pools.limited(share):  # this process scores (one worker), or its forked workers inherit it
-        return _run(job, runner, spec, output, source, id_column, limit, pool_factory, share)
+    scores_here = job.workers == 1 and pool_factory is None  # else this process reads and dispatches
+    try:
+        with pools.limited(share) if scores_here else nullcontext(share):
+            return _run(job, runner, spec, output, source, id_column, limit, pool_factory, share)
+    finally:
+        _state = None
 
 
 def _run(

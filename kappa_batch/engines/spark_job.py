@@ -191,6 +191,16 @@ def _max_error_rate(given: float | None) -> float:
     return error_rate_limit(given)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``spark-submit spark_jobs/score.py --bundle REF --api predict --input URL --output URL ...``"""
     import json
@@ -217,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--threads-per-worker",
-        type=int,
+        type=_positive_int,
         help="BLAS/OpenMP threads of each Python worker (default: setting run.threads_per_worker, "
         "else spark.task.cpus)",
     )

@@ -432,10 +432,13 @@ def test_dask_workers_keep_to_their_share_of_the_host(client, probe_bundle):
 
     from kappa import threads
     from kappa_batch import dask as kdask
+    from kappa_batch.workers import dask_shares
 
+    share = max(1, threads.available_cores() // 2)
+    assert set(dask_shares(client).values()) == {share} and len(dask_shares(client)) == 2
     ddf = dd.from_pandas(pd.DataFrame({"x": [float(i) for i in range(400)]}), npartitions=4)
     seen = set(kdask.score(ddf, probe_bundle, "threads").compute().iloc[:, 0].astype(int))
-    assert seen == {max(1, threads.available_cores() // 2)}
+    assert seen == {share}
     seen = set(
         kdask.score(ddf, probe_bundle, "threads", threads_per_worker=3).compute().iloc[:, 0].astype(int)
     )

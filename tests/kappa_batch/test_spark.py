@@ -361,12 +361,15 @@ def test_spark_resolves_and_records_through_the_registry(spark, bundle, iris_fra
 
 def test_python_workers_keep_to_the_cores_spark_gives_a_task(spark, probe_bundle):
     """Each Python worker's BLAS/OpenMP pools: spark.task.cpus (1) by default, or threads_per_worker."""
+    from kappa.errors import InputError
     from kappa_batch import spark as kspark
 
     df = spark.createDataFrame(pd.DataFrame({"x": [float(i) for i in range(200)]})).repartition(2)
-    default = kspark.udf(spark, probe_bundle, "threads", return_type="long")
-    assert {row[0] for row in df.select(default("x")).collect()} == {
-        int(spark.conf.get("spark.task.cpus", "1"))
-    }
     two = kspark.udf(spark, probe_bundle, "threads", return_type="long", threads_per_worker=2)
     assert {row[0] for row in df.select(two("x")).collect()} == {2}
+    # Python workers are reused: the default must narrow them again, to spark.task.cpus
+    default = kspark.udf(spark, probe_bundle, "threads", return_type="long")
+    cpus = int(spark.conf.get("spark.task.cpus", "1"))
+    assert {row[0] for row in df.select(default("x")).collect()} == {cpus}
+    with pytest.raises(InputError, match="at least 1"):
+        kspark.udf(spark, probe_bundle, "threads", return_type="long", threads_per_worker=0)

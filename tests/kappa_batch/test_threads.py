@@ -76,8 +76,12 @@ def test_limited_holds_every_pool_and_then_gives_the_process_its_own_back(monkey
     ],
 )
 def test_every_scoring_process_holds_its_share(probe_bundle, four_shards, tmp_path, flags, workers, expected):
+    from threadpoolctl import threadpool_limits
+
     before = pools()
-    report, seen = score(probe_bundle, four_shards, tmp_path / "out", *flags)
+    with threadpool_limits(limits=3):  # neither share: the run must set its own, then give these back
+        report, seen = score(probe_bundle, four_shards, tmp_path / "out", *flags)
+        assert set(pools().values()) == {3}
     assert report["workers"] == workers and report["threads_per_worker"] == expected
     assert seen == {expected}, "a scoring process's widest pool is not its share"
     assert pools() == before, "the run left the calling process's pools changed"
@@ -111,6 +115,18 @@ def test_workers_auto_is_the_default_and_follows_the_cores_and_the_shards(
     pd.DataFrame({"x": [1.0, 2.0]}).to_parquet(one)
     report, seen = score(probe_bundle, one, tmp_path / "out-one", "--workers", "auto")
     assert report["workers"] == 1 and report["engine"] == "local" and seen == {CORES}
+    small_csv = tmp_path / "small.csv"  # a stream of unknown length: a pool only for a large one
+    small_csv.write_text("x\n" + "\n".join(str(i) for i in range(3000)) + "\n")
+    report, seen = score(probe_bundle, small_csv, tmp_path / "out-csv")
+    assert report["workers"] == 1 and report["rows_in"] == 3000 and seen == {CORES}
+
+
+def test_thread_counts_below_one_are_refused() -> None:
+    from kappa.errors import InputError
+
+    for bad in (0, -1):
+        with pytest.raises(InputError, match="threads per worker must be a whole number of at least 1"):
+            threads.configured(bad)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])

@@ -252,12 +252,27 @@ def test_loaded_models_keep_to_the_process_share_through_their_own_settings(make
 
         return int(json.loads(b.save_config())["learner"]["generic_param"]["nthread"])
 
+    def own():
+        return forest.n_jobs, xgb_model.get_params()["n_jobs"], lgb_model.n_jobs, nthread(xgb_booster)
+
+    loaded_with = own()  # as saved (XGBoost's files keep no n_jobs: None, which means every core)
     with threads.limited(1):
         assert forest.n_jobs == 1 and xgb_model.get_params()["n_jobs"] == 1 and lgb_model.n_jobs == 1
         assert nthread(xgb_booster) == 1 and torch.get_num_threads() == 1
         np.testing.assert_array_equal(forest.predict(X), forest.predict(X))  # still predicts
     assert torch.get_num_threads() == torch_before
-    mine = RandomForestClassifier(5, n_jobs=-1).fit(X, y)  # a model the caller holds is left alone
+    # after the block every model has its own settings back
+    assert own() == loaded_with and forest.n_jobs == -1 and lgb_model.n_jobs == 8
+    with threads.limited(2):  # a later, wider share is computed from the model's own, not the last
+        assert forest.n_jobs == 2 and nthread(xgb_booster) == 2
+    aliased = _loaded_model(  # an alias of n_jobs (it wins over n_jobs in LightGBM) is held too
+        make_module,
+        "lightgbm",
+        "LightGBMModelArtifact",
+        lightgbm.LGBMClassifier(n_estimators=3, num_threads=8, verbose=-1).fit(X, y),
+        tmp_path / "alias",
+    )
     with threads.limited(1):
-        assert mine.n_jobs == -1
+        assert aliased.get_params()["num_threads"] == 1
+    assert aliased.get_params()["num_threads"] == 8
     LOADED.clear()
