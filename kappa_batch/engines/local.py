@@ -428,9 +428,24 @@ def _score_all(
         else:
             inflight.append(pool.submit(task))
             while len(inflight) >= 2 * pool.width:
-                account(*inflight.popleft().result())
+                account(*_result(inflight.popleft(), job))
     while inflight:
-        account(*inflight.popleft().result())
+        account(*_result(inflight.popleft(), job))
+
+
+def _result(pending: Pending, job: ScoreJob) -> tuple[int, int, int]:
+    """A shard's counts; a forked worker that died (``kill -9``, the out-of-memory killer) ends
+    the run with one line instead of ``BrokenProcessPool``'s traceback."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return pending.result()
+    except BrokenProcessPool:
+        raise KappaError(
+            f"a scoring worker process died (killed, or out of memory) during the run into "
+            f"{job.output_file}; the shards it finished are kept: run the same command with --resume "
+            "to score the rest"
+        ) from None
 
 
 def _error_rows(output: ShardedOutput, index: int) -> int:

@@ -1,0 +1,79 @@
+"""Faults on `kappa run --workers 2` (issue 21): a pool process killed with SIGKILL mid-run ends
+the run with one clear line, and `--resume` finishes it with every input row exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+KAPPA = str(Path(sys.executable).parent / "kappa")
+
+SERVICE = """
+import os, time
+import kappa
+from kappa.adapters import DataframeInput
+
+class Slow(kappa.BentoService):
+    @kappa.api(input=DataframeInput(columns=["a"], dtype="float64"), batch=True)
+    def score(self, df):
+        time.sleep(float(os.environ.get("SCORER_DELAY", "0")))
+        if (df["a"] < 0).any():
+            raise ValueError("negative a")
+        return (df["a"] * 2).tolist()
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_pool_process_fails_the_run_clearly_and_resume_completes(make_module, tmp_path):
+    n, batch, bad = 20_000, 500, [7, 9_999, 19_999]
+    a = np.arange(n, dtype="float64")
+    a[bad] = -1.0
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(
+        tmp_path / "in.parquet", row_group_size=batch
+    )
+    bundle = make_module(SERVICE).Slow().save_to_dir(str(tmp_path / "bundle"))
+    target = tmp_path / "out"
+    args = [KAPPA, "run", bundle, "score", "--input-file", str(tmp_path / "in.parquet")]
+    args += ["--output-file", str(target), "--batch-size", str(batch), "--id-column", "id", "--workers", "2"]
+    env = {**os.environ, "SCORER_DELAY": "0.05"}
+    run = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list(target.glob("part-*.parquet"))) < 4:
+        assert run.poll() is None and time.monotonic() < deadline, "the run never wrote four shards"
+        time.sleep(0.02)
+    workers = psutil.Process(run.pid).children()
+    assert len(workers) == 2
+    os.kill(workers[0].pid, signal.SIGKILL)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 1
+    assert "a scoring worker process died (killed, or out of memory)" in stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert not (target / "_SUCCESS").exists()
+    done_before = len(list(target.glob("part-*.parquet")))
+    assert done_before < n // batch
+
+    finish = subprocess.run(
+        [*args, "--resume", "--report", str(tmp_path / "r.json")], env=env, capture_output=True, text=True
+    )
+    assert finish.returncode == 0, finish.stderr
+    scored = pd.concat([pq.read_table(f).to_pandas() for f in sorted(target.glob("part-*.parquet"))])
+    errors = pq.read_table(target / "_errors.parquet").to_pandas()
+    ids = list(scored["id"]) + list(errors["id"])
+    assert len(ids) == n and len(set(ids)) == n  # every input row exactly once
+    assert sorted(errors["id"]) == sorted(f"r{i}" for i in bad)
+    assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "succeeded" and report["rows_in"] == n
+    assert report["shards_resumed"] >= done_before - 2  # what the dead run wrote (less the in-flight)
+    assert not list(target.rglob(".tmp-*"))
