@@ -376,9 +376,12 @@ def _run(
             report.finish(time.monotonic() - start, limit)
             output.commit(report.shards, report.to_dict(), report.succeeded)
         except Exception as exc:  # the lineage records a run that broke off, too
-            report.fail(str(exc) if isinstance(exc, KappaError) else type(exc).__name__)
+            stopped = _stopped(exc, spec.url) if isinstance(exc, OSError) else exc
+            report.fail(str(stopped) if isinstance(stopped, KappaError) else type(exc).__name__)
             report.publish()
-            raise
+            if stopped is exc:
+                raise
+            raise stopped from None
         finally:
             progress.close()
     finally:
@@ -431,6 +434,17 @@ def _score_all(
                 account(*_result(inflight.popleft(), job))
     while inflight:
         account(*_result(inflight.popleft(), job))
+
+
+def _stopped(exc: OSError, url: str) -> KappaError:
+    """A file or store error mid-run (a full disk, a store that went away) as one line that says
+    what is kept and how to go on."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return KappaError(
+        f"the run into {url} stopped: {exc.strerror or exc}{where}; the shards written so far are "
+        "kept and whole: fix the cause (free space, bring the store back), then run the same command "
+        "with --resume"
+    )
 
 
 def _result(pending: Pending, job: ScoreJob) -> tuple[int, int, int]:
