@@ -295,7 +295,11 @@ def test_operator_resolves_latest_once_and_a_retry_keeps_the_version(slow_versio
     assert len(pq.read_table(output).to_pandas()) == 300
 
 
-def test_on_kill_stops_the_running_job(slow_versions, iris, tmp_path):
+def test_on_kill_stops_the_running_job_and_the_retry_resumes_it_exactly_once(
+    slow_versions, make_module, iris, tmp_path
+):
+    """Also issue 21's Airflow fault (bench/RELIABILITY.md): the task killed mid-run, a newer
+    version saved meanwhile, and the retry resumes with the version the killed run recorded."""
     from kappa.errors import KappaError
     from kappa_batch.airflow import KappaScoreOperator
 
@@ -329,7 +333,22 @@ def test_on_kill_stops_the_running_job(slow_versions, iris, tmp_path):
     assert not thread.is_alive()
     assert process.poll() is not None
     assert failure and isinstance(failure[0], KappaError) and "exit code" in str(failure[0])
-    assert len(list(output.glob("part-*.parquet"))) < 20 and not (output / "_SUCCESS").exists()
+    killed = len(list(output.glob("part-*.parquet")))
+    assert killed < 20 and not (output / "_SUCCESS").exists()
+    time.sleep(0.05)
+    make_module(SLOW_SERVICE).SlowIris().pack("model", iris[2]).save(version="v3")  # the new `latest`
+    retry = KappaScoreOperator(
+        task_id="killed",
+        bundle="SlowIris:latest",
+        input_path=str(source),
+        output_path=str(output),
+        engine_conf={"batch_size": 15},
+    )
+    report = retry.execute({})
+    assert report["bundle"] == slow_versions[1]  # what the killed attempt used, not v3
+    assert report["status"] == "succeeded" and report["shards_resumed"] >= killed
+    rows = pq.read_table(output).to_pandas()["_row"].tolist()
+    assert sorted(rows) == list(range(300))  # every row exactly once
 
 
 def test_bundle_sensor_waits_for_labels(slow_versions):
