@@ -3,7 +3,6 @@ the run with one clear line, and `--resume` finishes it with every input row exa
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
-import pyarrow.parquet as pq
 import pytest
+
+from tests.faults.checks import exactly_once
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
 
@@ -67,13 +67,6 @@ def test_a_killed_pool_process_fails_the_run_clearly_and_resume_completes(make_m
         [*args, "--resume", "--report", str(tmp_path / "r.json")], env=env, capture_output=True, text=True
     )
     assert finish.returncode == 0, finish.stderr
-    scored = pd.concat([pq.read_table(f).to_pandas() for f in sorted(target.glob("part-*.parquet"))])
-    errors = pq.read_table(target / "_errors.parquet").to_pandas()
-    ids = list(scored["id"]) + list(errors["id"])
-    assert len(ids) == n and len(set(ids)) == n  # every input row exactly once
-    assert sorted(errors["id"]) == sorted(f"r{i}" for i in bad)
+    scored, report = exactly_once(target, n, [f"r{i}" for i in bad], tmp_path / "r.json")
     assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["status"] == "succeeded" and report["rows_in"] == n
     assert report["shards_resumed"] >= done_before - 2  # what the dead run wrote (less the in-flight)
-    assert not list(target.rglob(".tmp-*"))
