@@ -112,26 +112,24 @@ def environment(threads: int) -> dict[str, str]:
     return {**{name: str(threads) for name in ENV_VARS}, SHARE_ENV: str(threads)}
 
 
-def inherited() -> int | None:
-    """The share a parent process set for this one (``KAPPA_THREADS_PER_WORKER``), if any."""
+def _positive_env(name: str) -> int | None:
+    """The environment variable ``name`` as a count above zero, or None."""
     try:
-        value = int(os.environ.get(SHARE_ENV, ""))
+        value = int(os.environ.get(name, ""))
     except ValueError:
         return None
     return value if value > 0 else None
+
+
+def inherited() -> int | None:
+    """The share a parent process set for this one (``KAPPA_THREADS_PER_WORKER``), if any."""
+    return _positive_env(SHARE_ENV)
 
 
 def inherited_width() -> int | None:
     """The width a parent gave this process's pools (``KAPPA_THREADS_PER_WORKER``, else
     ``OMP_NUM_THREADS``), if any."""
-    found = inherited()
-    if found is not None:
-        return found
-    try:
-        value = int(os.environ.get("OMP_NUM_THREADS", ""))
-    except ValueError:
-        return None
-    return value if value > 0 else None
+    return inherited() or _positive_env("OMP_NUM_THREADS")
 
 
 def limit(threads: int) -> int:
@@ -174,10 +172,7 @@ def limited(threads: int) -> Iterator[int]:
 
 def _default_width() -> int:
     """What a pool loaded now would start with: ``OMP_NUM_THREADS`` if set, else every core."""
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
-    except ValueError:
-        return available_cores()
+    return _positive_env("OMP_NUM_THREADS") or available_cores()
 
 
 def _pool_paths() -> set[str]:

@@ -150,12 +150,10 @@ def score(
     cores shared by the Dask threads on it).
     """
     from kappa.threads import configured
-    from kappa_batch.workers import dask_shares
+    from kappa_batch.workers import dask_share
 
     _distributed()
-    client = _current_client()
-    threads = configured(threads_per_worker)
-    shares = dask_shares(client, None) if client is not None and threads is None else threads
+    shares = dask_share(_current_client(), configured(threads_per_worker))
 
     def sample() -> pa.RecordBatch:
         rows = ddf.head(256, npartitions=1)

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from kappa.adapters.schema import fit
 from kappa.errors import InferenceError, InputError, missing_dependency
+from kappa.threads import configured
 from kappa_batch import frames, shipping
 from kappa_batch.cache import check_env_check
 from kappa_batch.rowids import FILE_COLUMN, SPLIT_COLUMN, Positions
@@ -142,7 +143,7 @@ class KappaUDF:
         path, _ = shipping.describe(bundle, self.handle.digest)
         value_spark, self.arrow_type = _output_arrow_type(str(path), api, return_type)
         self.api, self.errors, self.env_check = api, errors, env_check
-        self.threads = _threads(threads_per_worker)
+        self.threads = configured(threads_per_worker)  # None: spark.task.cpus
         if errors == "column":
             from pyspark.sql.types import StructField, StructType
 
@@ -288,16 +289,9 @@ def score_frame(
         positions=positions,
         carry=tuple(arrow_field(c) for c in carry if c != id_column),
         expected_digest=expected_digest,
-        threads=_threads(threads_per_worker),
+        threads=configured(threads_per_worker),
     )
     return df.mapInArrow(_score_function(plan), spark_schema(plan.schema))
-
-
-def _threads(given: int | None) -> int | None:
-    """``threads_per_worker``, or the ``run.threads_per_worker`` setting; None: ``spark.task.cpus``."""
-    from kappa.threads import configured
-
-    return configured(given)
 
 
 def _score_function(plan: frames.FramePlan) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:

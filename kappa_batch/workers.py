@@ -82,14 +82,21 @@ def host_cores() -> tuple[str, int]:
     return socket.gethostname(), pools.available_cores()
 
 
-def dask_shares(client: object, threads: int | None = None) -> dict[str, int]:
-    """Threads per Dask worker address: ``threads`` when given, else each host's cores shared
-    evenly by the Dask threads on that host (a task calls BLAS from each of its worker's
-    threads, so two single-threaded workers on two cores get 1 each). Workers that join later
-    find their own share (:func:`hold_share`)."""
+def dask_share(client: object | None, threads: int | None) -> Share:
+    """What Dask workers are held to: ``threads`` when given (also on workers that join later),
+    else :func:`dask_shares` of ``client``'s workers; None without a client (Dask's threads in
+    the caller's own process, which is left alone)."""
+    if threads is not None or client is None:
+        return threads
+    return dask_shares(client)
+
+
+def dask_shares(client: object) -> dict[str, int]:
+    """Threads per Dask worker address: each host's cores shared evenly by the Dask threads on
+    that host (a task calls BLAS from each of its worker's threads, so two single-threaded
+    workers on two cores get 1 each). Workers that join later find their own share
+    (:func:`hold_share`)."""
     nthreads: dict[str, int] = client.nthreads()  # type: ignore[attr-defined]
-    if threads is not None:
-        return {address: threads for address in nthreads}
     found: dict[str, tuple[str, int]] = client.run(host_cores)  # type: ignore[attr-defined]
     on_host: dict[str, int] = {}
     for address, (host, _) in found.items():

@@ -69,11 +69,11 @@ class ShardWriter:
         shard_rows: int = SHARD_ROWS,
         shard_seconds: float = SHARD_SECONDS,
     ) -> None:
-        from kappa_batch.io import filesystem
+        from kappa_batch.io import filesystem, is_local_fs
 
         self.url = f"{url.rstrip('/')}/{kind}"
         self.fs, self.root = filesystem(self.url)
-        if type(self.fs).__name__ == "LocalFileSystem":
+        if is_local_fs(self.fs):
             os.makedirs(self.root, exist_ok=True)
         self.fmt, self.build, self.on_drop, self.on_write = fmt, build, on_drop, on_write
         self.shard_rows, self.shard_seconds = shard_rows, shard_seconds

@@ -21,7 +21,7 @@ from kappa_batch.engines.local import Task, WorkerState, run, write_task
 from kappa_batch.job import Report, ScoreJob
 from kappa_batch.shards import OutputSpec, ShardedOutput
 from kappa_batch.shipping import BundleHandle
-from kappa_batch.workers import dask_shares, worker_runner
+from kappa_batch.workers import Share, dask_share, worker_runner
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class ShardPlan:
     id_column: str | None
     fs: Any
     batch_size: int
-    threads: int | dict[str, int]  # BLAS/OpenMP threads of every worker, or per worker address
+    threads: Share  # BLAS/OpenMP threads of every worker, or per worker address
 
 
 def _remote_work(plan: ShardPlan, task: Task) -> tuple[int, int, int]:
@@ -82,8 +82,8 @@ class DaskPool:
             self.client.wait_for_workers(1, timeout=60)
             nthreads = self.client.nthreads()
         self.width = max(1, sum(nthreads.values()))
-        shares = dask_shares(self.client, None)
-        self.threads = job.threads_per_worker or min(shares.values(), default=1)
+        shares = dask_share(self.client, job.threads_per_worker)
+        self.threads = shares if isinstance(shares, int) else min((shares or {}).values(), default=1)
         digest = state.runner.manifest.digest if state.runner.manifest else None
         handle = ship(job.bundle, self.client, digest)  # the version the run resolved at its start
         self.plan = ShardPlan(
@@ -94,14 +94,14 @@ class DaskPool:
             state.id_column,
             state.fs,
             state.batch_size,
-            job.threads_per_worker or shares,
+            shares,
         )
         log.info(
             "scoring on Dask %s: %d workers, %d threads, BLAS/OpenMP threads per worker %s",
             self.client.scheduler.address,
             len(nthreads),
             self.width,
-            job.threads_per_worker or sorted(set(shares.values())),
+            shares if isinstance(shares, int) else sorted(set((shares or {}).values())),
         )
 
     def submit(self, task: Task) -> Any:

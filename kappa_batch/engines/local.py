@@ -314,9 +314,7 @@ def run(job: ScoreJob, pool_factory: PoolFactory | None = None) -> Report:
     if (job.workers is not None and job.workers < 1) or job.batch_size < 1:
         raise InputError("--workers and --batch-size must be at least 1")
     limit = max_error_rate(job)  # a bad setting fails before any scoring
-    threads = pools.configured(job.threads_per_worker)
-    if threads is not None and threads < 1:
-        raise InputError("--threads-per-worker must be at least 1")
+    threads = pools.configured(job.threads_per_worker)  # a count below one fails here too
     runner = BatchRunner(job.bundle, job.api)
     digest = runner.manifest.digest if runner.manifest else ""
     log.info("scoring with %s (%s), api %s", runner.bundle_tag, digest[:19], job.api)
@@ -348,7 +346,7 @@ def _run(
     pool_factory: PoolFactory | None,
     share: int,
 ) -> Report:
-    global _state
+    """:func:`run` after its set-up; ``run`` clears the workers' state when this returns."""
     assert _state is not None and job.workers is not None
     pool: ShardPool | None = None
     try:
@@ -387,7 +385,6 @@ def _run(
     finally:
         if pool is not None:
             pool.close()
-        _state = None
     if job.report_file:
         report.write(job.report_file)
     report.publish()
