@@ -76,18 +76,25 @@ def train(kind: str) -> object:
     return RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0).fit(X, y)
 
 
-def save_bundle(model: object, folder: Path) -> tuple[str, str, str]:
-    """The scoring bundle, the model file (for the bare loop) and the no-op bundle."""
+def save_bundle(model: object, folder: Path) -> tuple[str, str]:
+    """The scoring bundle and the model file (for the bare loop)."""
     import joblib
 
     sys.path.insert(0, str(HERE))
-    from bench_service import BenchNoop, BenchScorer
+    from bench_service import BenchScorer
 
     bundle = BenchScorer().pack("model", model).save_to_dir(str(folder / "bundle"))
-    noop = BenchNoop().pack("model", model).save_to_dir(str(folder / "noop"))
     model_path = folder / "model.joblib"
     joblib.dump(model, model_path)
-    return bundle, str(model_path), noop
+    return bundle, str(model_path)
+
+
+def save_noop(model: object, folder: Path) -> str:
+    """The no-op bundle of the ceiling: the same layout, an API that returns zeros."""
+    sys.path.insert(0, str(HERE))
+    from bench_service import BenchNoop
+
+    return str(BenchNoop().pack("model", model).save_to_dir(str(folder / "noop")))
 
 
 def run_kappa(
@@ -158,7 +165,9 @@ def main() -> None:
             source = make_data(rows, f"{kind}_{rows}")
             folder = work / kind
             folder.mkdir()
-            bundle, model_path, noop = save_bundle(train(kind), folder)
+            model = train(kind)
+            bundle, model_path = save_bundle(model, folder)
+            noop = save_noop(model, folder)
             contenders: dict[str, Callable[[], tuple[float, float]]] = {
                 "bare loop": partial(run_bare, model_path, source, folder / "bare.parquet"),
                 "kappa 1 worker": partial(run_kappa, bundle, source, folder / "k1", 1),
