@@ -88,3 +88,21 @@ def missing_dependency(package: str, extra: str, feature: str) -> MissingDepende
         f"{feature} needs the package {package!r}, which is not installed; "
         f"run `pip install '{DISTRIBUTION}[{extra}]'` (or `pip install {package}`)"
     )
+
+
+# Storage clients whose errors do not derive from OSError: botocore (s3fs), aiohttp (the HTTP
+# under s3fs, gcsfs and fsspec's http), and fsspec's own timeout.
+_STORE_ERRORS = (
+    ("botocore.exceptions", "BotoCoreError"),
+    ("aiohttp.client_exceptions", "ClientError"),
+    ("fsspec.exceptions", "FSTimeoutError"),
+)
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a file system or object store failing (a full disk, a store that is
+    down or does not answer), as opposed to a bug or bad input: such errors get one line that
+    names what failed. The clients' classes are looked up by name, so nothing is imported."""
+    if isinstance(exc, OSError):
+        return True
+    return any((kind.__module__, kind.__name__) in _STORE_ERRORS for kind in type(exc).__mro__)

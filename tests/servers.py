@@ -123,6 +123,26 @@ def s3_server() -> Iterator[str]:
         process.wait(timeout=10)
 
 
+class RestartableS3:
+    """A moto S3 server in this process, so that its buckets outlive a stop: ``stop()`` makes the
+    endpoint refuse connections (a store that went away), ``start()`` brings it back on the same
+    port with what it held."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    def start(self) -> None:
+        self._server.start()
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
 def spark_home() -> Path:
     import pyspark
 

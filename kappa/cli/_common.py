@@ -115,16 +115,20 @@ def common_options(func: F) -> F:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn Kappa's errors into one clean CLI error line (no traceback)."""
-    from kappa.errors import KappaError
+    from kappa.errors import KappaError, is_store_error
     from kappa.redact import redact
 
     try:
         yield
     except KappaError as exc:
         raise click.ClickException(redact(str(exc))) from None
-    except OSError as exc:  # a file or a server the command needed: one line, not a traceback
-        where = f" {exc.filename!r}" if exc.filename else ""
-        raise click.ClickException(redact(f"cannot read or write{where}: {exc.strerror or exc}")) from None
+    except Exception as exc:  # a file or a store the command needed: one line, not a traceback
+        if not is_store_error(exc):
+            raise
+        filename = getattr(exc, "filename", None)
+        where = f" {filename!r}" if filename else ""
+        detail = getattr(exc, "strerror", None) or exc
+        raise click.ClickException(redact(f"cannot read or write{where}: {detail}")) from None
 
 
 def handles_errors(func: F) -> F:

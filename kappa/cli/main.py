@@ -74,9 +74,20 @@ def cli(ctx: click.Context, db_url: str | None, base_url: str | None, gamma_url:
         env.overrides["gamma_service.url"] = gamma_url
     if not (env.quiet or env.verbose):
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+        for chatty in ("botocore", "aiobotocore"):  # "Found credentials in environment variables."
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+        logging.getLogger("asyncio").addFilter(_said_elsewhere)
     from kappa.redact import redact_logs
 
     redact_logs()
+
+
+def _said_elsewhere(record: logging.LogRecord) -> bool:
+    """Drop asyncio's "Task exception was never retrieved" for a store client's background task
+    (aiohttp under s3fs): the command that used the store reports the failure in its own line."""
+    from kappa.errors import is_store_error
+
+    return not (record.exc_info and record.exc_info[1] is not None and is_store_error(record.exc_info[1]))
 
 
 def main() -> None:

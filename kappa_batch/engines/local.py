@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from kappa import threads as pools
-from kappa.errors import InputError, KappaError
+from kappa.errors import InputError, KappaError, is_store_error
 from kappa_batch.batching import rebatch
 from kappa_batch.io import (
     InputSource,
@@ -374,7 +374,7 @@ def _run(
             report.finish(time.monotonic() - start, limit)
             output.commit(report.shards, report.to_dict(), report.succeeded)
         except Exception as exc:  # the lineage records a run that broke off, too
-            stopped = _stopped(exc, spec.url) if isinstance(exc, OSError) else exc
+            stopped = _stopped(exc, spec.url) if is_store_error(exc) else exc
             report.fail(str(stopped) if isinstance(stopped, KappaError) else type(exc).__name__)
             report.publish()
             if stopped is exc:
@@ -433,12 +433,14 @@ def _score_all(
         account(*_result(inflight.popleft(), job))
 
 
-def _stopped(exc: OSError, url: str) -> KappaError:
+def _stopped(exc: Exception, url: str) -> KappaError:
     """A file or store error mid-run (a full disk, a store that went away) as one line that says
     what is kept and how to go on."""
-    where = f" ({exc.filename})" if exc.filename else ""
+    filename = getattr(exc, "filename", None)
+    where = f" ({filename})" if filename else ""
+    detail = getattr(exc, "strerror", None) or exc
     return KappaError(
-        f"the run into {url} stopped: {exc.strerror or exc}{where}; the shards written so far are "
+        f"the run into {url} stopped: {detail}{where}; the shards written so far are "
         "kept and whole: fix the cause (free space, bring the store back), then run the same command "
         "with --resume"
     )

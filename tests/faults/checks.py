@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -11,17 +12,26 @@ import pyarrow.parquet as pq
 
 
 def exactly_once(
-    target: Path, n: int, bad_ids: list[str], report_file: Path
+    target: Path | str, n: int, bad_ids: list[str], report_file: Path, storage: dict[str, Any] | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The scored rows of a committed output; asserts that the ``n`` input ids appear exactly once
-    across it and its errors file, that the errors are ``bad_ids``, that the report says it
-    succeeded, and that no temporary file is left. Returns the scored rows and the report."""
-    scored = pd.concat([pq.read_table(f).to_pandas() for f in sorted(target.glob("part-*.parquet"))])
-    errors = pq.read_table(target / "_errors.parquet").to_pandas()
+    """The scored rows of a committed output (a folder or an fsspec URL opened with ``storage``);
+    asserts that the ``n`` input ids appear exactly once across it and its errors file, that the
+    errors are ``bad_ids``, that the report says it succeeded, and that no temporary file is left.
+    Returns the scored rows and the report."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(str(target), **(storage or {}))
+    fs.invalidate_cache()
+
+    def read(path: str) -> pd.DataFrame:
+        return pq.read_table(io.BytesIO(fs.cat_file(path))).to_pandas()
+
+    scored = pd.concat([read(f) for f in sorted(fs.glob(f"{root}/part-*.parquet"))])
+    errors = read(f"{root}/_errors.parquet")
     ids = list(scored["id"]) + list(errors["id"])
     assert len(ids) == n and len(set(ids)) == n  # every input row exactly once
     assert sorted(errors["id"]) == sorted(bad_ids)
     report: dict[str, Any] = json.loads(report_file.read_text())
     assert report["status"] == "succeeded" and report["rows_in"] == n
-    assert not list(target.rglob(".tmp-*"))
+    assert not [f for f in fs.find(root) if "/.tmp-" in f]
     return scored, report

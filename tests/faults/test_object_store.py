@@ -1,0 +1,103 @@
+"""The object store going away under `kappa run` (issue 21): an S3 server stopped mid-run ends
+the run with one line naming the output URL; once the server is back, `--resume` completes with
+every input row exactly once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.faults.checks import exactly_once
+from tests.servers import S3_ENV, RestartableS3
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+
+KAPPA = str(Path(sys.executable).parent / "kappa")
+
+SERVICE = """
+import time
+import kappa
+from kappa.adapters import DataframeInput
+
+class Slow(kappa.BentoService):
+    @kappa.api(input=DataframeInput(columns=["a"], dtype="float64"), batch=True)
+    def score(self, df):
+        time.sleep(0.05)
+        if (df["a"] < 0).any():
+            raise ValueError("negative a")
+        return (df["a"] * 2).tolist()
+"""
+
+
+@pytest.fixture
+def store() -> Iterator[RestartableS3]:
+    import boto3
+
+    server = RestartableS3()
+    server.start()
+    try:
+        boto3.client(
+            "s3",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        ).create_bucket(Bucket="kappa-faults")
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_stopped_store_is_one_line_naming_the_url_and_resume_completes(make_module, store, tmp_path):
+    import fsspec
+
+    n, batch, bad = 20_000, 500, [11, 12_345]
+    a = np.arange(n, dtype="float64")
+    a[bad] = -1.0
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(
+        tmp_path / "in.parquet", row_group_size=batch
+    )
+    bundle = make_module(SERVICE).Slow().save_to_dir(str(tmp_path / "bundle"))
+    url = "s3://kappa-faults/scores"
+    storage = {"endpoint_url": store.endpoint, "key": S3_ENV["AWS_ACCESS_KEY_ID"]}
+    storage["secret"] = S3_ENV["AWS_SECRET_ACCESS_KEY"]
+    fs = fsspec.filesystem("s3", **storage)
+    env = {**os.environ, **S3_ENV, "FSSPEC_S3_ENDPOINT_URL": store.endpoint}
+    args = [KAPPA, "run", bundle, "score", "--input-file", str(tmp_path / "in.parquet")]
+    args += ["--output-file", url, "--batch-size", str(batch), "--id-column", "id", "--workers", "2"]
+
+    run = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while True:
+        fs.invalidate_cache()
+        if len(fs.glob("kappa-faults/scores/part-*.parquet")) >= 4:
+            break
+        assert run.poll() is None and time.monotonic() < deadline, "the run never wrote four shards"
+        time.sleep(0.05)
+    store.stop()
+    _, stderr = run.communicate(timeout=180)
+    assert run.returncode == 1
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: the run into {url} stopped: Could not connect to the endpoint URL")
+    assert last.endswith("then run the same command with --resume") and "Traceback" not in stderr, stderr
+
+    store.start()
+    fs.invalidate_cache()
+    assert not fs.exists(f"{url}/_SUCCESS")
+    written = len(fs.glob("kappa-faults/scores/part-*.parquet"))
+    assert 4 <= written < n // batch
+    finish = subprocess.run(
+        [*args, "--resume", "--report", str(tmp_path / "r.json")], env=env, capture_output=True, text=True
+    )
+    assert finish.returncode == 0, finish.stderr
+    scored, report = exactly_once(url, n, [f"r{i}" for i in bad], tmp_path / "r.json", storage)
+    assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
+    assert report["shards_resumed"] >= written - 2  # a shard in flight may be written again
