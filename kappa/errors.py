@@ -50,6 +50,10 @@ class RepositoryError(KappaError):
     """The model repository cannot store, find or delete a bundle."""
 
 
+class MetadataUnavailable(RepositoryError):
+    """The metadata database did not answer (down, restarting, unreachable)."""
+
+
 class BundleNotFound(BundleError):
     """No ready bundle has this name (and version)."""
 

@@ -26,6 +26,7 @@ from kappa.redact import redact as redact
 KEYS = {
     "repository.db_url": "db_url",
     "repository.base_url": "base_url",
+    "repository.db_reconnect_seconds": "db_reconnect_seconds",
     "import.max_files": "import_max_files",
     "import.max_bytes": "import_max_bytes",
     "import.max_ratio": "import_max_ratio",
@@ -37,6 +38,7 @@ KEYS = {
 ENV = {
     "KAPPA_DB_URL": "db_url",
     "KAPPA_BASE_URL": "base_url",
+    "KAPPA_DB_RECONNECT_SECONDS": "db_reconnect_seconds",
     "KAPPA_IMPORT_MAX_FILES": "import_max_files",
     "KAPPA_IMPORT_MAX_BYTES": "import_max_bytes",
     "KAPPA_IMPORT_MAX_RATIO": "import_max_ratio",
@@ -50,6 +52,9 @@ ENV = {
 IMPORT_DEFAULTS = {"import_max_files": 10_000, "import_max_bytes": 20 * 1024**3, "import_max_ratio": 200}
 # A scoring run in which more than this share of rows failed exits non-zero (1: never on rows).
 DEFAULT_MAX_ERROR_RATE = 0.5
+# How long a call waits for a database server that does not answer (restarting, failing over)
+# before it fails with a clear error; 0: fail at once.
+DEFAULT_DB_RECONNECT_SECONDS = 10.0
 USER_CONFIG = "config.yaml"
 
 
@@ -147,6 +152,19 @@ def _share(value: Any, source: str) -> float:
     return share
 
 
+def _seconds(value: Any, source: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 <= seconds < float("inf") or isinstance(value, bool):
+        raise ConfigError(
+            f"repository.db_reconnect_seconds must be a number of seconds, 0 or more, not {value!r} "
+            f"(from {source})"
+        )
+    return seconds
+
+
 def gamma_url(value: Any, source: str = "") -> str | None:
     """The registry server's base URL: ``http(s)://host:port``, or ``host:port`` as the
     documentation writes it (taken as ``http://``)."""
@@ -171,6 +189,7 @@ class KappaSettings:
     db_url: str
     base_url: str
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    db_reconnect_seconds: float = DEFAULT_DB_RECONNECT_SECONDS
     import_max_files: int = IMPORT_DEFAULTS["import_max_files"]
     import_max_bytes: int = IMPORT_DEFAULTS["import_max_bytes"]
     import_max_ratio: int = IMPORT_DEFAULTS["import_max_ratio"]
@@ -209,6 +228,11 @@ class KappaSettings:
             db_url=str(values.get("db_url") or f"sqlite:///{home / 'storage.db'}"),
             base_url=str(values.get("base_url") or home / "repository"),
             sources=sources,
+            db_reconnect_seconds=(
+                _seconds(values["db_reconnect_seconds"], sources["db_reconnect_seconds"])
+                if values.get("db_reconnect_seconds") is not None
+                else DEFAULT_DB_RECONNECT_SECONDS
+            ),
             **{
                 attr: _positive(attr, values[attr], sources[attr]) if attr in values else default
                 for attr, default in IMPORT_DEFAULTS.items()

@@ -44,47 +44,50 @@ def _pg_bin(tool: str) -> str:
     return found
 
 
+class Postgres:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 that a test can stop and start again."""
+
+    def __init__(self) -> None:
+        self.data = Path(tempfile.mkdtemp(prefix="kappa-pg-"))
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            shutil.chown(self.data, "postgres", "postgres")
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}"
+        initdb = [_pg_bin("initdb"), "-D", str(self.data / "db"), "-U", "postgres", "--auth=trust"]
+        subprocess.run([*self.prefix, *initdb, "-E", "UTF8"], check=True, capture_output=True)
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        command = [*self.prefix, _pg_bin("pg_ctl"), "-D", str(self.data / "db"), *args]
+        subprocess.run(command, check=check, capture_output=True)
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.data} "
+            "-c fsync=off"
+        )
+        self._ctl("-o", options, "-l", str(self.data / "log"), "-w", "start")
+        wait_for_port(self.port)
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: disconnect every client and shut down cleanly; ``immediate``: like a crash."""
+        self._ctl("-m", mode, "-w", "stop", check=False)
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
 @contextmanager
 def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster; yields ``postgresql+psycopg://postgres@127.0.0.1:PORT``."""
-    as_root = os.geteuid() == 0
-    data = Path(tempfile.mkdtemp(prefix="kappa-pg-"))
-    prefix: list[str] = []
-    if as_root:  # initdb refuses to run as root
-        shutil.chown(data, "postgres", "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    subprocess.run(
-        [*prefix, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={data} -c fsync=off"
-    subprocess.run(
-        [
-            *prefix,
-            _pg_bin("pg_ctl"),
-            "-D",
-            str(data / "db"),
-            "-o",
-            options,
-            "-l",
-            str(data / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    server = Postgres()
     try:
-        wait_for_port(port)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        server.start()
+        yield server.url
     finally:
-        subprocess.run(
-            [*prefix, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(data, ignore_errors=True)
+        server.remove()
 
 
 def create_database(server_url: str, name: str) -> str:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from kappa.errors import RepositoryError, VersionExists
+from kappa.errors import MetadataUnavailable, RepositoryError, VersionExists
 from kappa.redact import redact, register_secret
 from kappa.repository.records import BundleRecord
 
 PENDING, READY, DELETED = "pending", "ready", "deleted"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _meta = sa.MetaData()
 bundles = sa.Table(
@@ -119,78 +122,120 @@ def open_tables(url: str, metadata: sa.MetaData) -> sa.Engine:
 
 
 class MetadataStore:
-    """Bundle rows: ``pending`` while files are written, ``ready`` once complete."""
+    """Bundle rows: ``pending`` while files are written, ``ready`` once complete.
+
+    A database server that stops answering (a restart, a failover) is waited for up to
+    ``reconnect_seconds``: a call retries while it cannot connect, and a statement that failed
+    before its transaction committed is run again. A connection lost during a commit is never
+    retried (the commit may have happened): that call fails with :class:`MetadataUnavailable`.
+    """
 
     _columns = [c for c in bundles.c if c.name != "manifest"]
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, reconnect_seconds: float = 10.0) -> None:
         self.url = url
         self.engine = open_tables(url, _meta)
+        self.reconnect_seconds = 0.0 if url.startswith("sqlite") else reconnect_seconds
+
+    def _call(self, work: Callable[[sa.Connection], T], write: bool = False) -> T:
+        deadline = time.monotonic() + self.reconnect_seconds
+        delay = 0.05
+        while True:
+            committing = False
+            try:
+                with self.engine.connect() as conn:
+                    if not write:
+                        return work(conn)
+                    with conn.begin():
+                        result = work(conn)
+                        committing = True
+                    return result
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                if committing or time.monotonic() + delay > deadline:
+                    maybe = " (the change may or may not have been made)" if committing else ""
+                    said = f"the metadata database {self.url!r} did not answer{maybe}: {_first_line(exc)}"
+                    raise MetadataUnavailable(redact(said)) from None
+                log.info("the metadata database did not answer (%s); trying again", _first_line(exc))
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def add_pending(self, name: str, version: str, uri: str, labels: dict[str, str]) -> None:
         now = time.time()
+        row = bundles.insert().values(
+            name=name,
+            version=version,
+            status=PENDING,
+            uri=uri,
+            created_at=now,
+            updated_at=now,
+            labels=json.dumps(labels, sort_keys=True),
+            summary="{}",
+        )
         try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    bundles.insert().values(
-                        name=name,
-                        version=version,
-                        status=PENDING,
-                        uri=uri,
-                        created_at=now,
-                        updated_at=now,
-                        labels=json.dumps(labels, sort_keys=True),
-                        summary="{}",
-                    )
-                )
+            self._call(lambda conn: conn.execute(row), write=True)
         except sa.exc.IntegrityError:
             raise VersionExists(f"{name}:{version} already exists; versions are never reused") from None
 
     def mark_ready(
         self, name: str, version: str, digest: str, summary: dict[str, Any], manifest: dict[str, Any]
     ) -> None:
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                bundles.update()
-                .where(bundles.c.name == name, bundles.c.version == version, bundles.c.status == PENDING)
-                .values(
-                    status=READY,
-                    digest=digest,
-                    updated_at=time.time(),
-                    summary=json.dumps(summary),
-                    manifest=json.dumps(manifest),
-                )
+        update = (
+            bundles.update()
+            .where(bundles.c.name == name, bundles.c.version == version, bundles.c.status == PENDING)
+            .values(
+                status=READY,
+                digest=digest,
+                updated_at=time.time(),
+                summary=json.dumps(summary),
+                manifest=json.dumps(manifest),
             )
-            if result.rowcount != 1:
+        )
+
+        def run(conn: sa.Connection) -> None:
+            if conn.execute(update).rowcount != 1:
                 raise RepositoryError(f"{name}:{version} is no longer pending; it cannot be completed")
 
+        self._call(run, write=True)
+
+    def discard_pending(self, name: str, version: str) -> str | None:
+        """Remove ``name:version``'s row if it is still pending; returns the status it had
+        (``None``: no row). ``ready`` means a save that seemed to fail did complete."""
+
+        def run(conn: sa.Connection) -> str | None:
+            where = (bundles.c.name == name, bundles.c.version == version)
+            status = conn.execute(sa.select(bundles.c.status).where(*where)).scalar()
+            if status == PENDING:
+                conn.execute(bundles.delete().where(*where, bundles.c.status == PENDING))
+            return status
+
+        return self._call(run, write=True)
+
     def remove(self, name: str, version: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(bundles.delete().where(bundles.c.name == name, bundles.c.version == version))
+        delete = bundles.delete().where(bundles.c.name == name, bundles.c.version == version)
+        self._call(lambda conn: conn.execute(delete), write=True)
 
     def set_status(self, name: str, version: str, status: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                bundles.update()
-                .where(bundles.c.name == name, bundles.c.version == version)
-                .values(status=status, updated_at=time.time())
-            )
+        update = (
+            bundles.update()
+            .where(bundles.c.name == name, bundles.c.version == version)
+            .values(status=status, updated_at=time.time())
+        )
+        self._call(lambda conn: conn.execute(update), write=True)
 
     def set_labels(self, name: str, version: str, labels: dict[str, str]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                bundles.update()
-                .where(bundles.c.name == name, bundles.c.version == version, bundles.c.status == READY)
-                .values(labels=json.dumps(labels, sort_keys=True), updated_at=time.time())
-            )
+        update = (
+            bundles.update()
+            .where(bundles.c.name == name, bundles.c.version == version, bundles.c.status == READY)
+            .values(labels=json.dumps(labels, sort_keys=True), updated_at=time.time())
+        )
+        self._call(lambda conn: conn.execute(update), write=True)
 
     def ever_stored(self, name: str, version: str) -> bool:
         """Whether ``name:version`` was stored complete (it may have been deleted since)."""
         query = sa.select(bundles.c.id).where(
             bundles.c.name == name, bundles.c.version == version, bundles.c.status.in_([READY, DELETED])
         )
-        with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
+        return self._call(lambda conn: conn.execute(query).first() is not None)
 
     def get(self, name: str, version: str | None) -> BundleRecord | None:
         """A ready bundle; ``version=None`` means the newest ready one."""
@@ -199,15 +244,12 @@ class MetadataStore:
             query = query.order_by(bundles.c.created_at.desc(), bundles.c.id.desc()).limit(1)
         else:
             query = query.where(bundles.c.version == version)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+        row = self._call(lambda conn: conn.execute(query).first())
         return _record(row) if row is not None else None
 
     def manifest(self, name: str, version: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            text = conn.execute(
-                sa.select(bundles.c.manifest).where(bundles.c.name == name, bundles.c.version == version)
-            ).scalar()
+        query = sa.select(bundles.c.manifest).where(bundles.c.name == name, bundles.c.version == version)
+        text = self._call(lambda conn: conn.execute(query).scalar())
         return json.loads(text) if text else {}
 
     def list(
@@ -228,5 +270,8 @@ class MetadataStore:
         if name is not None:
             query = query.where(bundles.c.name == name)
         query = query.order_by(column.desc() if descending else column.asc(), bundles.c.id.desc())
-        with self.engine.connect() as conn:
-            return [_record(row) for row in conn.execute(query)]
+        return self._call(lambda conn: [_record(row) for row in conn.execute(query)])
+
+
+def _first_line(exc: sa.exc.DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)

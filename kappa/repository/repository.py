@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kappa.bundle.version import new_version, validate_name, validate_version
-from kappa.errors import BundleNotFound, RepositoryError
+from kappa.errors import BundleNotFound, MetadataUnavailable, RepositoryError
 from kappa.repository import files
 from kappa.repository.base import BundleStore
 from kappa.repository.labels import validate_labels
-from kappa.repository.metadata import DELETED, READY, MetadataStore
+from kappa.repository.metadata import DELETED, PENDING, READY, MetadataStore
 from kappa.repository.records import BundleRecord
 from kappa.repository.reference import BundleRef, parse_ref
 from kappa.repository.selectors import parse_selector
@@ -41,7 +41,7 @@ class Repository(BundleStore):
     def __init__(self, settings: KappaSettings) -> None:
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
-        self.metadata = MetadataStore(settings.db_url)
+        self.metadata = MetadataStore(settings.db_url, settings.db_reconnect_seconds)
 
     def location(self, name: str, version: str) -> str:
         return f"{self.base_url}/{validate_name(name)}/{validate_version(version)}"
@@ -64,12 +64,37 @@ class Repository(BundleStore):
 
     @contextmanager
     def _pending(self, name: str, version: str, uri: str) -> Iterator[None]:
-        """Undo a pending row and its partial files if storing fails."""
+        """Undo a pending row and its partial files if storing fails.
+
+        Only a row still ``pending`` is removed, and its files only then: when the database
+        went away while the row turned ``ready`` (the commit happened, its answer was lost), the
+        version is complete and stays. When the database cannot be reached to find out, row and
+        files are left as they are: a pending row is never listed, so nothing is half-visible.
+        """
         try:
             yield
-        except BaseException:
-            self.metadata.remove(name, version)
-            files.remove(uri)  # the row was ours, so whatever lies at its location is too
+        except BaseException as exc:
+            try:
+                status = self.metadata.discard_pending(name, version)
+            except MetadataUnavailable:
+                log.warning(
+                    "%s:%s stays pending (never listed): the metadata database did not answer to "
+                    "remove its row; its files stay at %s",
+                    name,
+                    version,
+                    uri,
+                )
+                status = "unknown"
+            if status == READY and isinstance(exc, MetadataUnavailable):
+                log.warning("%s:%s is complete: its commit reached the database first", name, version)
+                return
+            if status in (PENDING, None):  # the row was ours and is gone: so are the files at its location
+                files.remove(uri)
+            if isinstance(exc, MetadataUnavailable):
+                raise MetadataUnavailable(
+                    f"{exc}; the save of {name}:{version} did not complete and it is not listed: "
+                    "save again once the database answers"
+                ) from None
             raise
 
     def save(

@@ -104,10 +104,13 @@ def test_config_and_info(tmp_path, kappa_home):
     bad = kappa("config", "set", "repository.colour=blue")
     assert bad.exit_code == 1 and "unknown setting 'repository.colour'" in bad.output
     assert kappa("config", "set", "run.threads_per_worker=2").exit_code == 0
-    for value in ("run.threads_per_worker=0", "run.max_error_rate=7"):  # refused, and nothing written
+    assert kappa("config", "set", "repository.db_reconnect_seconds=2.5").exit_code == 0
+    refused = ("run.threads_per_worker=0", "run.max_error_rate=7", "repository.db_reconnect_seconds=-1")
+    for value in refused:  # refused, and nothing written
         bad = kappa("config", "set", value)
         assert bad.exit_code == 1 and "must be" in bad.output
     assert kappa("config", "get", "run.threads_per_worker").output.strip() == "2"
+    assert kappa("config", "get", "repository.db_reconnect_seconds").output.strip() == "2.5"
     assert kappa("config", "unset", "repository.db_url").exit_code == 0
     assert json.loads(kappa("info", "-o", "json").output)["db_url_source"] == "default"
 

@@ -1,0 +1,172 @@
+"""PostgreSQL restarting under concurrent saves (issue 21): every version is either complete and
+listed or absent, never half-visible; a save rides out a restart shorter than
+`repository.db_reconnect_seconds`, and one that outlasts it fails with one clear error.
+
+Ten `save()` calls run at once in threads of this process (each has its own connection from the
+pool, as ten processes would); pickling the model takes a while, so the restart lands between a
+save's pending row and its `ready`."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import kappa
+from kappa.errors import BundleNotFound, MetadataUnavailable
+from kappa.repository import open_repository
+from kappa.repository.metadata import PENDING, bundles
+from tests.servers import S3_ENV, Postgres, create_database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.slow]
+
+SERVICE = """
+import time
+import kappa
+from kappa.adapters import DataframeInput
+from kappa.frameworks.pickle import PickleArtifact
+
+
+class SlowToPickle:
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __getstate__(self):
+        time.sleep(self.seconds)
+        return {"seconds": self.seconds}
+
+
+@kappa.artifacts([PickleArtifact("model")])
+class Held(kappa.BentoService):
+    @kappa.api(input=DataframeInput(), batch=True)
+    def predict(self, df):
+        return [self.artifacts.model.seconds] * len(df)
+"""
+
+
+@pytest.fixture
+def team_repo(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> Iterator[tuple[Postgres, str]]:
+    """A PostgreSQL of its own (the test stops it) and a fresh S3 prefix; yields the server and
+    the database URL."""
+    import fsspec
+
+    server = Postgres()
+    server.start()
+    try:
+        db = create_database(server.url, "faults")
+        monkeypatch.setenv("KAPPA_DB_URL", db)
+        monkeypatch.setenv(
+            "KAPPA_BASE_URL", f"s3://kappa-test/pg-restart-{os.getpid()}-{time.monotonic_ns()}"
+        )
+        monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", s3_endpoint)
+        for key, value in S3_ENV.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": s3_endpoint})
+        yield server, db
+    finally:
+        server.remove()
+
+
+def _save_all(module: Any, seconds: list[float]) -> list[tuple[str | None, Exception | None, float]]:
+    """Save one bundle per entry at once; (version or None, error or None, when it ended)."""
+    results: list[tuple[str | None, Exception | None, float]] = [(None, None, 0.0)] * len(seconds)
+
+    def save(index: int) -> None:
+        service = module.Held().pack("model", module.SlowToPickle(seconds[index]))
+        try:
+            service.save(labels={"index": str(index)})
+            results[index] = (service.version, None, time.monotonic())
+        except Exception as exc:  # noqa: BLE001 - what each save raised is what the test checks
+            results[index] = (None, exc, time.monotonic())
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(len(seconds))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return results
+
+
+def _wait_for_pending(db: str, count: int) -> None:
+    engine = sa.create_engine(db)
+    query = sa.select(sa.func.count()).select_from(bundles).where(bundles.c.status == PENDING)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                try:
+                    if conn.execute(query).scalar() >= count:
+                        return
+                except sa.exc.ProgrammingError:  # the first save has not created the table yet
+                    pass
+            time.sleep(0.02)
+        raise AssertionError(f"{count} saves never got as far as their pending rows")
+    finally:
+        engine.dispose()
+
+
+def _nothing_half_visible(saved: set[str], failed: set[str]) -> None:
+    """Every listed version is one that succeeded and loads whole (digest checked); no failed one
+    is listed, and none can be fetched."""
+    repo = open_repository()
+    listed = {r.version for r in repo.list("Held")}
+    assert listed == saved
+    for version in saved:
+        service = kappa.load(f"Held:{version}")
+        assert service.artifacts.model.seconds >= 0  # the pickled model came back
+    for version in failed:
+        with pytest.raises(BundleNotFound):
+            repo.get(f"Held:{version}")
+
+
+def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
+    make_module, team_repo, monkeypatch
+):
+    server, db = team_repo
+    module = make_module(SERVICE)
+
+    # 1. A restart (a few seconds) while ten saves are in flight: all ten complete.
+    monkeypatch.setenv("KAPPA_DB_RECONNECT_SECONDS", "30")
+    seconds = [0.5 + 0.25 * i for i in range(10)]
+    results: list[Any] = []
+    saver = threading.Thread(target=lambda: results.extend(_save_all(module, seconds)))
+    saver.start()
+    _wait_for_pending(db, 10)
+    server.stop("fast")  # every connection is cut, as a restart or a failover does
+    server.start()
+    restarted = time.monotonic()
+    saver.join(timeout=300)
+    errors = [exc for _, exc, _ in results if exc is not None]
+    assert not errors, errors
+    assert sum(ended > restarted for _, _, ended in results) >= 5  # most were mid-save across it
+    first = {version for version, _, _ in results if version}
+    assert len(first) == 10
+    _nothing_half_visible(first, set())
+
+    # 2. The database stays away longer than the window: those saves fail with one clear error,
+    # and none of them is listed.
+    monkeypatch.setenv("KAPPA_DB_RECONNECT_SECONDS", "1")
+    results = []
+    saver = threading.Thread(target=lambda: results.extend(_save_all(module, [1.0, 1.5, 2.0])))
+    saver.start()
+    _wait_for_pending(db, 3)
+    server.stop("fast")
+    saver.join(timeout=120)
+    server.start()
+    assert all(isinstance(exc, MetadataUnavailable) for _, exc, _ in results), results
+    for _, exc, _ in results:
+        message = str(exc)
+        assert message.startswith(f"the metadata database {db!r} did not answer")
+        assert "did not complete and it is not listed: save again once the database answers" in message
+    pending = sa.create_engine(db)
+    with pending.connect() as conn:
+        rows = conn.execute(sa.select(bundles.c.version, bundles.c.status)).all()
+    pending.dispose()
+    stranded = {version for version, status in rows if status == PENDING}
+    assert len(stranded) == 3  # the database was gone when they tried to remove their rows
+    _nothing_half_visible(first, stranded)
