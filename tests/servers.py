@@ -153,9 +153,12 @@ def spark_home() -> Path:
 
 
 @contextmanager
-def spark_standalone(workdir: Path, python: str = sys.executable) -> Iterator[str]:
-    """A Spark standalone master and one worker from the installed pyspark; yields ``spark://...``.
-    ``python``: the worker's own Python (``PYSPARK_PYTHON``)."""
+def spark_standalone(
+    workdir: Path, python: str = sys.executable, workers: int = 1, cores: int = 2
+) -> Iterator[str]:
+    """A Spark standalone master and ``workers`` workers of ``cores`` cores each, from the
+    installed pyspark; yields ``spark://...``. ``python``: the workers' own Python
+    (``PYSPARK_PYTHON``)."""
     import json
 
     home = spark_home()
@@ -184,48 +187,38 @@ def spark_standalone(workdir: Path, python: str = sys.executable) -> Iterator[st
         stdout=subprocess.DEVNULL,
         stderr=(workdir / "master.log").open("wb"),
     )
-    worker = None
+    started: list[subprocess.Popen[bytes]] = []
     try:
         wait_for_port(port, timeout=60, process=master)
         url = f"spark://127.0.0.1:{port}"
-        worker = subprocess.Popen(
-            [
-                str(home / "bin" / "spark-class"),
-                "org.apache.spark.deploy.worker.Worker",
-                "--host",
-                "127.0.0.1",
-                "--webui-port",
-                str(free_port()),
-                "--cores",
-                "2",
-                "--memory",
-                "2g",
-                url,
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=(workdir / "worker.log").open("wb"),
-        )
+        for number in range(workers):
+            command = [str(home / "bin" / "spark-class"), "org.apache.spark.deploy.worker.Worker"]
+            command += ["--host", "127.0.0.1", "--webui-port", str(free_port()), "--cores", str(cores)]
+            log = (workdir / f"worker-{number}.log").open("wb")
+            started.append(
+                subprocess.Popen(
+                    [*command, "--memory", "2g", url], env=env, stdout=subprocess.DEVNULL, stderr=log
+                )
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as response:
-                    if json.load(response).get("aliveworkers", 0) >= 1:
+                    if json.load(response).get("aliveworkers", 0) >= workers:
                         break
             except (OSError, ValueError):
                 pass  # the web UI starts after the RPC port, and may answer HTML before JSON
             time.sleep(0.5)
         else:
-            raise TimeoutError(f"no Spark worker registered with {url} within 60 s")
+            raise TimeoutError(f"{workers} Spark worker(s) did not register with {url} within 60 s")
         yield url
     finally:
-        for process in (worker, master):
-            if process is not None:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        for process in [*started, master]:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 @contextmanager

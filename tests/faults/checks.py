@@ -23,7 +23,9 @@ def exactly_once(
     fs, root = url_to_fs(str(target), **(storage or {}))
     fs.invalidate_cache()
 
-    def read(path: str) -> pd.DataFrame:
+    def read(path: str) -> pd.DataFrame:  # a Parquet file, or a folder of them (Spark's)
+        if fs.isdir(path):
+            return pd.concat([read(f) for f in sorted(fs.glob(f"{path}/part-*.parquet"))])
         return pq.read_table(io.BytesIO(fs.cat_file(path))).to_pandas()
 
     scored = pd.concat([read(f) for f in sorted(fs.glob(f"{root}/part-*.parquet"))])
