@@ -11,6 +11,25 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 
+def doubler(seconds_per_batch: float = 0.0) -> str:
+    """The source of the service every fault test scores with: ``Doubler.score`` doubles the
+    column ``a``, takes ``seconds_per_batch`` per batch (so a fault lands mid-run), and raises on
+    a batch that holds a negative ``a`` (so the run has rows in error)."""
+    return f"""
+import time
+import kappa
+from kappa.adapters import DataframeInput
+
+class Doubler(kappa.BentoService):
+    @kappa.api(input=DataframeInput(columns=["a"], dtype="float64"), batch=True)
+    def score(self, df):
+        time.sleep({seconds_per_batch!r})
+        if (df["a"] < 0).any():
+            raise ValueError("negative a")
+        return (df["a"] * 2).tolist()
+"""
+
+
 def exactly_once(
     target: Path | str, n: int, bad_ids: list[str], report_file: Path, storage: dict[str, Any] | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -14,21 +14,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.faults.checks import exactly_once
+from tests.faults.checks import doubler, exactly_once
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
-
-SERVICE = """
-import kappa
-from kappa.adapters import DataframeInput
-
-class Doubler(kappa.BentoService):
-    @kappa.api(input=DataframeInput(columns=["a"], dtype="float64"), batch=True)
-    def score(self, df):
-        if (df["a"] < 0).any():
-            raise ValueError("negative a")
-        return (df["a"] * 2).tolist()
-"""
 
 
 @pytest.fixture
@@ -62,7 +50,7 @@ def test_a_full_disk_is_one_line_keeps_whole_shards_and_resume_completes(make_mo
     a[bad] = -1.0
     source = tmp_path / "in.parquet"
     pd.DataFrame({"id": [f"row-{i:08d}" for i in range(n)], "a": a}).to_parquet(source, row_group_size=10_000)
-    bundle = make_module(SERVICE).Doubler().save_to_dir(str(tmp_path / "bundle"))
+    bundle = make_module(doubler()).Doubler().save_to_dir(str(tmp_path / "bundle"))
     target = disk / "out"
     args = [KAPPA, "run", bundle, "score", "--input-file", str(source), "--output-file", str(target)]
     args += ["--id-column", "id", "--workers", "1"]

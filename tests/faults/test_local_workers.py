@@ -15,23 +15,9 @@ import pandas as pd
 import psutil
 import pytest
 
-from tests.faults.checks import exactly_once
+from tests.faults.checks import doubler, exactly_once
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
-
-SERVICE = """
-import os, time
-import kappa
-from kappa.adapters import DataframeInput
-
-class Slow(kappa.BentoService):
-    @kappa.api(input=DataframeInput(columns=["a"], dtype="float64"), batch=True)
-    def score(self, df):
-        time.sleep(float(os.environ.get("SCORER_DELAY", "0")))
-        if (df["a"] < 0).any():
-            raise ValueError("negative a")
-        return (df["a"] * 2).tolist()
-"""
 
 
 @pytest.mark.slow
@@ -42,12 +28,11 @@ def test_a_killed_pool_process_fails_the_run_clearly_and_resume_completes(make_m
     pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(
         tmp_path / "in.parquet", row_group_size=batch
     )
-    bundle = make_module(SERVICE).Slow().save_to_dir(str(tmp_path / "bundle"))
+    bundle = make_module(doubler(0.05)).Doubler().save_to_dir(str(tmp_path / "bundle"))
     target = tmp_path / "out"
     args = [KAPPA, "run", bundle, "score", "--input-file", str(tmp_path / "in.parquet")]
     args += ["--output-file", str(target), "--batch-size", str(batch), "--id-column", "id", "--workers", "2"]
-    env = {**os.environ, "SCORER_DELAY": "0.05"}
-    run = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(list(target.glob("part-*.parquet"))) < 4:
         assert run.poll() is None and time.monotonic() < deadline, "the run never wrote four shards"
@@ -64,7 +49,7 @@ def test_a_killed_pool_process_fails_the_run_clearly_and_resume_completes(make_m
     assert done_before < n // batch
 
     finish = subprocess.run(
-        [*args, "--resume", "--report", str(tmp_path / "r.json")], env=env, capture_output=True, text=True
+        [*args, "--resume", "--report", str(tmp_path / "r.json")], capture_output=True, text=True
     )
     assert finish.returncode == 0, finish.stderr
     scored, report = exactly_once(target, n, [f"r{i}" for i in bad], tmp_path / "r.json")

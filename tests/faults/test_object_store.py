@@ -15,26 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.faults.checks import exactly_once
+from tests.faults.checks import doubler, exactly_once
 from tests.servers import S3_ENV, RestartableS3
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
-
-SERVICE = """
-import time
-import kappa
-from kappa.adapters import DataframeInput
-
-class Slow(kappa.BentoService):
-    @kappa.api(input=DataframeInput(columns=["a"], dtype="float64"), batch=True)
-    def score(self, df):
-        time.sleep(0.05)
-        if (df["a"] < 0).any():
-            raise ValueError("negative a")
-        return (df["a"] * 2).tolist()
-"""
 
 
 @pytest.fixture
@@ -65,7 +51,7 @@ def test_a_stopped_store_is_one_line_naming_the_url_and_resume_completes(make_mo
     pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(
         tmp_path / "in.parquet", row_group_size=batch
     )
-    bundle = make_module(SERVICE).Slow().save_to_dir(str(tmp_path / "bundle"))
+    bundle = make_module(doubler(0.05)).Doubler().save_to_dir(str(tmp_path / "bundle"))
     url = "s3://kappa-faults/scores"
     storage = {"endpoint_url": store.endpoint, "key": S3_ENV["AWS_ACCESS_KEY_ID"]}
     storage["secret"] = S3_ENV["AWS_SECRET_ACCESS_KEY"]

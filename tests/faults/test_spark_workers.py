@@ -20,25 +20,11 @@ import pandas as pd
 import psutil
 import pytest
 
-from tests.faults.checks import exactly_once
+from tests.faults.checks import doubler, exactly_once
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
-
-SERVICE = """
-import time
-import kappa
-from kappa.adapters import DataframeInput
-
-class Slow(kappa.BentoService):
-    @kappa.api(input=DataframeInput(columns=["a"], dtype="float64"), batch=True)
-    def score(self, df):
-        time.sleep(0.4)
-        if (df["a"] < 0).any():
-            raise ValueError("negative a")
-        return (df["a"] * 2).tolist()
-"""
 
 
 @pytest.fixture
@@ -96,7 +82,7 @@ def test_a_killed_executor_and_a_killed_python_worker_are_retried_to_exactly_onc
     step = n // files
     for i in range(files):  # one Spark task (and one 0.4 s batch) per file
         frame.iloc[i * step : (i + 1) * step].to_parquet(source / f"part-{i:03d}.parquet")
-    bundle = make_module(SERVICE).Slow().save_to_dir(str(tmp_path / "bundle"))
+    bundle = make_module(doubler(0.4)).Doubler().save_to_dir(str(tmp_path / "bundle"))
     target = tmp_path / "out"
     args = [KAPPA, "run", bundle, "score", "--input-file", str(source), "--output-file", str(target)]
     args += ["--id-column", "id", "--engine", "spark", "--master", two_workers]
