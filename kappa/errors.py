@@ -51,7 +51,12 @@ class RepositoryError(KappaError):
 
 
 class MetadataUnavailable(RepositoryError):
-    """The metadata database did not answer (down, restarting, unreachable)."""
+    """The metadata database did not answer (down, restarting, unreachable). ``in_doubt``: the
+    connection was lost during a commit, so the change may or may not have been made."""
+
+    def __init__(self, message: str, in_doubt: bool = False) -> None:
+        super().__init__(message)
+        self.in_doubt = in_doubt
 
 
 class BundleNotFound(BundleError):

@@ -16,6 +16,7 @@ from kappa.errors import (
     BundleNotFound,
     InputError,
     KappaError,
+    MetadataUnavailable,
     RunConflict,
     RunNotFound,
     VersionExists,
@@ -69,7 +70,7 @@ def status_of(exc: KappaError) -> int:
         return 409
     if isinstance(exc, UploadStalled):
         return 408
-    if isinstance(exc, StoreFailure):
+    if isinstance(exc, StoreFailure | MetadataUnavailable):
         return 503
     if isinstance(exc, PayloadTooLarge):
         return 413

@@ -76,6 +76,7 @@ def cli(ctx: click.Context, db_url: str | None, base_url: str | None, gamma_url:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         for chatty in ("botocore", "aiobotocore"):  # "Found credentials in environment variables."
             logging.getLogger(chatty).setLevel(logging.WARNING)
+    if not env.verbose:
         logging.getLogger("asyncio").addFilter(_said_elsewhere)
     from kappa.redact import redact_logs
 

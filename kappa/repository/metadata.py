@@ -68,6 +68,8 @@ def _engine(url: str) -> sa.Engine:
             cursor.close()
 
         return engine
+    if url.startswith("postgresql"):  # a host that drops packets must not hold a call past the window
+        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     return sa.create_engine(url, pool_pre_ping=True)
 
 
@@ -153,8 +155,9 @@ class MetadataStore:
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
                 if committing or time.monotonic() + delay > deadline:
                     maybe = " (the change may or may not have been made)" if committing else ""
-                    said = f"the metadata database {self.url!r} did not answer{maybe}: {_first_line(exc)}"
-                    raise MetadataUnavailable(redact(said)) from None
+                    what = "did not answer" if self.reconnect_seconds else "failed"
+                    said = f"the metadata database {self.url!r} {what}{maybe}: {_first_line(exc)}"
+                    raise MetadataUnavailable(redact(said), in_doubt=committing) from None
                 log.info("the metadata database did not answer (%s); trying again", _first_line(exc))
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -274,4 +277,5 @@ class MetadataStore:
 
 
 def _first_line(exc: sa.exc.DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    return lines[0] if lines else type(exc.orig or exc).__name__

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kappa.bundle.version import new_version, validate_name, validate_version
-from kappa.errors import BundleNotFound, MetadataUnavailable, RepositoryError
+from kappa.errors import BundleNotFound, MetadataUnavailable, RepositoryError, VersionExists
 from kappa.repository import files
 from kappa.repository.base import BundleStore
 from kappa.repository.labels import validate_labels
-from kappa.repository.metadata import DELETED, PENDING, READY, MetadataStore
+from kappa.repository.metadata import DELETED, READY, MetadataStore
 from kappa.repository.records import BundleRecord
 from kappa.repository.reference import BundleRef, parse_ref
 from kappa.repository.selectors import parse_selector
@@ -56,7 +56,7 @@ class Repository(BundleStore):
             try:
                 self.metadata.add_pending(name, current, uri, labels)
                 return current, uri
-            except RepositoryError:
+            except VersionExists:
                 if explicit:
                     raise
                 current = new_version()
@@ -66,35 +66,42 @@ class Repository(BundleStore):
     def _pending(self, name: str, version: str, uri: str) -> Iterator[None]:
         """Undo a pending row and its partial files if storing fails.
 
-        Only a row still ``pending`` is removed, and its files only then: when the database
-        went away while the row turned ``ready`` (the commit happened, its answer was lost), the
-        version is complete and stays. When the database cannot be reached to find out, row and
-        files are left as they are: a pending row is never listed, so nothing is half-visible.
+        Only a row still ``pending`` is removed. When the database went away while the row
+        turned ``ready`` (the commit happened, its answer was lost), the version is complete and
+        stays. When the database cannot be reached to remove the row, it stays ``pending``, which
+        is never listed; its files are removed unless the failure was a commit in doubt (then the
+        row may be ``ready``, and the files are its). Nothing is ever half-visible.
         """
         try:
             yield
         except BaseException as exc:
+            in_doubt = isinstance(exc, MetadataUnavailable) and exc.in_doubt  # its commit may have happened
             try:
                 status = self.metadata.discard_pending(name, version)
             except MetadataUnavailable:
                 log.warning(
-                    "%s:%s stays pending (never listed): the metadata database did not answer to "
-                    "remove its row; its files stay at %s",
+                    "%s:%s stays pending (never listed): the database did not answer to remove its row",
                     name,
                     version,
-                    uri,
                 )
                 status = "unknown"
             if status == READY and isinstance(exc, MetadataUnavailable):
                 log.warning("%s:%s is complete: its commit reached the database first", name, version)
                 return
-            if status in (PENDING, None):  # the row was ours and is gone: so are the files at its location
-                files.remove(uri)
+            maybe_complete = status == READY or (status == "unknown" and in_doubt)
+            if not maybe_complete:  # the row never turned ready: the files at its location are ours to remove
+                try:
+                    files.remove(uri)
+                except Exception as cleanup:  # noqa: BLE001 - the store may be what failed; say the first error
+                    log.warning("could not remove the files of %s:%s at %s: %s", name, version, uri, cleanup)
             if isinstance(exc, MetadataUnavailable):
-                raise MetadataUnavailable(
-                    f"{exc}; the save of {name}:{version} did not complete and it is not listed: "
-                    "save again once the database answers"
-                ) from None
+                outcome = (
+                    "whether it completed is not known: once the database answers, "
+                    f"`kappa get {name}:{version}` says (it is listed only if it is complete)"
+                    if maybe_complete
+                    else "it did not complete and it is not listed: save again once the database answers"
+                )
+                raise MetadataUnavailable(f"{exc}; the save of {name}:{version}: {outcome}") from None
             raise
 
     def save(

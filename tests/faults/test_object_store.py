@@ -28,8 +28,8 @@ def store() -> Iterator[RestartableS3]:
     import boto3
 
     server = RestartableS3()
-    server.start()
     try:
+        server.start()
         boto3.client(
             "s3",
             endpoint_url=server.endpoint,
@@ -52,7 +52,8 @@ def test_a_stopped_store_is_one_line_naming_the_url_and_resume_completes(make_mo
         tmp_path / "in.parquet", row_group_size=batch
     )
     bundle = make_module(doubler(0.05)).Doubler().save_to_dir(str(tmp_path / "bundle"))
-    url = "s3://kappa-faults/scores"
+    prefix = f"kappa-faults/scores-{os.getpid()}-{time.monotonic_ns()}"
+    url = f"s3://{prefix}"
     storage = {"endpoint_url": store.endpoint, "key": S3_ENV["AWS_ACCESS_KEY_ID"]}
     storage["secret"] = S3_ENV["AWS_SECRET_ACCESS_KEY"]
     fs = fsspec.filesystem("s3", **storage)
@@ -64,7 +65,7 @@ def test_a_stopped_store_is_one_line_naming_the_url_and_resume_completes(make_mo
     deadline = time.monotonic() + 90
     while True:
         fs.invalidate_cache()
-        if len(fs.glob("kappa-faults/scores/part-*.parquet")) >= 4:
+        if len(fs.glob(f"{prefix}/part-*.parquet")) >= 4:
             break
         assert run.poll() is None and time.monotonic() < deadline, "the run never wrote four shards"
         time.sleep(0.05)
@@ -78,7 +79,7 @@ def test_a_stopped_store_is_one_line_naming_the_url_and_resume_completes(make_mo
     store.start()
     fs.invalidate_cache()
     assert not fs.exists(f"{url}/_SUCCESS")
-    written = len(fs.glob("kappa-faults/scores/part-*.parquet"))
+    written = len(fs.glob(f"{prefix}/part-*.parquet"))
     assert 4 <= written < n // batch
     finish = subprocess.run(
         [*args, "--resume", "--report", str(tmp_path / "r.json")], env=env, capture_output=True, text=True

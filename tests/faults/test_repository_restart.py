@@ -56,8 +56,8 @@ def team_repo(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> Iterator[tup
     import fsspec
 
     server = Postgres()
-    server.start()
     try:
+        server.start()
         db = create_database(server.url, "faults")
         monkeypatch.setenv("KAPPA_DB_URL", db)
         monkeypatch.setenv(
@@ -125,10 +125,15 @@ def _nothing_half_visible(saved: set[str], failed: set[str]) -> None:
 
 
 def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
-    make_module, team_repo, monkeypatch
+    make_module, team_repo, monkeypatch, caplog
 ):
+    import logging
+
+    import fsspec
+
     server, db = team_repo
     module = make_module(SERVICE)
+    caplog.set_level(logging.INFO, logger="kappa.repository.metadata")
 
     # 1. A restart (a few seconds) while ten saves are in flight: all ten complete.
     monkeypatch.setenv("KAPPA_DB_RECONNECT_SECONDS", "30")
@@ -138,12 +143,14 @@ def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
     saver.start()
     _wait_for_pending(db, 10)
     server.stop("fast")  # every connection is cut, as a restart or a failover does
+    time.sleep(4)  # long enough that the saves finish pickling meanwhile and find no server
     server.start()
     restarted = time.monotonic()
     saver.join(timeout=300)
     errors = [exc for _, exc, _ in results if exc is not None]
     assert not errors, errors
     assert sum(ended > restarted for _, _, ended in results) >= 5  # most were mid-save across it
+    assert any("trying again" in r.getMessage() for r in caplog.records)  # they waited for the server
     first = {version for version, _, _ in results if version}
     assert len(first) == 10
     _nothing_half_visible(first, set())
@@ -152,7 +159,7 @@ def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
     # and none of them is listed.
     monkeypatch.setenv("KAPPA_DB_RECONNECT_SECONDS", "1")
     results = []
-    saver = threading.Thread(target=lambda: results.extend(_save_all(module, [1.0, 1.5, 2.0])))
+    saver = threading.Thread(target=lambda: results.extend(_save_all(module, [3.0, 3.5, 4.0])))
     saver.start()
     _wait_for_pending(db, 3)
     server.stop("fast")
@@ -169,4 +176,7 @@ def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
     pending.dispose()
     stranded = {version for version, status in rows if status == PENDING}
     assert len(stranded) == 3  # the database was gone when they tried to remove their rows
+    fs, base = fsspec.core.url_to_fs(os.environ["KAPPA_BASE_URL"])
+    fs.invalidate_cache()
+    assert not [v for v in stranded if fs.exists(f"{base}/Held/{v}")]  # their files are gone
     _nothing_half_visible(first, stranded)

@@ -54,9 +54,13 @@ def _executors() -> list[psutil.Process]:
 
 
 def _python_workers(executor: psutil.Process) -> list[psutil.Process]:
-    """The Python workers an executor's ``pyspark.daemon`` forked (the daemon itself is not one)."""
-    daemons = [c for c in executor.children() if "pyspark.daemon" in " ".join(c.cmdline())]
-    return [worker for daemon in daemons for worker in daemon.children()]
+    """The Python workers an executor's ``pyspark.daemon`` forked (the daemon itself is not one);
+    none when the executor or its daemon is gone."""
+    try:
+        daemons = [c for c in executor.children() if "pyspark.daemon" in " ".join(c.cmdline())]
+        return [worker for daemon in daemons for worker in daemon.children()]
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return []
 
 
 def _wait(what: str, find: Callable[[], list[psutil.Process]], run: subprocess.Popen[str]) -> psutil.Process:
@@ -100,6 +104,7 @@ def test_a_killed_executor_and_a_killed_python_worker_are_retried_to_exactly_onc
 
     _, stderr = run.communicate(timeout=600)
     assert run.returncode == 0, stderr[-4000:]
+    assert "Lost task" in stderr, stderr[-4000:]  # Spark's log: tasks failed, and were run again
     assert not psutil.pid_exists(first.pid) or first.status() == psutil.STATUS_ZOMBIE
     scored, report = exactly_once(target, n, [f"r{i}" for i in bad], tmp_path / "r.json")
     assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
