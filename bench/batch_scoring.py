@@ -63,13 +63,14 @@ def make_data(rows: int, name: str) -> Path:
     return path
 
 
-def train(kind: str) -> object:
+def train(kind: str, features: int = len(FEATURES), dtype: str = "float64") -> object:
+    """LogisticRegression ("lr") or RandomForest on 50,000 rows of ``features`` columns."""
     import numpy as np
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(50_000, 16))
+    X = rng.normal(size=(50_000, features)).astype(dtype)
     y = (X[:, 0] + 0.5 * X[:, 1] - X[:, 2] * X[:, 3] > 0).astype(int)
     if kind == "lr":
         return LogisticRegression(max_iter=500).fit(X, y)

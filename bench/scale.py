@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from batch_scoring import peak_rss_mb, save_bundle, train
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / ".data" / "scale"
@@ -91,43 +93,16 @@ def subset(files: int, folder: Path) -> Path:
     return target
 
 
-def train(kind: str) -> object:
-    import numpy as np
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(50_000, 8)).astype("float32")
-    y = (X[:, 0] + 0.5 * X[:, 1] - X[:, 2] * X[:, 3] > 0).astype(int)
-    if kind == "lr":
-        return LogisticRegression(max_iter=500).fit(X, y)
-    return RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0).fit(X, y)
-
-
-def save(model: object, folder: Path) -> tuple[str, str]:
-    import joblib
-
-    sys.path.insert(0, str(HERE))
-    from bench_service import BenchScorer
-
+def save(kind: str, folder: Path) -> tuple[str, str]:
+    """The bundle and the model file of ``kind`` ("lr" or "rf"), fitted on this data's features."""
     folder.mkdir(parents=True)
-    bundle = BenchScorer().pack("model", model).save_to_dir(str(folder / "bundle"))
-    joblib.dump(model, folder / "model.joblib")
-    return bundle, str(folder / "model.joblib")
+    return save_bundle(train(kind, len(FEATURES), "float32"), folder)
 
 
 def output_rows(folder: Path) -> int:
     import pyarrow.parquet as pq
 
     return sum(pq.read_metadata(p).num_rows for p in folder.rglob("part-*.parquet"))
-
-
-# Runs a command and prints the peak RSS (KiB) of the largest process it waited for: a fresh
-# process per run, since RUSAGE_CHILDREN only grows.
-PEAK = (
-    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-)
 
 
 def kappa_run(bundle: str, source: Path, target: Path, *options: str) -> dict[str, float]:
@@ -137,18 +112,15 @@ def kappa_run(bundle: str, source: Path, target: Path, *options: str) -> dict[st
     command += ["--overwrite", "--report", str(report), "--no-progress", *options]
     start = time.perf_counter()
     with alive(f"kappa run {' '.join(options)} on {source.name}"):
-        out = subprocess.run(
-            [sys.executable, "-c", PEAK, *command], check=True, capture_output=True, text=True
-        )
+        rss_mb = peak_rss_mb(command)  # a fresh process per run: RUSAGE_CHILDREN only grows
     wall = time.perf_counter() - start
-    peak = int(out.stdout.split()[-1])
     data = json.loads(report.read_text())
     return {
         "seconds": data["seconds"],
         "wall": wall,
         "rows_in": data["rows_in"],
         "rows_out": output_rows(target),
-        "rss_mb": peak / 1024,
+        "rss_mb": rss_mb,
     }
 
 
@@ -185,8 +157,8 @@ def main() -> None:
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kappa-scale-", dir=HERE / ".data") as tmp:
         work = Path(tmp)
-        lr_bundle, lr_model = save(train("lr"), work / "lr")
-        rf_bundle, rf_model = save(train("rf"), work / "rf")
+        lr_bundle, lr_model = save("lr", work / "lr")
+        rf_bundle, rf_model = save("rf", work / "rf")
         small = subset(args.engines_files, work)
         rows_small = args.engines_files * FILE_ROWS
 

@@ -93,7 +93,7 @@ def main() -> None:
     import os
 
     import boto3
-    from scale import save, train
+    from scale import save
 
     from tests.servers import S3_ENV, RestartableS3
 
@@ -107,7 +107,7 @@ def main() -> None:
         boto3.client("s3", endpoint_url=store.endpoint).create_bucket(Bucket="overhead")
         try:
             for kind in ("lr", "rf"):
-                bundle, _ = save(train(kind), work / kind)
+                bundle, _ = save(kind, work / kind)
                 lines += bundle_costs(kind, bundle, work, args.repeat)
         finally:
             store.stop()

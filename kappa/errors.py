@@ -115,3 +115,9 @@ def is_store_error(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return True
     return any((kind.__module__, kind.__name__) in _STORE_ERRORS for kind in type(exc).__mro__)
+
+
+def store_failure(exc: BaseException) -> tuple[str, str | None]:
+    """What a store error says, and the file it names if it names one (an OSError's
+    ``strerror`` and ``filename``; a storage client's error says it all in its text)."""
+    return str(getattr(exc, "strerror", None) or exc), getattr(exc, "filename", None)

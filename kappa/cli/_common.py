@@ -115,7 +115,7 @@ def common_options(func: F) -> F:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn Kappa's errors into one clean CLI error line (no traceback)."""
-    from kappa.errors import KappaError, is_store_error
+    from kappa.errors import KappaError, is_store_error, store_failure
     from kappa.redact import redact
 
     try:
@@ -125,9 +125,8 @@ def user_errors() -> Iterator[None]:
     except Exception as exc:  # a file or a store the command needed: one line, not a traceback
         if not is_store_error(exc):
             raise
-        filename = getattr(exc, "filename", None)
+        detail, filename = store_failure(exc)
         where = f" {filename!r}" if filename else ""
-        detail = getattr(exc, "strerror", None) or exc
         raise click.ClickException(redact(f"cannot read or write{where}: {detail}")) from None
 
 

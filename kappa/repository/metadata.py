@@ -213,10 +213,6 @@ class MetadataStore:
 
         return self._call(run, write=True)
 
-    def remove(self, name: str, version: str) -> None:
-        delete = bundles.delete().where(bundles.c.name == name, bundles.c.version == version)
-        self._call(lambda conn: conn.execute(delete), write=True)
-
     def set_status(self, name: str, version: str, status: str) -> None:
         update = (
             bundles.update()

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from kappa import threads as pools
-from kappa.errors import InputError, KappaError, is_store_error
+from kappa.errors import InputError, KappaError, is_store_error, store_failure
 from kappa_batch.batching import rebatch
 from kappa_batch.io import (
     InputSource,
@@ -436,9 +436,8 @@ def _score_all(
 def _stopped(exc: Exception, url: str) -> KappaError:
     """A file or store error mid-run (a full disk, a store that went away) as one line that says
     what is kept and how to go on."""
-    filename = getattr(exc, "filename", None)
+    detail, filename = store_failure(exc)
     where = f" ({filename})" if filename else ""
-    detail = getattr(exc, "strerror", None) or exc
     return KappaError(
         f"the run into {url} stopped: {detail}{where}; the shards written so far are "
         "kept and whole: fix the cause (free space, bring the store back), then run the same command "
