@@ -3,7 +3,7 @@
 This is the single place where a ``RecordBatch`` meets a user function. The
 engines in ``kappa_batch`` (local, Spark, Dask) and ``kappa_online`` build on
 :func:`infer`; it isolates nothing itself beyond ``batch=False`` items (a raise
-in a batch function propagates, and ``kappa_batch`` bisects the batch).
+in a batch function propagates, and ``kappa_batch`` searches the batch for the rows that raise).
 """
 
 from __future__ import annotations
@@ -158,13 +158,18 @@ def null_outputs(api: InferenceAPI[Any, Any], size: int) -> pa.RecordBatch:
 def infer(api: InferenceAPI[Any, Any], batch: pa.RecordBatch, headers: Headers = None) -> BatchOutcome:
     """Score one batch with ``api``; see the module docstring. ``headers``: the request headers
     the tasks see (``task.http_headers``), one mapping for the batch or one per row."""
+    tasks = TaskBatch(batch.num_rows, headers)
+    return call(api, api.input_adapter.from_arrow(batch, tasks), tasks)
+
+
+def call(api: InferenceAPI[Any, Any], value: Any, tasks: TaskBatch) -> BatchOutcome:
+    """Call the function on ``value``, a decoded batch input whose rows are ``tasks``, and
+    encode what it returned; :func:`infer` without the decoding."""
     import pyarrow as pa
 
-    size = batch.num_rows
+    size = len(tasks)
     responses: dict[int, Response] = {}
-    tasks = TaskBatch(size, headers)
     kinds: dict[int, ErrorKind] = {}  # rows of a batch=False API whose call raised
-    value = api.input_adapter.from_arrow(batch, tasks)
     active = tasks.active()
     if api.batch:
         results = api.call_batch(value, active)

@@ -112,6 +112,18 @@ class InputAdapter(ABC):
         """Split a batch input into the items that a ``batch=False`` function takes."""
         return list(value)
 
+    def slicer(self, value: Any) -> Callable[[int, int], Any] | None:
+        """A function giving rows ``[start, stop)`` of ``value``, a decoded batch input, as the
+        value :meth:`from_arrow` gives for that slice of the batch, which the function may change
+        without changing ``value``; ``None`` when the adapter cannot (each slice is then decoded
+        from Arrow).
+
+        The runner uses it to score parts of a batch that raised without decoding each part. A
+        part keeps the types of the whole batch (an integer column with nulls in the batch stays
+        float in a part without them). Values whose cells are mutable objects must not be sliced
+        (return ``None``): a part would share them with ``value``."""
+        return None
+
     def describe(self) -> str:
         return type(self).__name__
 

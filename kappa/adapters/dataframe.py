@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kappa.adapters.base import InputAdapter, positional_names
@@ -162,6 +162,25 @@ class DataframeInput(InputAdapter):
 
             frame.columns = pd.RangeIndex(frame.shape[1])
         return frame if done else self.normalize(frame)
+
+    def slicer(self, value: Any) -> Callable[[int, int], pd.DataFrame] | None:
+        import numpy as np
+        import pandas as pd
+
+        if not isinstance(value, pd.DataFrame) or any(
+            isinstance(dtype, np.dtype) and dtype.kind == "O" for dtype in value.dtypes
+        ):
+            return None  # cells that are objects (dicts, lists) would be shared with ``value``
+        copy = not _copy_on_write()  # pandas 2 shares the rows: the function could change ``value``
+
+        def rows(start: int, stop: int) -> pd.DataFrame:
+            piece = value.iloc[start:stop]
+            if copy:
+                piece = piece.copy()
+            piece.index = pd.RangeIndex(stop - start)
+            return piece
+
+        return rows
 
     def _normalize_arrow(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, bool]:
         """``normalize`` done on the Arrow batch when it can be (column selection, NumPy dtypes):
@@ -350,6 +369,13 @@ def _feature_matrix_frame(batch: pa.RecordBatch) -> pd.DataFrame | None:
             rows[index] = column.to_numpy()
         matrix = rows.T
     return pd.DataFrame(matrix, columns=_column_index(tuple(batch.schema.names)), copy=False)
+
+
+def _copy_on_write() -> bool:
+    """Whether pandas copies a slice before changing it (always from pandas 3)."""
+    import pandas as pd
+
+    return int(pd.__version__.split(".")[0]) >= 3 or bool(pd.options.mode.copy_on_write is True)
 
 
 @functools.lru_cache(maxsize=256)

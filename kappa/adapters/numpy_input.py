@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kappa.adapters.base import InputAdapter
@@ -97,3 +97,16 @@ class NumpyInput(InputAdapter):
                 raise InputError(f"NumpyInput cannot cast the input to {self.dtype} ({exc})") from None
         result: np.ndarray = array
         return result
+
+    def slicer(self, value: Any) -> Callable[[int, int], np.ndarray] | None:
+        import numpy as np
+
+        if not isinstance(value, np.ndarray) or value.dtype == object:
+            return None  # cells that are objects would be shared with ``value``
+
+        def rows(start: int, stop: int) -> np.ndarray:
+            piece = value[start:stop].copy()
+            piece.flags.writeable = value.flags.writeable  # as decoding the slice would give it
+            return piece
+
+        return rows
