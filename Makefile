@@ -22,8 +22,8 @@ run: install ## train and save the iris example, then score the shipped data set
 test: install lint ## the whole suite, integration tests included
 	$(BIN)/python -m pytest -q
 
-test-unit: install ## only the fast tests
-	$(BIN)/python -m pytest -q -m "not spark and not dask and not airflow and not server and not postgres and not s3 and not slow"
+test-unit: install ## only the fast tests, on two processes (they share no server)
+	$(BIN)/python -m pytest -q -n 2 -m "not spark and not dask and not airflow and not server and not postgres and not s3 and not slow"
 
 lint: install
 	$(BIN)/ruff check kappa kappa_batch kappa_online kappa_gamma spark_jobs airflow_dags tests bench examples

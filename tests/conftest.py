@@ -87,6 +87,14 @@ def iris_service(make_module: Callable[..., ModuleType], iris: tuple[object, obj
     return svc
 
 
+def pytest_unconfigure() -> None:
+    """py4j closes Spark's gateway connections when Python exits and logs it at INFO, after
+    pytest has closed the stream it logs to ("--- Logging error ---"): that line is noise."""
+    import logging
+
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
 # -- team mode: a real PostgreSQL and a real S3-compatible server ------------------
 
 

@@ -5,6 +5,7 @@ direction ``kappa_online -> kappa_batch -> kappa`` (``TYPE_CHECKING`` imports in
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,6 +13,7 @@ PACKAGES = ("kappa", "kappa_online", "kappa_batch", "kappa_gamma")  # kappa_onli
 LAYER = {"kappa_online": 2, "kappa_batch": 1, "kappa_gamma": 1, "kappa": 0}
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
@@ -37,6 +39,12 @@ def _target(name: str, modules: dict[str, Path]) -> str | None:
     while name and name not in modules:
         name = name.rpartition(".")[0]
     return name or None
+
+
+@functools.cache
+def _all_edges() -> dict[str, set[tuple[str, bool]]]:
+    """The edges of the whole repository, parsed once for every test."""
+    return _edges(_modules())
 
 
 def _edges(modules: dict[str, Path]) -> dict[str, set[tuple[str, bool]]]:
@@ -101,7 +109,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def _runtime_graph() -> dict[str, set[str]]:
-    edges = _edges(_modules())
+    edges = _all_edges()
     graph = {m: {t for t, typing in targets if not typing} for m, targets in edges.items()}
     for module in graph:  # a package's __init__ runs before its modules: not a dependency of theirs
         graph[module] = {t for t in graph[module] if not module.startswith(t + ".")}
@@ -111,7 +119,7 @@ def _runtime_graph() -> dict[str, set[str]]:
 def test_the_checker_finds_a_cycle_and_an_upward_import() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
-    edges = _edges(_modules())
+    edges = _all_edges()
     assert ("kappa.errors", False) in edges["kappa_batch.runner"]  # it reads real imports
 
 
@@ -125,7 +133,7 @@ def test_no_import_cycles() -> None:
 def test_imports_follow_the_layers() -> None:
     upward = sorted(
         f"{module} imports {target}"
-        for module, targets in _edges(_modules()).items()
+        for module, targets in _all_edges().items()
         for target, _ in targets
         if LAYER[target.split(".")[0]] > LAYER[module.split(".")[0]]
     )
@@ -134,7 +142,7 @@ def test_imports_follow_the_layers() -> None:
 
 def test_the_registry_server_imports_kappa_only_and_nothing_imports_it() -> None:
     """Gamma is its own package over the SDK (ARCHITECTURE.md): clients never load the server."""
-    edges = _edges(_modules())
+    edges = _all_edges()
     wrong = sorted(
         f"{module} imports {target}"
         for module, targets in edges.items()

@@ -43,6 +43,7 @@ def small_disk(tmp_path: Path):
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+@pytest.mark.slow  # a tmpfs mount and three `kappa run` processes
 def test_a_full_disk_is_one_line_keeps_whole_shards_and_resume_completes(make_module, small_disk, tmp_path):
     disk, grow = small_disk
     n, bad = 200_000, [3, 150_001]
