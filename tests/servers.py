@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -110,6 +111,14 @@ S3_ENV = {
 @contextmanager
 def s3_server() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1; yields its endpoint URL."""
+    with s3_server_process() as (endpoint, _):
+        yield endpoint
+
+
+@contextmanager
+def s3_server_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A moto S3 server on 127.0.0.1 in its own process; yields its endpoint URL and the process
+    (a test may stop it with SIGSTOP: a store that accepts connections and never answers)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -120,8 +129,9 @@ def s3_server() -> Iterator[str]:
         wait_for_port(port, process=process)
         endpoint = f"http://127.0.0.1:{port}"
         urllib.request.urlopen(endpoint, timeout=10).close()
-        yield endpoint
+        yield endpoint, process
     finally:
+        process.send_signal(signal.SIGCONT)
         process.terminate()
         process.wait(timeout=10)
 

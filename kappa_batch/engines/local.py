@@ -208,8 +208,10 @@ def _reopened(fs: Any) -> Any:
     one where its class cannot be made again from its arguments."""
     if fs is None:
         return None
+    from kappa.repository.s3session import in_this_process
+
     try:
-        return type(fs)(*getattr(fs, "storage_args", ()), **fs.storage_options)
+        return type(fs)(*getattr(fs, "storage_args", ()), **in_this_process(fs.storage_options))
     except Exception as exc:  # noqa: BLE001 - the inherited client may still work (a local folder)
         log.debug("worker keeps the parent's %s: %s", type(fs).__name__, exc)
         return fs

@@ -1,10 +1,12 @@
 """The object store going away under `kappa run` (issue 21): an S3 server stopped mid-run ends
 the run with one line naming the output URL; once the server is back, `--resume` completes with
-every input row exactly once."""
+every input row exactly once. A frozen store (it accepts connections and never answers) ends an
+upload in the configured timeouts."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ import pandas as pd
 import pytest
 
 from tests.faults.checks import doubler, exactly_once
-from tests.servers import S3_ENV, RestartableS3
+from tests.servers import S3_ENV, RestartableS3, s3_server_process
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -88,3 +90,52 @@ def test_a_stopped_store_is_one_line_naming_the_url_and_resume_completes(make_mo
     scored, report = exactly_once(url, n, [f"r{i}" for i in bad], tmp_path / "r.json", storage)
     assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
     assert report["shards_resumed"] >= written - 2  # a shard in flight may be written again
+
+
+def test_an_upload_to_a_frozen_store_ends_in_its_timeouts(monkeypatch):
+    """A store that accepts connections and never answers (a frozen server, a network that drops
+    packets): an upload through Kappa's file system must end in the configured read timeout and
+    retries, not wait for ever for the '100 Continue' botocore asks for (aiohttp runs no timeout
+    during that wait)."""
+    import threading
+
+    import boto3
+    from fsspec.config import conf
+
+    from kappa.repository.files import filesystem
+
+    config = {"connect_timeout": 1, "read_timeout": 1, "retries": {"max_attempts": 1}}
+    with s3_server_process() as (endpoint, process):
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        ).create_bucket(Bucket="kappa-frozen")
+        for name, value in S3_ENV.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setitem(conf, "s3", {"endpoint_url": endpoint, "config_kwargs": config})
+        fs, path = filesystem(f"s3://kappa-frozen/scores-{os.getpid()}")
+        fs.pipe(f"{path}/first", b"1")  # the store answers
+
+        outcome: list[BaseException | None] = []
+
+        def upload() -> None:
+            try:
+                fs.pipe(f"{path}/second", b"2" * 1000)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - what the upload ended in is the test
+                outcome.append(exc)
+
+        process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        uploader = threading.Thread(target=upload, daemon=True)
+        uploader.start()
+        uploader.join(timeout=120)
+        process.send_signal(signal.SIGCONT)  # lets a hung upload end, so that the thread does too
+        assert outcome, "the upload still waited 120 s after the store froze"
+        assert isinstance(outcome[0], Exception) and "Read timeout" in str(outcome[0]), outcome
+        assert f"/kappa-frozen/scores-{os.getpid()}/second" in str(outcome[0])
+        assert time.monotonic() - started < 100
+        assert fs.cat(f"{path}/first") == b"1"
