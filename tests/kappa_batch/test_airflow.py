@@ -51,6 +51,11 @@ def airflow_env(tmp_path_factory, registry):
     }
     migrate = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
+    # `dags test` runs serialized DAGs; the DAG files do not change during the tests
+    serialized = subprocess.run(
+        [str(BIN / "airflow"), "dags", "reserialize"], env=env, capture_output=True, text=True
+    )
+    assert serialized.returncode == 0, serialized.stderr[-3000:]
     saved = subprocess.run(
         [sys.executable, "-m", "examples.iris.main"], env=env, cwd=ROOT, capture_output=True, text=True
     )
@@ -72,11 +77,12 @@ def _iris(rows: int | None = None) -> pd.DataFrame:
 
 
 def _dags_test(env: dict[str, str], dag_id: str) -> subprocess.CompletedProcess[str]:
-    airflow = str(BIN / "airflow")
-    serialized = subprocess.run([airflow, "dags", "reserialize"], env=env, capture_output=True, text=True)
-    assert serialized.returncode == 0, serialized.stderr[-3000:]
     return subprocess.run(
-        [airflow, "dags", "test", dag_id, DATE], env=env, capture_output=True, text=True, timeout=600
+        [str(BIN / "airflow"), "dags", "test", dag_id, DATE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

@@ -256,7 +256,7 @@ def test_kappa_run_engine_spark_matches_the_local_engine(bundle, iris_frame, tmp
         "--report",
         str(tmp_path / "r.json"),
     ]
-    # one run: that a second one replaces the output is test_spark_submit_on_a_standalone_cluster's
+    # one run: a second one replacing the output: test_a_rerun_replaces_the_output_partition_by_partition
     result = subprocess.run(args, capture_output=True, text=True, env=SPARK_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     got = _read(tmp_path / "spark").sort_values("id").reset_index(drop=True)
@@ -308,15 +308,37 @@ def test_spark_submit_on_a_standalone_cluster(bundle, iris_frame, tmp_path, spar
         "--errors-output",
         str(tmp_path / "errors"),
     ]
-    for _ in range(2):  # a re-run never leaves duplicate rows
-        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-4000:]
+    # one run: a second one replacing the output: test_a_rerun_replaces_the_output_partition_by_partition
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
     got = _read(output).sort_values("id").reset_index(drop=True)
     assert len(got) == len(expected) == 2980
     pd.testing.assert_frame_equal(
         got[["id", "prediction"]], expected[["id", "prediction"]], check_dtype=False
     )
     assert sorted(p.name for p in output.iterdir() if p.name.startswith("part=")) == [
+        "part=0",
+        "part=1",
+        "part=2",
+    ]
+    assert len(pq.read_table(tmp_path / "errors")) == 20
+
+
+def test_a_rerun_replaces_the_output_partition_by_partition(spark, bundle, iris_frame, tmp_path):
+    """spark_jobs' job run twice into one output, partitioned: no row is there twice, and the
+    errors output holds the second run's errors only."""
+    from kappa_batch.engines import spark_job
+
+    source = _write_input(iris_frame, tmp_path / "in", partitioned=True)
+    for _ in range(2):
+        report = spark_job.run(
+            spark, bundle, "predict", str(source), str(tmp_path / "out"), id_column="id",
+            partition_by=["part"], errors_output=str(tmp_path / "errors"),
+        )  # fmt: skip
+        assert (report.rows_in, report.rows_error) == (3000, 20)
+    got = _read(tmp_path / "out")
+    assert len(got) == 2980 and got["id"].is_unique
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("part=")) == [
         "part=0",
         "part=1",
         "part=2",
