@@ -101,43 +101,54 @@ def shared_engine(url: str) -> sa.Engine:
     return engine
 
 
-def open_tables(url: str, metadata: sa.MetaData) -> sa.Engine:
+def open_tables(url: str, metadata: sa.MetaData, reconnect_seconds: float = 0.0) -> sa.Engine:
     """The shared engine of the database ``url``, with ``metadata``'s tables created; a bad URL,
-    an unreachable server or a missing driver is a RepositoryError that says so (no password)."""
+    an unreachable server or a missing driver is a RepositoryError that says so (no password).
+    A server that does not answer (a restart) is tried again for up to ``reconnect_seconds``
+    (not SQLite's file)."""
     try:
         register_secret(sa.engine.make_url(url).password)
     except sa.exc.ArgumentError:
         pass  # reported below
-    try:
-        engine = shared_engine(url)
-        create_tables(engine, metadata)
-        return engine
-    except sa.exc.ArgumentError as exc:
-        raise RepositoryError(redact(f"bad repository.db_url {url!r}: {exc}")) from None
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        raise RepositoryError(redact(f"cannot open the metadata database {url!r}: {exc.orig}")) from None
-    except ModuleNotFoundError as exc:
-        raise RepositoryError(
-            f"the database driver for {url!r} is not installed ({exc.name}); "
-            "for PostgreSQL run `pip install 'kappa-engine[postgres]'`"
-        ) from None
+    deadline = time.monotonic() + (0.0 if url.startswith("sqlite") else reconnect_seconds)
+    delay = 0.05
+    while True:
+        try:
+            engine = shared_engine(url)
+            create_tables(engine, metadata)
+            return engine
+        except sa.exc.ArgumentError as exc:
+            raise RepositoryError(redact(f"bad repository.db_url {url!r}: {exc}")) from None
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                said = f"cannot open the metadata database {url!r}: {exc.orig}"
+                raise RepositoryError(redact(said)) from None
+            log.info("the metadata database did not answer (%s); trying again", _first_line(exc))
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        except ModuleNotFoundError as exc:
+            raise RepositoryError(
+                f"the database driver for {url!r} is not installed ({exc.name}); "
+                "for PostgreSQL run `pip install 'kappa-engine[postgres]'`"
+            ) from None
 
 
 class MetadataStore:
     """Bundle rows: ``pending`` while files are written, ``ready`` once complete.
 
     A database server that stops answering (a restart, a failover) is waited for up to
-    ``reconnect_seconds``: a call retries while it cannot connect, and a statement that failed
-    before its transaction committed is run again. A connection lost during a commit is never
-    retried (the commit may have happened): that call fails with :class:`MetadataUnavailable`.
+    ``reconnect_seconds``, also when the store is opened: a call retries while it cannot
+    connect, and a statement that failed before its transaction committed is run again. A
+    connection lost during a commit is never retried (the commit may have happened): that call
+    fails with :class:`MetadataUnavailable`.
     """
 
     _columns = [c for c in bundles.c if c.name != "manifest"]
 
     def __init__(self, url: str, reconnect_seconds: float = 10.0) -> None:
         self.url = url
-        self.engine = open_tables(url, _meta)
         self.reconnect_seconds = 0.0 if url.startswith("sqlite") else reconnect_seconds
+        self.engine = open_tables(url, _meta, self.reconnect_seconds)
 
     def _call(self, work: Callable[[sa.Connection], T], write: bool = False) -> T:
         deadline = time.monotonic() + self.reconnect_seconds

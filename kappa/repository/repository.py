@@ -222,7 +222,7 @@ class Repository(BundleStore):
     def runs(self) -> RunStore:
         from kappa.repository.runs import RunStore
 
-        return RunStore(self.settings.db_url)
+        return RunStore(self.settings.db_url, self.settings.db_reconnect_seconds)
 
     # -- deleting ------------------------------------------------------------
     def delete(self, ref: str) -> BundleRecord:

@@ -114,8 +114,8 @@ def check_report(report: Any) -> dict[str, Any]:
 
 
 class RunStore:
-    def __init__(self, url: str) -> None:
-        self.engine = open_tables(url, _meta)
+    def __init__(self, url: str, reconnect_seconds: float = 0.0) -> None:
+        self.engine = open_tables(url, _meta, reconnect_seconds)
 
     def add(self, report: Mapping[str, Any]) -> RunRecord:
         """Store a run's report; posting the same run again replaces it (a retried post)."""

@@ -180,3 +180,22 @@ def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
     fs.invalidate_cache()
     assert not [v for v in stranded if fs.exists(f"{base}/Held/{v}")]  # their files are gone
     _nothing_half_visible(first, stranded)
+
+    # 3. A process that opens the repository while the database restarts waits for it too (the
+    # window covers opening the store and creating its tables).
+    monkeypatch.setenv("KAPPA_DB_RECONNECT_SECONDS", "30")
+    server.stop("fast")
+    opened: list[Any] = []
+
+    def open_and_list() -> None:
+        try:
+            opened.append({r.version for r in open_repository().list("Held")})
+        except Exception as exc:  # noqa: BLE001 - what opening raised is what the test checks
+            opened.append(exc)
+
+    opener = threading.Thread(target=open_and_list)
+    opener.start()
+    time.sleep(2)
+    server.start()
+    opener.join(timeout=60)
+    assert opened == [first], opened
