@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "list": "kappa.cli.repo:list_command",
     "get": "kappa.cli.repo:get_command",
     "delete": "kappa.cli.repo:delete_command",
+    "gc": "kappa.cli.repo:gc_command",
     "retrieve": "kappa.cli.repo:retrieve_command",
     "import": "kappa.cli.repo:import_command",
     "export": "kappa.cli.repo:export_command",

@@ -1,4 +1,4 @@
-"""Repository commands: list, get, delete, retrieve, import, export."""
+"""Repository commands: list, get, delete, gc, retrieve, import, export."""
 
 from __future__ import annotations
 
@@ -134,6 +134,69 @@ def delete_command(env: Environment, refs: tuple[str, ...], delete_all: bool, ye
     for tag in targets:
         repo.delete(tag)
         env.info(f"deleted {tag}")
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """``30m``, ``6h``, ``2d`` (or seconds) as seconds."""
+    text = value.strip().lower()
+    unit = DURATION_UNITS.get(text[-1:], None)
+    number = text[:-1] if unit is not None else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise click.BadParameter(f"{value!r} is not a duration; write e.g. 90s, 30m, 6h or 2d")
+    return seconds
+
+
+@click.command("gc")
+@click.option(
+    "--older-than",
+    default="24h",
+    show_default=True,
+    callback=_seconds,
+    help="Only saves begun this long ago (90s, 30m, 6h, 2d): a save still running is younger.",
+)
+@click.option("--dry-run", is_flag=True, help="Show the stranded saves; remove nothing.")
+@common_options
+@pass_env
+@handles_errors
+def gc_command(env: Environment, older_than: float, dry_run: bool) -> None:
+    """Remove saves that never completed: their rows (never listed) and the files they left.
+
+    A save whose process was killed, or whose database went away when it failed, leaves a
+    `pending` row and maybe part of its files. Nothing listed or loadable is touched.
+    """
+    from kappa.errors import InputError
+    from kappa.repository.repository import Repository
+
+    repo = env.repository()
+    if not isinstance(repo, Repository):
+        raise InputError(
+            "kappa gc works on the repository's own database and files: run it where the registry "
+            "server's repository is configured (KAPPA_DB_URL, KAPPA_BASE_URL), not through its URL"
+        )
+    stranded = repo.stranded(older_than)
+    removed = stranded if dry_run else [record for record in stranded if repo.discard(record)]
+    rows = [(r.tag, age(r.created_at), r.uri) for r in removed]
+    env.emit(
+        [{"tag": r.tag, "created_at": r.created_at, "uri": r.uri, "removed": not dry_run} for r in removed],
+        ("STRANDED_SAVE" if dry_run else "REMOVED", "AGE", "URI"),
+        rows,
+    )
+    if not removed:
+        env.info("no stranded saves" + (f" begun over {_readable(older_than)} ago" if older_than else ""))
+
+
+def _readable(seconds: float) -> str:
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda item: -item[1]):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 @click.command("retrieve")

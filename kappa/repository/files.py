@@ -110,6 +110,16 @@ def remove(url: str) -> None:
         fs.rm(root, recursive=True)
 
 
+def remove_partial(url: str) -> None:
+    """Remove what a save into ``url`` that was killed may have left: the files at ``url``, and
+    beside a local folder its staging folders (``.VERSION.staging-*``, kappa.bundle.save)."""
+    remove(url)
+    if is_local(url):
+        folder = local_part(url)
+        for staging in folder.parent.glob(f".{folder.name}.staging-*"):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def cache_dir() -> Path:
     from kappa.settings import default_home
 

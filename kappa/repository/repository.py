@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from kappa.errors import BundleNotFound, MetadataUnavailable, RepositoryError, V
 from kappa.repository import files
 from kappa.repository.base import BundleStore
 from kappa.repository.labels import validate_labels
-from kappa.repository.metadata import DELETED, READY, MetadataStore
+from kappa.repository.metadata import DELETED, PENDING, READY, MetadataStore
 from kappa.repository.records import BundleRecord
 from kappa.repository.reference import BundleRef, parse_ref
 from kappa.repository.selectors import parse_selector
@@ -232,6 +233,24 @@ class Repository(BundleStore):
         files.remove(record.uri)
         log.debug("deleted %s", record.tag)
         return record
+
+    # -- housekeeping --------------------------------------------------------
+    def stranded(self, older_than: float) -> Sequence[BundleRecord]:
+        """Saves that never completed, begun over ``older_than`` seconds ago, oldest first: their
+        process died mid-save, or the database was away when they failed. Their rows stay
+        ``pending`` (never listed); their files may be partly there."""
+        cutoff = time.time() - older_than
+        pending = self.metadata.list(statuses=(PENDING,), descending=False)
+        return [record for record in pending if record.created_at < cutoff]
+
+    def discard(self, record: BundleRecord) -> bool:
+        """Remove a stranded save: its row first (a save still running then fails to complete,
+        and removes its own files), then its files. False: it completed or went meanwhile."""
+        if self.metadata.discard_pending(record.name, record.version) != PENDING:
+            return False
+        files.remove_partial(record.uri)
+        log.debug("discarded the stranded save %s at %s", record.tag, record.uri)
+        return True
 
     def count(self) -> dict[str, int]:
         return {"ready": len(self.metadata.list(statuses=(READY,)))}

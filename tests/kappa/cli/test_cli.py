@@ -141,3 +141,75 @@ def test_a_cli_call_that_loads_no_model_imports_no_data_stack(saved):
     assert "sqlalchemy" in modules  # it did talk to the repository
     assert sorted(modules & {"pandas", "pyarrow", "numpy", "sklearn", "torch", "xgboost", "lightgbm"}) == []
     assert "IrisClassifier:v2" in out.stdout
+
+
+HELD = """
+import time
+import kappa
+from kappa.adapters import DataframeInput
+from kappa.frameworks.pickle import PickleArtifact
+
+
+class SlowToPickle:
+    def __getstate__(self):
+        time.sleep(60)
+        return {}
+
+
+@kappa.artifacts([PickleArtifact("model")])
+class Held(kappa.BentoService):
+    @kappa.api(input=DataframeInput(), batch=True)
+    def predict(self, df):
+        return [0] * len(df)
+"""
+
+
+def test_gc_removes_a_killed_save_and_nothing_else(repo_mode, saved, make_module):
+    """A save killed (SIGKILL) mid-way leaves a pending row, never listed, and its staging folder
+    (local files): `kappa gc` removes both once the save is older than --older-than; ready
+    bundles stay."""
+    import os
+    import signal
+    import time
+
+    from kappa.repository import open_repository
+    from kappa.repository.files import is_local, local_part
+
+    module = make_module(HELD)
+    save = f"import {module.__name__} as m; m.Held().pack('model', m.SlowToPickle()).save()"
+    saving = subprocess.Popen(
+        [sys.executable, "-c", save], env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    )
+    repo = open_repository()
+
+    def staged() -> list[str]:
+        if not stranded or not is_local(stranded[0].uri):
+            return []
+        folder = local_part(stranded[0].uri)
+        return [p.name for p in folder.parent.glob(f".{folder.name}.staging-*")]
+
+    deadline = time.monotonic() + 60
+    while not (stranded := repo.stranded(0)) or (repo_mode == "local" and not staged()):
+        assert saving.poll() is None and time.monotonic() < deadline, "the save never began"
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the model's pickling
+    saving.send_signal(signal.SIGKILL)
+    saving.wait()
+    [record] = stranded
+    assert record.name == "Held" and len(staged()) == (repo_mode == "local")
+
+    young = kappa("gc", "-o", "json")  # 24 h by default: a save this young may still be running
+    assert young.exit_code == 0 and json.loads(young.stdout) == []
+    assert "no stranded saves begun over 1d ago" in young.stderr
+    shown = json.loads(kappa("gc", "--older-than", "0", "--dry-run", "-o", "json").stdout)
+    assert [(s["tag"], s["removed"]) for s in shown] == [(record.tag, False)]
+    assert repo.stranded(0) == [record]
+    removed = kappa("gc", "--older-than", "0s", "-o", "json")
+    assert removed.exit_code == 0 and [r["tag"] for r in json.loads(removed.stdout)] == [record.tag]
+    assert repo.stranded(0) == [] and staged() == []
+    listed = json.loads(kappa("list", "-o", "json").stdout)
+    assert sorted(d["version"] for d in listed) == ["v1", "v2"]
+    assert kappa("get", "IrisClassifier:v1", "-o", "json").exit_code == 0
+    assert json.loads(kappa("gc", "--older-than", "0", "-o", "json").stdout) == []
+    bad = kappa("gc", "--older-than", "soon")
+    assert bad.exit_code == 2 and "'soon' is not a duration; write e.g. 90s, 30m, 6h or 2d" in bad.output

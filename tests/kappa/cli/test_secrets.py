@@ -15,7 +15,8 @@ SECRET = "hunter2-s3cr3t"
 DB_URL = f"postgresql+psycopg://kappa:{SECRET}@127.0.0.1:1/kappa"
 
 
-def test_database_passwords_are_masked_in_every_error(tmp_path):
+def test_database_passwords_are_masked_in_every_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAPPA_DB_RECONNECT_SECONDS", "1")  # each call tries again for a second, then fails
     runner = CliRunner()
     invocations = [
         ["--db-url", DB_URL, "list"],

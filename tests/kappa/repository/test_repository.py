@@ -248,6 +248,7 @@ def test_import_refuses_dangerous_archives(tmp_path, kind, message):
 
 
 def test_unreachable_database_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("KAPPA_DB_RECONNECT_SECONDS", "0")  # waiting for a restart: tests/faults/
     monkeypatch.setenv("KAPPA_DB_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     with pytest.raises(RepositoryError, match="cannot open the metadata database"):
         _repo()
