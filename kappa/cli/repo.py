@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from kappa.cli._common import Environment, age, common_options, handles_errors, 
 
 if TYPE_CHECKING:
     from kappa.repository.records import BundleRecord
+    from kappa.repository.repository import Repository
 
 LIST_COLUMNS = ("MODEL_VERSION", "AGE", "APIS", "ARTIFACTS", "LABELS")
 
@@ -171,7 +173,7 @@ def gc_command(env: Environment, older_than: float, dry_run: bool) -> None:
     A save whose process was killed, or whose database went away when it failed, leaves a
     `pending` row and maybe part of its files. Nothing listed or loadable is touched.
     """
-    from kappa.errors import InputError
+    from kappa.errors import InputError, RepositoryError
     from kappa.repository.repository import Repository
 
     repo = env.repository()
@@ -181,15 +183,38 @@ def gc_command(env: Environment, older_than: float, dry_run: bool) -> None:
             "server's repository is configured (KAPPA_DB_URL, KAPPA_BASE_URL), not through its URL"
         )
     stranded = repo.stranded(older_than)
-    removed = stranded if dry_run else [record for record in stranded if repo.discard(record)]
+    removed, failed = (stranded, []) if dry_run else _discard(env, repo, stranded)
     rows = [(r.tag, age(r.created_at), r.uri) for r in removed]
     env.emit(
         [{"tag": r.tag, "created_at": r.created_at, "uri": r.uri, "removed": not dry_run} for r in removed],
         ("STRANDED_SAVE" if dry_run else "REMOVED", "AGE", "URI"),
         rows,
     )
-    if not removed:
+    if not removed and not failed:
         env.info("no stranded saves" + (f" begun over {_readable(older_than)} ago" if older_than else ""))
+    if failed:
+        raise RepositoryError(
+            f"{len(failed)} stranded save(s) could not be removed ({', '.join(failed)}); "
+            "they stay unlisted: run `kappa gc` again once their files can be removed"
+        )
+
+
+def _discard(
+    env: Environment, repo: Repository, stranded: Sequence[BundleRecord]
+) -> tuple[list[BundleRecord], list[str]]:
+    """Discard each stranded save; one whose files cannot be removed is said and skipped."""
+    from kappa.errors import KappaError
+
+    removed: list[BundleRecord] = []
+    failed: list[str] = []
+    for record in stranded:
+        try:
+            if repo.discard(record):
+                removed.append(record)
+        except (KappaError, OSError) as exc:  # the store or the database: the others may still go
+            env.info(f"could not remove {record.tag} at {record.uri}: {exc}")
+            failed.append(record.tag)
+    return removed, failed
 
 
 def _readable(seconds: float) -> str:

@@ -111,13 +111,15 @@ def remove(url: str) -> None:
 
 
 def remove_partial(url: str) -> None:
-    """Remove what a save into ``url`` that was killed may have left: the files at ``url``, and
-    beside a local folder its staging folders (``.VERSION.staging-*``, kappa.bundle.save)."""
+    """Remove what a save or import into ``url`` that was killed may have left: the files at
+    ``url``, and beside a local folder its staging folders (``.VERSION.staging-*`` of
+    kappa.bundle.save, ``.VERSION.copy-*`` of :func:`copy_folder`)."""
     remove(url)
     if is_local(url):
         folder = local_part(url)
-        for staging in folder.parent.glob(f".{folder.name}.staging-*"):
-            shutil.rmtree(staging, ignore_errors=True)
+        for pattern in (f".{folder.name}.staging-*", f".{folder.name}.copy-*"):
+            for staging in folder.parent.glob(pattern):
+                shutil.rmtree(staging, ignore_errors=True)
 
 
 def cache_dir() -> Path:

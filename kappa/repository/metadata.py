@@ -17,6 +17,7 @@ from kappa.redact import redact, register_secret
 from kappa.repository.records import BundleRecord
 
 PENDING, READY, DELETED = "pending", "ready", "deleted"
+DISCARDING = "discarding"  # a stranded save whose files `kappa gc` is removing (never listed)
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def open_tables(url: str, metadata: sa.MetaData, reconnect_seconds: float = 0.0)
         except sa.exc.ArgumentError as exc:
             raise RepositoryError(redact(f"bad repository.db_url {url!r}: {exc}")) from None
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            if time.monotonic() + delay > deadline:
+            if _refused(exc) or time.monotonic() + delay > deadline:
                 said = f"cannot open the metadata database {url!r}: {exc.orig}"
                 raise RepositoryError(redact(said)) from None
             log.info("the metadata database did not answer (%s); trying again", _first_line(exc))
@@ -217,12 +218,25 @@ class MetadataStore:
 
         def run(conn: sa.Connection) -> str | None:
             where = (bundles.c.name == name, bundles.c.version == version)
-            status = conn.execute(sa.select(bundles.c.status).where(*where)).scalar()
-            if status == PENDING:
-                conn.execute(bundles.delete().where(*where, bundles.c.status == PENDING))
-            return status
+            if conn.execute(bundles.delete().where(*where, bundles.c.status == PENDING)).rowcount == 1:
+                return PENDING
+            return conn.execute(sa.select(bundles.c.status).where(*where)).scalar()
 
         return self._call(run, write=True)
+
+    def claim_stranded(self, name: str, version: str) -> bool:
+        """Turn a ``pending`` row ``discarding`` (its save can no longer complete); False when it
+        is not pending any more."""
+        update = (
+            bundles.update()
+            .where(bundles.c.name == name, bundles.c.version == version, bundles.c.status == PENDING)
+            .values(status=DISCARDING, updated_at=time.time())
+        )
+        return bool(self._call(lambda conn: conn.execute(update).rowcount == 1, write=True))
+
+    def remove_discarded(self, name: str, version: str) -> None:
+        where = (bundles.c.name == name, bundles.c.version == version, bundles.c.status == DISCARDING)
+        self._call(lambda conn: conn.execute(bundles.delete().where(*where)), write=True)
 
     def set_status(self, name: str, version: str, status: str) -> None:
         update = (
@@ -281,6 +295,20 @@ class MetadataStore:
             query = query.where(bundles.c.name == name)
         query = query.order_by(column.desc() if descending else column.asc(), bundles.c.id.desc())
         return self._call(lambda conn: [_record(row) for row in conn.execute(query)])
+
+
+# PostgreSQL's answers that waiting does not change: bad password, no such role or database. A
+# refused connection has no SQLSTATE in psycopg, only the server's FATAL line ("the database system
+# is starting up" is not one of these: a restart is waited for).
+_LASTING = {"28P01", "28000", "3D000"}
+_LASTING_TEXT = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
+
+
+def _refused(exc: sa.exc.DBAPIError) -> bool:
+    """Whether the server answered, refusing: a wrong password or database name is said at once,
+    not after the reconnect window."""
+    text = str(exc.orig)
+    return getattr(exc.orig, "sqlstate", None) in _LASTING or any(t in text for t in _LASTING_TEXT)
 
 
 def _first_line(exc: sa.exc.DBAPIError) -> str:

@@ -15,7 +15,7 @@ from kappa.errors import BundleNotFound, MetadataUnavailable, RepositoryError, V
 from kappa.repository import files
 from kappa.repository.base import BundleStore
 from kappa.repository.labels import validate_labels
-from kappa.repository.metadata import DELETED, PENDING, READY, MetadataStore
+from kappa.repository.metadata import DELETED, DISCARDING, PENDING, READY, MetadataStore
 from kappa.repository.records import BundleRecord
 from kappa.repository.reference import BundleRef, parse_ref
 from kappa.repository.selectors import parse_selector
@@ -95,6 +95,11 @@ class Repository(BundleStore):
                     files.remove(uri)
                 except Exception as cleanup:  # noqa: BLE001 - the store may be what failed; say the first error
                     log.warning("could not remove the files of %s:%s at %s: %s", name, version, uri, cleanup)
+            if status in (None, DISCARDING):  # its row went: `kappa gc` took it for a stranded save
+                raise RepositoryError(
+                    f"the save of {name}:{version} was discarded while it ran: `kappa gc` removes saves "
+                    "begun over its --older-than ago; save again"
+                ) from None
             if isinstance(exc, MetadataUnavailable):
                 outcome = (
                     "whether it completed is not known: once the database answers, "
@@ -238,17 +243,21 @@ class Repository(BundleStore):
     def stranded(self, older_than: float) -> Sequence[BundleRecord]:
         """Saves that never completed, begun over ``older_than`` seconds ago, oldest first: their
         process died mid-save, or the database was away when they failed. Their rows stay
-        ``pending`` (never listed); their files may be partly there."""
+        ``pending`` (never listed); their files may be partly there. Also any save whose removal
+        :meth:`discard` began and could not finish."""
         cutoff = time.time() - older_than
-        pending = self.metadata.list(statuses=(PENDING,), descending=False)
-        return [record for record in pending if record.created_at < cutoff]
+        rows = self.metadata.list(statuses=(PENDING, DISCARDING), descending=False)
+        return [r for r in rows if r.status == DISCARDING or r.created_at < cutoff]
 
     def discard(self, record: BundleRecord) -> bool:
-        """Remove a stranded save: its row first (a save still running then fails to complete,
-        and removes its own files), then its files. False: it completed or went meanwhile."""
-        if self.metadata.discard_pending(record.name, record.version) != PENDING:
+        """Remove a stranded save. Its row turns ``discarding`` first (a save still running then
+        fails to complete, and removes its own files), then its files go, then the row. False:
+        it completed or went meanwhile. When the files cannot be removed, the error propagates
+        and the row stays ``discarding``: :meth:`stranded` lists it again."""
+        if record.status == PENDING and not self.metadata.claim_stranded(record.name, record.version):
             return False
         files.remove_partial(record.uri)
+        self.metadata.remove_discarded(record.name, record.version)
         log.debug("discarded the stranded save %s at %s", record.tag, record.uri)
         return True
 

@@ -27,31 +27,53 @@ def s3_options() -> dict[str, Any]:
     configured = conf.get("s3", {})
     if "session" in configured:
         return {}
-    return {"session": _session(os.getpid(), configured.get("profile"))}
+    return {"session": session_here(configured.get("profile"))}
 
 
 def in_this_process(options: dict[str, Any]) -> dict[str, Any]:
     """s3fs ``options`` made in another process (before a fork), with this process's session in
     place of that process's (a session's credential refresh is bound to its event loop)."""
-    profile = _MADE.get(id(options.get("session")))
-    if profile is None:
+    session = options.get("session")
+    if session is None or not isinstance(session, _session_class()):
         return options
-    return {**options, "session": _session(os.getpid(), profile[0])}
+    return {**options, "session": session_here(getattr(session, "kappa_profile", None))}
 
 
-_MADE: dict[int, tuple[str | None]] = {}  # id of a session made here -> its profile
+def session_here(profile: str | None) -> Any:
+    """This process's session for ``profile``; also how a pickled one is loaded (in a Dask or
+    Spark worker: that process's own session, reading that process's environment)."""
+    return _session(os.getpid(), profile)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.cache
 def _session(pid: int, profile: str | None) -> Any:
     """One session per process (``pid``: a forked child makes its own) and profile."""
+    session = _session_class()(profile)
+    # botocore's add_expect_header is on before-call.s3 too: this one runs after it
+    session.get_component("event_emitter").register_last("before-call.s3", _send_body_at_once)
+    return session
+
+
+@functools.cache
+def _session_class() -> type:
     from aiobotocore.session import AioSession
 
-    session = AioSession(profile=profile)
-    # after botocore's own handlers, which are registered on the operations (before-call.s3.PutObject)
-    session.register("before-call.s3", _send_body_at_once)
-    _MADE[id(session)] = (profile,)
-    return session
+    class KappaS3Session(AioSession):  # type: ignore[misc]
+        """An AioSession that pickles as "this process's session for the profile": a file system
+        sent to a worker carries no environment (credentials) of the process it came from, and
+        its fsspec cache key (the repr) is the same everywhere."""
+
+        def __init__(self, profile: str | None) -> None:
+            super().__init__(profile=profile)
+            self.kappa_profile = profile
+
+        def __reduce__(self) -> tuple[Any, tuple[str | None]]:
+            return session_here, (self.kappa_profile,)
+
+        def __repr__(self) -> str:
+            return f"KappaS3Session(profile={self.kappa_profile!r})"
+
+    return KappaS3Session
 
 
 def _send_body_at_once(params: dict[str, Any], **_: Any) -> None:

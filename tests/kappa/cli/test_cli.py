@@ -213,3 +213,37 @@ def test_gc_removes_a_killed_save_and_nothing_else(repo_mode, saved, make_module
     assert json.loads(kappa("gc", "--older-than", "0", "-o", "json").stdout) == []
     bad = kappa("gc", "--older-than", "soon")
     assert bad.exit_code == 2 and "'soon' is not a duration; write e.g. 90s, 30m, 6h or 2d" in bad.output
+
+
+def test_gc_of_a_save_still_running_makes_that_save_fail_not_vanish(kappa_home, make_module):
+    """`kappa gc --older-than 0` while a save is still writing: the save cannot complete, says so,
+    and leaves nothing listed or stranded."""
+    import threading
+    import time
+
+    from kappa.errors import RepositoryError
+    from kappa.repository import open_repository
+
+    module = make_module(HELD.replace("time.sleep(60)", "time.sleep(2)"))
+    outcome: list[BaseException | None] = []
+
+    def save() -> None:
+        try:
+            module.Held().pack("model", module.SlowToPickle()).save()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - what the save ended in is the test
+            outcome.append(exc)
+
+    saving = threading.Thread(target=save)
+    saving.start()
+    repo = open_repository()
+    deadline = time.monotonic() + 30
+    while not repo.stranded(0):
+        assert saving.is_alive() and time.monotonic() < deadline, outcome
+        time.sleep(0.02)
+    removed = kappa("gc", "--older-than", "0", "-o", "json")
+    assert removed.exit_code == 0 and [r["tag"].split(":")[0] for r in json.loads(removed.stdout)] == ["Held"]
+    saving.join(timeout=30)
+    assert isinstance(outcome[0], RepositoryError), outcome
+    assert str(outcome[0]).startswith("the save of Held:") and "was discarded while it ran" in str(outcome[0])
+    assert repo.stranded(0) == [] and repo.list("Held") == []

@@ -291,3 +291,16 @@ def test_settings_precedence(tmp_path, monkeypatch, kappa_home):
     (conf / "kappa.yaml").write_text("repository:\n  colour: blue\n")
     with pytest.raises(kappa.errors.ConfigError, match="unknown setting"):
         KappaSettings.load()
+
+
+@pytest.mark.postgres
+def test_a_database_that_does_not_exist_is_said_at_once(postgres_server, monkeypatch):
+    """The reconnect window waits for a server that does not answer, not for one that answers no."""
+    import time
+
+    monkeypatch.setenv("KAPPA_DB_RECONNECT_SECONDS", "30")
+    monkeypatch.setenv("KAPPA_DB_URL", f"{postgres_server}/no_such_database")
+    started = time.monotonic()
+    with pytest.raises(RepositoryError, match='cannot open .*: .*"no_such_database" does not exist'):
+        _repo()
+    assert time.monotonic() - started < 10
