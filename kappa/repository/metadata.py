@@ -111,8 +111,7 @@ def open_tables(url: str, metadata: sa.MetaData, reconnect_seconds: float = 0.0)
         register_secret(sa.engine.make_url(url).password)
     except sa.exc.ArgumentError:
         pass  # reported below
-    deadline = time.monotonic() + (0.0 if url.startswith("sqlite") else reconnect_seconds)
-    delay = 0.05
+    waiting = _Reconnect(0.0 if url.startswith("sqlite") else reconnect_seconds)
     while True:
         try:
             engine = shared_engine(url)
@@ -121,12 +120,9 @@ def open_tables(url: str, metadata: sa.MetaData, reconnect_seconds: float = 0.0)
         except sa.exc.ArgumentError as exc:
             raise RepositoryError(redact(f"bad repository.db_url {url!r}: {exc}")) from None
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            if _refused(exc) or time.monotonic() + delay > deadline:
+            if _refused(exc) or not waiting.again(exc):
                 said = f"cannot open the metadata database {url!r}: {exc.orig}"
                 raise RepositoryError(redact(said)) from None
-            log.info("the metadata database did not answer (%s); trying again", _first_line(exc))
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
         except ModuleNotFoundError as exc:
             raise RepositoryError(
                 f"the database driver for {url!r} is not installed ({exc.name}); "
@@ -152,8 +148,7 @@ class MetadataStore:
         self.engine = open_tables(url, _meta, self.reconnect_seconds)
 
     def _call(self, work: Callable[[sa.Connection], T], write: bool = False) -> T:
-        deadline = time.monotonic() + self.reconnect_seconds
-        delay = 0.05
+        waiting = _Reconnect(self.reconnect_seconds)
         while True:
             committing = False
             try:
@@ -165,14 +160,11 @@ class MetadataStore:
                         committing = True
                     return result
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-                if committing or time.monotonic() + delay > deadline:
+                if committing or not waiting.again(exc):
                     maybe = " (the change may or may not have been made)" if committing else ""
                     what = "did not answer" if self.reconnect_seconds else "failed"
                     said = f"the metadata database {self.url!r} {what}{maybe}: {_first_line(exc)}"
                     raise MetadataUnavailable(redact(said), in_doubt=committing) from None
-                log.info("the metadata database did not answer (%s); trying again", _first_line(exc))
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     def add_pending(self, name: str, version: str, uri: str, labels: dict[str, str]) -> None:
         now = time.time()
@@ -295,6 +287,25 @@ class MetadataStore:
             query = query.where(bundles.c.name == name)
         query = query.order_by(column.desc() if descending else column.asc(), bundles.c.id.desc())
         return self._call(lambda conn: [_record(row) for row in conn.execute(query)])
+
+
+class _Reconnect:
+    """The waits between tries at a database server that did not answer, for ``seconds`` in all:
+    0.05 s, doubling up to 1 s."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.delay = 0.05
+
+    def again(self, exc: sa.exc.DBAPIError) -> bool:
+        """Wait (and say so) before the next try after ``exc``; False when that would pass the
+        deadline (give up)."""
+        if time.monotonic() + self.delay > self.deadline:
+            return False
+        log.info("the metadata database did not answer (%s); trying again", _first_line(exc))
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, 1.0)
+        return True
 
 
 # PostgreSQL's answers that waiting does not change: bad password, no such role or database. A
