@@ -247,3 +247,10 @@ def test_gc_of_a_save_still_running_makes_that_save_fail_not_vanish(kappa_home, 
     assert isinstance(outcome[0], RepositoryError), outcome
     assert str(outcome[0]).startswith("the save of Held:") and "was discarded while it ran" in str(outcome[0])
     assert repo.stranded(0) == [] and repo.list("Held") == []
+
+
+@pytest.mark.server
+def test_gc_through_the_registry_server_is_one_clear_line(use_gamma):
+    result = kappa("gc", "--dry-run")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "kappa gc works on the repository's own database and files" in result.output
