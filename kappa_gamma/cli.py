@@ -82,7 +82,8 @@ def token_group() -> None:
 def _tokens(env: Environment, db_url: str | None) -> Any:
     from kappa_gamma.tokens import TokenStore
 
-    return TokenStore(db_url or env.settings().db_url)
+    settings = env.settings()
+    return TokenStore(db_url or settings.db_url, settings.db_reconnect_seconds)
 
 
 _DB_URL = click.option("--db-url", help="The server's database (default: the repository.db_url setting).")

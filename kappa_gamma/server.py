@@ -102,7 +102,7 @@ def build_app(options: ServerOptions) -> Starlette:
     settings = KappaSettings.load(overrides=overrides, environ={**os.environ, "KAPPA_GAMMA_URL": ""})
     settings = _without_registry(settings)
     repository = Repository(settings)
-    gate = Gate(TokenStore(settings.db_url), options.allow_anonymous_read)
+    gate = Gate(TokenStore(settings.db_url, settings.db_reconnect_seconds), options.allow_anonymous_read)
     registry = api.Registry(repository, gate, settings.home / "gamma" / "uploads")
 
     async def kappa_error(request: Request, exc: Exception) -> Response:

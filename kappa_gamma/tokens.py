@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from kappa.errors import AccessDenied, InputError
-from kappa.repository.metadata import open_tables
+from kappa.repository.database import Database
 
 SCOPES = ("read", "write", "admin")
 CHECK_SECONDS = 5.0
@@ -59,24 +59,25 @@ def _hash(secret: str) -> str:
 
 
 class TokenStore:
-    def __init__(self, db_url: str) -> None:
-        self.engine = open_tables(db_url, _meta)
+    """The tokens in the database ``db_url``; every call rides out a server restart of up to
+    ``reconnect_seconds`` (see :class:`Database`)."""
+
+    def __init__(self, db_url: str, reconnect_seconds: float = 0.0) -> None:
+        self.database = Database(db_url, _meta, reconnect_seconds)
         self._checked: dict[str, tuple[TokenInfo, float]] = {}  # token -> (what it grants, until)
 
     def create(self, scope: str, name: str = "") -> tuple[str, TokenInfo]:
         """A new token (shown once: only its hash is kept) and what it grants."""
         info = TokenInfo(secrets.token_hex(8), check_scope(scope), name[:128], time.time())
         secret = secrets.token_urlsafe(32)
-        with self.engine.begin() as conn:
-            conn.execute(
-                tokens.insert().values(
-                    token_id=info.token_id,
-                    secret_sha256=_hash(secret),
-                    scope=info.scope,
-                    name=info.name,
-                    created_at=info.created_at,
-                )
-            )
+        row = tokens.insert().values(
+            token_id=info.token_id,
+            secret_sha256=_hash(secret),
+            scope=info.scope,
+            name=info.name,
+            created_at=info.created_at,
+        )
+        self.database.call(lambda conn: conn.execute(row), write=True)
         return f"{PREFIX}{info.token_id}_{secret}", info
 
     def check(self, token: str) -> TokenInfo:
@@ -96,8 +97,8 @@ class TokenStore:
         token_id, _, secret = token.removeprefix(PREFIX).partition("_")
         if not token.startswith(PREFIX) or not token_id or not secret:
             raise AccessDenied("malformed token; tokens read kgt_<id>_<secret>")
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(tokens).where(tokens.c.token_id == token_id)).first()
+        query = sa.select(tokens).where(tokens.c.token_id == token_id)
+        row = self.database.call(lambda conn: conn.execute(query).first())
         if row is None or not hmac.compare_digest(row.secret_sha256, _hash(secret)):
             raise AccessDenied("unknown token")
         if row.revoked_at is not None:
@@ -105,15 +106,14 @@ class TokenStore:
         return TokenInfo(row.token_id, row.scope, row.name, row.created_at)
 
     def list(self) -> list[TokenInfo]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(tokens).order_by(tokens.c.created_at)).all()
+        query = sa.select(tokens).order_by(tokens.c.created_at)
+        rows = self.database.call(lambda conn: conn.execute(query).all())
         return [TokenInfo(r.token_id, r.scope, r.name, r.created_at, r.revoked_at is not None) for r in rows]
 
     def revoke(self, token_id: str) -> bool:
-        with self.engine.begin() as conn:
-            done = conn.execute(
-                tokens.update()
-                .where(tokens.c.token_id == token_id, tokens.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
-            )
-        return bool(done.rowcount)
+        update = (
+            tokens.update()
+            .where(tokens.c.token_id == token_id, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=time.time())
+        )
+        return bool(self.database.call(lambda conn: conn.execute(update).rowcount, write=True))

@@ -43,6 +43,7 @@ class Repository(BundleStore):
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
         self.metadata = MetadataStore(settings.db_url, settings.db_reconnect_seconds)
+        self._runs: RunStore | None = None
 
     def location(self, name: str, version: str) -> str:
         return f"{self.base_url}/{validate_name(name)}/{validate_version(version)}"
@@ -226,9 +227,12 @@ class Repository(BundleStore):
         return self.runs().add(report)
 
     def runs(self) -> RunStore:
-        from kappa.repository.runs import RunStore
+        """The run records (opened once: the registry server reads them on every request)."""
+        if self._runs is None:
+            from kappa.repository.runs import RunStore
 
-        return RunStore(self.settings.db_url, self.settings.db_reconnect_seconds)
+            self._runs = RunStore(self.settings.db_url, self.settings.db_reconnect_seconds)
+        return self._runs
 
     # -- deleting ------------------------------------------------------------
     def delete(self, ref: str) -> BundleRecord:

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kappa.errors import InputError, RunConflict, RunNotFound
-from kappa.repository.metadata import open_tables
+from kappa.repository.database import Database
 from kappa.repository.records import RunRecord
 
 _meta = sa.MetaData()
@@ -114,8 +114,11 @@ def check_report(report: Any) -> dict[str, Any]:
 
 
 class RunStore:
+    """Scoring runs' reports; every call rides out a server restart of up to ``reconnect_seconds``
+    (see :class:`Database`)."""
+
     def __init__(self, url: str, reconnect_seconds: float = 0.0) -> None:
-        self.engine = open_tables(url, _meta, reconnect_seconds)
+        self.database = Database(url, _meta, reconnect_seconds)
 
     def add(self, report: Mapping[str, Any]) -> RunRecord:
         """Store a run's report; posting the same run again replaces it (a retried post)."""
@@ -137,7 +140,7 @@ class RunStore:
             "finished_at": float(data["finished_at"]),
             "report": json.dumps(data, sort_keys=True, default=str),
         }
-        with self.engine.begin() as conn:
+        def store(conn: sa.Connection) -> None:
             done = conn.execute(
                 runs.update()
                 .where(runs.c.run_id == data["run_id"], runs.c.name == name, runs.c.version == version)
@@ -151,11 +154,13 @@ class RunStore:
                         f"run {data['run_id']} is recorded for another bundle; a run's report is only ever "
                         "re-sent for its own bundle"
                     ) from None
+
+        self.database.call(store, write=True)
         return RunRecord(data["run_id"], name, version, data)
 
     def get(self, run_id: str) -> RunRecord:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+        query = sa.select(runs).where(runs.c.run_id == run_id)
+        row = self.database.call(lambda conn: conn.execute(query).first())
         if row is None:
             raise RunNotFound(f"no scoring run {run_id!r} is recorded; `kappa runs list` shows them")
         return _record(row)
@@ -169,8 +174,7 @@ class RunStore:
         if version is not None:
             query = query.where(runs.c.version == version)
         query = query.order_by(runs.c.started_at.desc(), runs.c.run_id).limit(limit).offset(offset)
-        with self.engine.connect() as conn:
-            return [_record(row) for row in conn.execute(query)]
+        return self.database.call(lambda conn: [_record(row) for row in conn.execute(query)])
 
 
 def _record(row: Any) -> RunRecord:

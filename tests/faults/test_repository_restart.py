@@ -133,7 +133,7 @@ def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
 
     server, db = team_repo
     module = make_module(SERVICE)
-    caplog.set_level(logging.INFO, logger="kappa.repository.metadata")
+    caplog.set_level(logging.INFO, logger="kappa.repository.database")
 
     # 1. A restart (a few seconds) while ten saves are in flight: all ten complete.
     monkeypatch.setenv("KAPPA_DB_RECONNECT_SECONDS", "30")
@@ -199,3 +199,36 @@ def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
     server.start()
     opener.join(timeout=60)
     assert opened == [first], opened
+
+    # 4. The run records and the registry's tokens ride out a restart the same way: calls made
+    # while the server is down wait for it (they failed at once before).
+    from kappa_gamma.tokens import TokenStore
+
+    repo = open_repository()
+    tokens = TokenStore(db, reconnect_seconds=30)
+    token, _ = tokens.create("read", "restart")
+    version = sorted(first)[0]
+    report = {
+        "run_id": "restart-run-1", "bundle": f"Held:{version}", "api": "predict", "engine": "local",
+        "status": "succeeded", "rows_in": 3, "rows_out": 3, "rows_error": 0,
+        "started_at": time.time(), "finished_at": time.time(),
+    }  # fmt: skip
+    server.stop("fast")
+    done: list[Any] = []
+
+    def record_and_check() -> None:
+        try:
+            done.append(tokens.check(token).scope)
+            done.append(tokens.revoke(tokens.list()[0].token_id))
+            done.append(repo.record_run(report).run_id)
+        except Exception as exc:  # noqa: BLE001 - what the calls raised is what the test checks
+            done.append(exc)
+
+    caller = threading.Thread(target=record_and_check)
+    caller.start()
+    time.sleep(2)
+    assert caller.is_alive() and not done  # waiting for the server, not failed
+    server.start()
+    caller.join(timeout=60)
+    assert done == ["read", True, "restart-run-1"], done
+    assert [r.run_id for r in repo.runs().list("Held")] == ["restart-run-1"]

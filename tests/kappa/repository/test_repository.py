@@ -304,3 +304,28 @@ def test_a_database_that_does_not_exist_is_said_at_once(postgres_server, monkeyp
     with pytest.raises(RepositoryError, match='cannot open .*: .*"no_such_database" does not exist'):
         _repo()
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.postgres
+def test_a_database_dropped_while_open_is_said_at_once(postgres_server, monkeypatch):
+    """A store already open whose database goes (or whose login is refused) fails its next call at
+    once with the server's answer, not after the reconnect window."""
+    import time
+
+    import sqlalchemy as sa
+
+    from kappa.errors import MetadataUnavailable
+    from tests.servers import create_database
+
+    monkeypatch.setenv("KAPPA_DB_RECONNECT_SECONDS", "30")
+    monkeypatch.setenv("KAPPA_DB_URL", create_database(postgres_server, "dropped_while_open"))
+    repo = _repo()
+    assert repo.list() == []
+    admin = sa.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text('DROP DATABASE "dropped_while_open" WITH (FORCE)'))
+    admin.dispose()
+    started = time.monotonic()
+    with pytest.raises(MetadataUnavailable, match='failed: .*"dropped_while_open" does not exist'):
+        repo.list()
+    assert time.monotonic() - started < 10
