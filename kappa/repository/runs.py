@@ -140,6 +140,7 @@ class RunStore:
             "finished_at": float(data["finished_at"]),
             "report": json.dumps(data, sort_keys=True, default=str),
         }
+
         def store(conn: sa.Connection) -> None:
             done = conn.execute(
                 runs.update()
