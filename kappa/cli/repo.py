@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,20 +140,15 @@ def delete_command(env: Environment, refs: tuple[str, ...], delete_all: bool, ye
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)")  # whole string: fullmatch
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
     """``30m``, ``6h``, ``2d`` (or seconds) as seconds."""
-    text = value.strip().lower()
-    unit = DURATION_UNITS.get(text[-1:], None)
-    number = text[:-1] if unit is not None else text
-    try:
-        seconds = float(number) * (unit or 1)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
+    found = DURATION.fullmatch(value.strip().lower())
+    if found is None:
         raise click.BadParameter(f"{value!r} is not a duration; write e.g. 90s, 30m, 6h or 2d")
-    return seconds
+    return float(found[1]) * DURATION_UNITS.get(found[2], 1)
 
 
 @click.command("gc")

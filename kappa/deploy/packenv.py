@@ -88,12 +88,29 @@ def pack_env(
     return PackedEnv(output, output.stat().st_size, sys.base_prefix, packages)
 
 
+def pip_command(python: str) -> list[str]:
+    """pip for the environment of ``python``: this process's own pip where it can install into
+    another interpreter (``--python``, pip 22.3 and later), which is usually much newer and faster
+    than the one ``venv`` puts in (a third less time for pandas, pyarrow and scikit-learn); else the
+    environment's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        if Version(version("pip")) >= Version("22.3"):
+            return [sys.executable, "-m", "pip", "--python", python]
+    except (PackageNotFoundError, InvalidVersion):
+        pass
+    return [python, "-m", "pip"]
+
+
 def _pip(python: str, arguments: list[str], cwd: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     done = subprocess.run(
         # compiled: every executor's Python workers import from the archive; without .pyc files each
         # would compile pandas, pyarrow and the model's packages again
-        [python, "-m", "pip", "install", "--quiet", *arguments],
+        [*pip_command(python), "install", "--quiet", *arguments],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -27,10 +27,10 @@ def filesystem(url: str) -> tuple[Any, str]:
     """The fsspec filesystem for ``url`` and the path within it."""
     from fsspec.core import url_to_fs
 
-    from kappa.repository.s3session import s3_options
+    from kappa.repository.s3session import url_options
 
     try:
-        fs, path = url_to_fs(url, **(s3_options() if url.startswith(("s3://", "s3a://")) else {}))
+        fs, path = url_to_fs(url, **url_options(url))
     except (ImportError, ValueError) as exc:
         raise MissingDependencyError(
             f"cannot open {url!r}: {exc} (for s3:// run `pip install 'kappa-engine[s3]'`)"

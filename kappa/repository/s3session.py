@@ -20,6 +20,13 @@ import os
 from typing import Any
 
 
+def url_options(url: str) -> dict[str, Any]:
+    """Options for fsspec's ``url_to_fs(url, ...)``: Kappa's session for each S3 layer of ``url``,
+    also inside a chained URL (``simplecache::s3://...``); none for other URLs."""
+    protocols = {part.split("://", 1)[0] for part in url.split("::") if "://" in part}
+    return {protocol: s3_options() for protocol in sorted(protocols & {"s3", "s3a"})}
+
+
 def s3_options() -> dict[str, Any]:
     """Options to add to fsspec's for an ``s3://`` URL (the configuration's win)."""
     from fsspec.config import conf

@@ -79,3 +79,15 @@ def test_a_forked_child_gets_its_own_session(no_s3_config):
     os.close(write)
     assert os.read(read, 10) == b"own"
     os.waitpid(child, 0)
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/key", "s3a://bucket/key", "simplecache::s3://bucket/key"])
+def test_every_s3_layer_of_a_url_gets_the_session(no_s3_config, url):
+    """Also inside a chained URL: a cache over S3 uploads and downloads through Kappa's session."""
+    from kappa.repository.files import filesystem
+
+    fs, path = filesystem(url)
+    assert path == "bucket/key"
+    s3 = getattr(fs, "fs", fs)  # a caching file system holds the S3 one
+    assert s3.session is s3_options()["session"]
+    assert filesystem("memory://x")[0].storage_options == {}
