@@ -19,11 +19,18 @@ run: install ## train and save the iris example, then score the shipped data set
 	@echo "predictions: $(CURDIR)/out/iris_predictions.parquet (report: out/iris_report.json)"
 	@echo "bundles: KAPPA_HOME=$(KAPPA_HOME) $(BIN)/kappa list"
 
-test: install lint ## the whole suite, integration tests included
-	$(BIN)/python -m pytest -q
+UNIT := not spark and not dask and not airflow and not server and not postgres and not s3 and not slow
 
-test-unit: install ## only the fast tests, on two processes (they share no server)
-	$(BIN)/python -m pytest -q -n 2 -m "not spark and not dask and not airflow and not server and not postgres and not s3 and not slow"
+# the fast tests on two processes (they share no server), then the integration tests one at a time
+# (they share servers, and their clusters use both cores); both always run
+test: install lint ## the whole suite, integration tests included
+	@status=0; \
+	$(BIN)/python -m pytest -q -n 2 -m "$(UNIT)" || status=1; \
+	$(BIN)/python -m pytest -q -m "not ($(UNIT))" || status=1; \
+	exit $$status
+
+test-unit: install ## only the fast tests, on two processes
+	$(BIN)/python -m pytest -q -n 2 -m "$(UNIT)"
 
 lint: install
 	$(BIN)/ruff check kappa kappa_batch kappa_online kappa_gamma spark_jobs airflow_dags tests bench examples
