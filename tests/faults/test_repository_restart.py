@@ -232,3 +232,42 @@ def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
     caller.join(timeout=60)
     assert done == ["read", True, "restart-run-1"], done
     assert [r.run_id for r in repo.runs().list("Held")] == ["restart-run-1"]
+
+
+def test_the_registry_answers_503_while_its_database_is_away_and_recovers(tmp_path):
+    """The registry server on PostgreSQL: while the database is away past the reconnect window,
+    a request whose token must be checked and one that lists bundles are answered 503 with the
+    database's error (the token check raised from deep inside before: a 500); once the
+    database is back the same requests are answered, with no restart of the server."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from tests.servers import gamma_server
+
+    def get(url: str, token: str) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    server = Postgres()
+    try:
+        server.start()
+        db = create_database(server.url, "registry")
+        settings = {"KAPPA_DB_RECONNECT_SECONDS": "1"}
+        with gamma_server(tmp_path, db, str(tmp_path / "bundles"), settings) as gamma:
+            bundles = f"{gamma.url}/api/v1/bundles"
+            assert get(bundles, gamma.tokens["read"]) == (200, {"bundles": []})
+            server.stop("fast")
+            for token in (gamma.tokens["write"], gamma.tokens["read"]):  # unchecked, then remembered
+                status, body = get(bundles, token)
+                assert status == 503, body
+                assert body["kind"] == "MetadataUnavailable"
+                assert body["error"].startswith(f"the metadata database {db!r} did not answer: ")
+            server.start()
+            assert get(bundles, gamma.tokens["write"]) == (200, {"bundles": []})
+    finally:
+        server.remove()
