@@ -27,10 +27,12 @@ class Gate:
     tokens: TokenStore
     allow_anonymous_read: bool = False
 
-    def require(self, request: Request, needed: str) -> str:
+    async def require(self, request: Request, needed: str) -> str:
         """The scope the request holds, if it covers ``needed``; else Unauthenticated or Forbidden.
 
-        The UI's cookie counts for reads only (a page cannot be tricked into writing).
+        The UI's cookie counts for reads only (a page cannot be tricked into writing). A token
+        not checked lately is looked up in the threadpool: a database that is slow or away (its
+        reconnect window) holds that request, never the server's event loop.
         """
         token = _bearer(request)
         if token is None and request.method in ("GET", "HEAD") and needed == "read":
@@ -43,7 +45,11 @@ class Gate:
                 "(clients: the gamma_service.token setting, or KAPPA_GAMMA_TOKEN)"
             )
         try:
-            info = self.tokens.check(token)
+            info = self.tokens.remembered(token)
+            if info is None:
+                from starlette.concurrency import run_in_threadpool
+
+                info = await run_in_threadpool(self.tokens.check, token)
         except AccessDenied as exc:
             raise Unauthenticated(f"{exc}; ask the registry's admin for a token") from None
         if not allows(info.scope, needed):

@@ -107,7 +107,7 @@ def _reply(data: Any, status: int = 200) -> Response:
 # -- bundles -----------------------------------------------------------------
 async def list_bundles(request: Request) -> Response:
     reg = registry(request)
-    reg.gate.require(request, "read")
+    await reg.gate.require(request, "read")
     query = request.query_params
     try:
         limit = int(query["limit"]) if query.get("limit") else None
@@ -132,7 +132,7 @@ async def list_bundles(request: Request) -> Response:
 
 async def get_bundle(request: Request) -> Response:
     reg = registry(request)
-    reg.gate.require(request, "read")
+    await reg.gate.require(request, "read")
     ref = _ref(request)
 
     def find() -> dict[str, Any]:
@@ -158,7 +158,7 @@ async def download_bundle(request: Request) -> Response:
     from starlette.responses import StreamingResponse
 
     reg = registry(request)
-    reg.gate.require(request, "read")
+    await reg.gate.require(request, "read")
     ref = _ref(request)
 
     def prepare() -> tuple[BundleRecord, list[tarstream.Member]]:
@@ -187,7 +187,7 @@ async def upload_bundle(request: Request) -> Response:
     from starlette.requests import ClientDisconnect
 
     reg = registry(request)
-    reg.gate.require(request, "write")
+    await reg.gate.require(request, "write")
     ref = _ref(request)
     if ref.endswith(f":{LATEST}"):
         raise InputError("upload to an explicit version, not latest")
@@ -275,7 +275,7 @@ def _unpack_and_store(
 
 async def delete_bundle(request: Request) -> Response:
     reg = registry(request)
-    reg.gate.require(request, "admin")
+    await reg.gate.require(request, "admin")
     ref = _ref(request)
     record = await threaded(reg.repository.delete, ref)
     return _reply({"deleted": record.tag})
@@ -285,10 +285,10 @@ async def labels(request: Request) -> Response:
     reg = registry(request)
     ref = _ref(request)
     if request.method == "GET":
-        reg.gate.require(request, "read")
+        await reg.gate.require(request, "read")
         record = await threaded(reg.repository.get, ref)
         return _reply({"bundle": record.tag, "labels": record.labels})
-    reg.gate.require(request, "write")
+    await reg.gate.require(request, "write")
     body = await _json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("labels"), dict):
         raise InputError('send {"labels": {"key": "value", ...}}')
@@ -299,7 +299,7 @@ async def labels(request: Request) -> Response:
 # -- runs --------------------------------------------------------------------
 async def post_run(request: Request) -> Response:
     reg = registry(request)
-    reg.gate.require(request, "write")
+    await reg.gate.require(request, "write")
     report = await _json_body(request)
 
     def store() -> Any:
@@ -319,7 +319,7 @@ async def post_run(request: Request) -> Response:
 
 async def list_runs(request: Request) -> Response:
     reg = registry(request)
-    reg.gate.require(request, "read")
+    await reg.gate.require(request, "read")
     query = request.query_params
     try:
         limit = int(query.get("limit") or 100)
@@ -339,7 +339,7 @@ async def list_runs(request: Request) -> Response:
 
 async def get_run(request: Request) -> Response:
     reg = registry(request)
-    reg.gate.require(request, "read")
+    await reg.gate.require(request, "read")
     record = await threaded(reg.repository.runs().get, request.path_params["run_id"])
     return _reply({"run": record.report})
 
@@ -348,7 +348,7 @@ async def info(request: Request) -> Response:
     from kappa._version import __version__
 
     reg = registry(request)
-    scope = reg.gate.require(request, "read")
+    scope = await reg.gate.require(request, "read")
     count = await threaded(reg.repository.count)
     return _reply({"kappa_version": __version__, "bundles": count["ready"], "scope": scope})
 

@@ -80,10 +80,13 @@ def token_group() -> None:
 
 
 def _tokens(env: Environment, db_url: str | None) -> Any:
+    from kappa.settings import DEFAULT_DB_RECONNECT_SECONDS
     from kappa_gamma.tokens import TokenStore
 
+    if db_url:  # the settings are not read at all (a broken one does not stop this)
+        return TokenStore(db_url, DEFAULT_DB_RECONNECT_SECONDS)
     settings = env.settings()
-    return TokenStore(db_url or settings.db_url, settings.db_reconnect_seconds)
+    return TokenStore(settings.db_url, settings.db_reconnect_seconds)
 
 
 _DB_URL = click.option("--db-url", help="The server's database (default: the repository.db_url setting).")

@@ -56,6 +56,9 @@ class ServerOptions:
         return cls(**json.loads(os.environ.get(CONFIG_ENV) or "{}"))
 
 
+DATABASE_AWAY = "the registry's database did not answer; try again shortly (the server's log says why)"
+
+
 def status_of(exc: KappaError) -> int:
     from kappa_gamma.access import Unauthenticated
     from kappa_gamma.api import PayloadTooLarge, StoreFailure, UploadStalled
@@ -111,7 +114,15 @@ def build_app(options: ServerOptions) -> Starlette:
         message = redact(str(exc))
         if status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, message)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, MetadataUnavailable):  # its text names the database: for the server's log only
+            message = DATABASE_AWAY
+        headers = (
+            {"WWW-Authenticate": "Bearer"}
+            if status == 401
+            else {"Retry-After": "5"}
+            if status == 503
+            else None
+        )
         if request.url.path.startswith("/ui") and status in (401, 403):
             from kappa_gamma.ui import login_page
 

@@ -84,14 +84,16 @@ class TokenStore:
         """What ``token`` grants; AccessDenied when it is malformed, unknown or revoked. A granted
         token is remembered for CHECK_SECONDS (a revocation takes that long to reach a server
         that has just seen the token), so most requests touch no database."""
-        cached = self._checked.get(token)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
-        info = self._lookup(token)
+        info = self.remembered(token) or self._lookup(token)
         if len(self._checked) > 10_000:
             self._checked.clear()
         self._checked[token] = (info, time.monotonic() + CHECK_SECONDS)
         return info
+
+    def remembered(self, token: str) -> TokenInfo | None:
+        """What ``token`` grants, if it was granted in the last CHECK_SECONDS (no database)."""
+        cached = self._checked.get(token)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
 
     def _lookup(self, token: str) -> TokenInfo:
         token_id, _, secret = token.removeprefix(PREFIX).partition("_")

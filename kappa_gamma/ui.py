@@ -117,7 +117,7 @@ def _error(message: str) -> str:
 async def services(request: Request) -> Response:
     """Every service with its versions; a label selector (and a name) narrows them."""
     reg = registry(request)
-    reg.gate.require(request, "read")
+    await reg.gate.require(request, "read")
     selector = (request.query_params.get("labels") or "").strip()
     name = (request.query_params.get("name") or "").strip()
     help_ = ' placeholder="stage In (prod, qa), framework=sklearn" aria-describedby="selector-help"'
@@ -163,7 +163,7 @@ async def services(request: Request) -> Response:
 
 async def service(request: Request) -> Response:
     reg = registry(request)
-    reg.gate.require(request, "read")
+    await reg.gate.require(request, "read")
     name = request.path_params["name"]
     selector = (request.query_params.get("labels") or "").strip()
     try:
@@ -226,7 +226,7 @@ def _artifact_section(artifact: Mapping[str, Any]) -> str:
 
 async def bundle(request: Request) -> Response:
     reg = registry(request)
-    reg.gate.require(request, "read")
+    await reg.gate.require(request, "read")
     name, version = request.path_params["name"], request.path_params["version"]
 
     def find() -> tuple[BundleRecord, dict[str, Any], list[Any]]:
@@ -315,7 +315,7 @@ def _runs_table(reports: Sequence[Mapping[str, Any]], with_bundle: bool = True) 
 
 async def runs(request: Request) -> Response:
     reg = registry(request)
-    reg.gate.require(request, "read")
+    await reg.gate.require(request, "read")
     name = (request.query_params.get("name") or "").strip() or None
     try:
         records = await threaded(lambda: reg.repository.runs().list(name, None, 200, 0))
@@ -329,7 +329,7 @@ async def runs(request: Request) -> Response:
 
 async def run(request: Request) -> Response:
     reg = registry(request)
-    reg.gate.require(request, "read")
+    await reg.gate.require(request, "read")
     run_id = request.path_params["run_id"]
     try:
         record = await threaded(reg.repository.runs().get, run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -146,9 +147,10 @@ DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)")  # whole string: ful
 def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
     """``30m``, ``6h``, ``2d`` (or seconds) as seconds."""
     found = DURATION.fullmatch(value.strip().lower())
-    if found is None:
+    seconds = float(found[1]) * DURATION_UNITS.get(found[2], 1) if found else math.inf
+    if not math.isfinite(seconds):
         raise click.BadParameter(f"{value!r} is not a duration; write e.g. 90s, 30m, 6h or 2d")
-    return float(found[1]) * DURATION_UNITS.get(found[2], 1)
+    return seconds
 
 
 @click.command("gc")

@@ -89,24 +89,31 @@ def pack_env(
 
 
 def pip_command(python: str) -> list[str]:
-    """pip for the environment of ``python``: this process's own pip where it can install into
+    """pip for the environment of ``python``: this interpreter's own pip where it can install into
     another interpreter (``--python``, pip 22.3 and later), which is usually much newer and faster
     than the one ``venv`` puts in (a third less time for pandas, pyarrow and scikit-learn); else the
-    environment's."""
+    environment's. Only a pip installed in this interpreter counts (pip runs without PYTHONPATH)."""
+    import importlib.util
+    import sysconfig
     from importlib.metadata import PackageNotFoundError, version
 
     from packaging.version import InvalidVersion, Version
 
-    try:
-        if Version(version("pip")) >= Version("22.3"):
-            return [sys.executable, "-m", "pip", "--python", python]
-    except (PackageNotFoundError, InvalidVersion):
-        pass
+    spec = importlib.util.find_spec("pip")
+    installed = {Path(sysconfig.get_path(key)).resolve() for key in ("purelib", "platlib")}
+    if spec is not None and spec.origin and Path(spec.origin).resolve().parent.parent in installed:
+        try:
+            if Version(version("pip")) >= Version("22.3"):
+                return [sys.executable, "-m", "pip", "--python", python]
+        except (PackageNotFoundError, InvalidVersion):
+            pass
     return [python, "-m", "pip"]
 
 
 def _pip(python: str, arguments: list[str], cwd: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    # pip ignores --python in a pip it runs itself (_PIP_RUNNING_IN_SUBPROCESS): it would install here
+    unset = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "_PIP_RUNNING_IN_SUBPROCESS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     done = subprocess.run(
         # compiled: every executor's Python workers import from the archive; without .pyc files each
         # would compile pandas, pyarrow and the model's packages again

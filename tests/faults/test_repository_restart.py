@@ -200,74 +200,92 @@ def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
     opener.join(timeout=60)
     assert opened == [first], opened
 
-    # 4. The run records and the registry's tokens ride out a restart the same way: calls made
-    # while the server is down wait for it (they failed at once before).
+    # 4. The run records and the registry's tokens ride out a restart the same way: calls made on
+    # stores already open while the server is down wait for it (they failed at once before).
     from kappa_gamma.tokens import TokenStore
 
-    repo = open_repository()
+    runs = open_repository().runs()
     tokens = TokenStore(db, reconnect_seconds=30)
-    token, _ = tokens.create("read", "restart")
+    token, info = tokens.create("read", "restart")
     version = sorted(first)[0]
     report = {
         "run_id": "restart-run-1", "bundle": f"Held:{version}", "api": "predict", "engine": "local",
         "status": "succeeded", "rows_in": 3, "rows_out": 3, "rows_error": 0,
         "started_at": time.time(), "finished_at": time.time(),
     }  # fmt: skip
-    server.stop("fast")
-    done: list[Any] = []
+    calls = {
+        "check": lambda: tokens.check(token).scope,
+        "revoke": lambda: tokens.revoke(info.token_id),
+        "record": lambda: runs.add(report).run_id,
+    }
+    done: dict[str, Any] = {}
 
-    def record_and_check() -> None:
+    def call(name: str) -> None:
         try:
-            done.append(tokens.check(token).scope)
-            done.append(tokens.revoke(tokens.list()[0].token_id))
-            done.append(repo.record_run(report).run_id)
-        except Exception as exc:  # noqa: BLE001 - what the calls raised is what the test checks
-            done.append(exc)
+            done[name] = calls[name]()
+        except Exception as exc:  # noqa: BLE001 - what the call raised is what the test checks
+            done[name] = exc
 
-    caller = threading.Thread(target=record_and_check)
-    caller.start()
+    server.stop("fast")
+    callers = [threading.Thread(target=call, args=(name,)) for name in calls]
+    for caller in callers:
+        caller.start()
     time.sleep(2)
-    assert caller.is_alive() and not done  # waiting for the server, not failed
+    assert not done  # all three are waiting for the server, none failed
     server.start()
-    caller.join(timeout=60)
-    assert done == ["read", True, "restart-run-1"], done
-    assert [r.run_id for r in repo.runs().list("Held")] == ["restart-run-1"]
+    for caller in callers:
+        caller.join(timeout=60)
+    assert done == {"check": "read", "revoke": True, "record": "restart-run-1"}, done
+    assert [r.run_id for r in runs.list("Held")] == ["restart-run-1"]
 
 
 def test_the_registry_answers_503_while_its_database_is_away_and_recovers(tmp_path):
     """The registry server on PostgreSQL: while the database is away past the reconnect window,
-    a request whose token must be checked and one that lists bundles are answered 503 with the
-    database's error (the token check raised from deep inside before: a 500); once the
-    database is back the same requests are answered, with no restart of the server."""
+    a request whose token must be checked and one that lists bundles are answered 503 with
+    Retry-After and a line that names no database (the token check raised from deep inside
+    before: a plain-text 500); the server's event loop is not held meanwhile (/healthz answers
+    at once); once the database is back the same requests are answered, with no restart."""
     import json
+    import threading
     import urllib.error
     import urllib.request
 
+    from kappa_gamma.server import DATABASE_AWAY
     from tests.servers import gamma_server
 
-    def get(url: str, token: str) -> tuple[int, dict[str, Any]]:
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    def get(url: str, token: str | None = None) -> tuple[int, Any, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(url, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=60) as reply:
-                return reply.status, json.loads(reply.read())
+                body = reply.read()
+                return reply.status, json.loads(body) if token else body, reply.headers
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+            return exc.code, json.loads(exc.read()), exc.headers
 
     server = Postgres()
     try:
         server.start()
         db = create_database(server.url, "registry")
-        settings = {"KAPPA_DB_RECONNECT_SECONDS": "1"}
+        settings = {"KAPPA_DB_RECONNECT_SECONDS": "3"}
         with gamma_server(tmp_path, db, str(tmp_path / "bundles"), settings) as gamma:
             bundles = f"{gamma.url}/api/v1/bundles"
-            assert get(bundles, gamma.tokens["read"]) == (200, {"bundles": []})
+            assert get(bundles, gamma.tokens["read"])[:2] == (200, {"bundles": []})
             server.stop("fast")
+            answers: list[Any] = []
             for token in (gamma.tokens["write"], gamma.tokens["read"]):  # unchecked, then remembered
-                status, body = get(bundles, token)
-                assert status == 503, body
-                assert body["kind"] == "MetadataUnavailable"
-                assert body["error"].startswith(f"the metadata database {db!r} did not answer: ")
+                asking = threading.Thread(target=lambda t=token: answers.append(get(bundles, t)))
+                asking.start()
+                time.sleep(0.5)  # the request is waiting for the database now
+                started = time.monotonic()
+                assert get(f"{gamma.url}/healthz")[:2] == (200, b"ok")
+                assert time.monotonic() - started < 1  # the event loop is free
+                asking.join(timeout=60)
+            for status, body, headers in answers:
+                assert status == 503 and headers["Retry-After"] == "5", body
+                assert body == {"error": DATABASE_AWAY, "kind": "MetadataUnavailable"}
             server.start()
-            assert get(bundles, gamma.tokens["write"]) == (200, {"bundles": []})
+            assert get(bundles, gamma.tokens["write"])[:2] == (200, {"bundles": []})
+        assert "the metadata database" in (tmp_path / "gamma-server.log").read_text()  # why, for the admin
     finally:
         server.remove()

@@ -211,7 +211,7 @@ def test_gc_removes_a_killed_save_and_nothing_else(repo_mode, saved, make_module
     assert sorted(d["version"] for d in listed) == ["v1", "v2"]
     assert kappa("get", "IrisClassifier:v1", "-o", "json").exit_code == 0
     assert json.loads(kappa("gc", "--older-than", "0", "-o", "json").stdout) == []
-    for duration in ("soon", "1_000s", "inf", "-1h", "2w"):
+    for duration in ("soon", "1_000s", "inf", "-1h", "2w", "9" * 400 + "d"):
         bad = kappa("gc", "--older-than", duration)
         assert bad.exit_code == 2 and f"{duration!r} is not a duration; write e.g. 90s" in bad.output
 
