@@ -340,7 +340,7 @@ async def list_runs(request: Request) -> Response:
 async def get_run(request: Request) -> Response:
     reg = registry(request)
     await reg.gate.require(request, "read")
-    record = await threaded(reg.repository.runs().get, request.path_params["run_id"])
+    record = await threaded(lambda: reg.repository.runs().get(request.path_params["run_id"]))
     return _reply({"run": record.report})
 
 

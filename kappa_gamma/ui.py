@@ -332,7 +332,7 @@ async def run(request: Request) -> Response:
     await reg.gate.require(request, "read")
     run_id = request.path_params["run_id"]
     try:
-        record = await threaded(reg.repository.runs().get, run_id)
+        record = await threaded(lambda: reg.repository.runs().get(run_id))
     except KappaError as exc:
         return page(f"Run {run_id}", _error(str(exc)), 404)
     report = record.report
