@@ -21,13 +21,15 @@ run: install ## train and save the iris example, then score the shipped data set
 
 UNIT := not spark and not dask and not airflow and not server and not postgres and not s3 and not slow
 
-# the fast tests on two processes (they share no server), then the integration tests one at a time
-# (they share servers, and their clusters use both cores); both always run
+# two pytest processes at once: the files with Spark or Airflow tests one after another (each
+# uses both cores now and then), and every other file; the first's output follows the second's
+CLUSTER_LOG := $(VENV)/clusters-tests.log
 test: install lint ## the whole suite, integration tests included
-	@status=0; \
-	$(BIN)/python -m pytest -q -n 2 -m "$(UNIT)" || status=1; \
-	$(BIN)/python -m pytest -q -m "not ($(UNIT))" || status=1; \
-	exit $$status
+	@$(BIN)/python -m pytest -q --clusters only > $(CLUSTER_LOG) 2>&1 & clusters=$$!; \
+	$(BIN)/python -m pytest -q --clusters none; rest=$$?; \
+	wait $$clusters; status=$$?; \
+	echo "== the files with Spark or Airflow tests (run at the same time) =="; cat $(CLUSTER_LOG); \
+	[ $$rest = 0 ] && [ $$status = 0 ]
 
 test-unit: install ## only the fast tests, on two processes
 	$(BIN)/python -m pytest -q -n 2 -m "$(UNIT)"

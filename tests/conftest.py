@@ -87,6 +87,32 @@ def iris_service(make_module: Callable[..., ModuleType], iris: tuple[object, obj
     return svc
 
 
+CLUSTER_MARKS = {"spark", "airflow"}  # tests that run JVM clusters and Airflow: both cores each
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clusters",
+        choices=("all", "only", "none"),
+        default="all",
+        help="only / none: just the files with Spark or Airflow tests, or every other file "
+        "(`make test` runs the two at once, in two processes)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--clusters only|none``: a file with any Spark or Airflow test goes whole to one side (its
+    tests share module fixtures), so no two Spark jobs ever run at once (the Spark fault test
+    kills the executors it finds on the machine)."""
+    choice = config.getoption("clusters")
+    if choice == "all":
+        return
+    clusters = {item.path for item in items if CLUSTER_MARKS & {mark.name for mark in item.iter_markers()}}
+    keep = [item for item in items if (item.path in clusters) == (choice == "only")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
 def pytest_unconfigure() -> None:
     """py4j closes Spark's gateway connections when Python exits and logs it at INFO, after
     pytest has closed the stream it logs to ("--- Logging error ---"): that line is noise."""
