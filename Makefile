@@ -25,7 +25,8 @@ UNIT := not spark and not dask and not airflow and not server and not postgres a
 # uses both cores now and then), and every other file; the first's output follows the second's
 CLUSTER_LOG := $(VENV)/clusters-tests.log
 test: install lint ## the whole suite, integration tests included
-	@$(BIN)/python -m pytest -q --clusters only > $(CLUSTER_LOG) 2>&1 & clusters=$$!; \
+	@$(BIN)/python -m pytest -q --clusters only -o cache_dir=.pytest_cache/clusters > $(CLUSTER_LOG) 2>&1 & \
+	clusters=$$!; trap 'kill $$clusters 2>/dev/null' INT TERM; \
 	$(BIN)/python -m pytest -q --clusters none; rest=$$?; \
 	wait $$clusters; status=$$?; \
 	echo "== the files with Spark or Airflow tests (run at the same time) =="; cat $(CLUSTER_LOG); \

@@ -33,6 +33,28 @@ MAX_JSON = 1_000_000
 IDLE_SECONDS = 60.0  # an upload that sends nothing this long is dropped
 
 
+DATABASE_AWAY = "the registry's database did not answer; try again shortly (the server's log says why)"
+
+
+def public_text(exc: KappaError) -> str:
+    """What a client is told of ``exc``: a database outage's text names the database and its
+    address, so clients get :data:`DATABASE_AWAY` and the server's log the text."""
+    from kappa.errors import MetadataUnavailable
+    from kappa.redact import redact
+
+    if isinstance(exc, MetadataUnavailable):
+        log.error("%s", redact(str(exc)))
+        return DATABASE_AWAY
+    return str(exc)
+
+
+def public_status(exc: KappaError, status: int) -> int:
+    """``status``, or 503 for a database outage."""
+    from kappa.errors import MetadataUnavailable
+
+    return 503 if isinstance(exc, MetadataUnavailable) else status
+
+
 class PayloadTooLarge(InputError):
     """An upload past ``import.max_bytes`` (HTTP 413)."""
 

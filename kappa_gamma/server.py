@@ -56,9 +56,6 @@ class ServerOptions:
         return cls(**json.loads(os.environ.get(CONFIG_ENV) or "{}"))
 
 
-DATABASE_AWAY = "the registry's database did not answer; try again shortly (the server's log says why)"
-
-
 def status_of(exc: KappaError) -> int:
     from kappa_gamma.access import Unauthenticated
     from kappa_gamma.api import PayloadTooLarge, StoreFailure, UploadStalled
@@ -115,7 +112,7 @@ def build_app(options: ServerOptions) -> Starlette:
         if status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, message)
         if isinstance(exc, MetadataUnavailable):  # its text names the database: for the server's log only
-            message = DATABASE_AWAY
+            message = api.DATABASE_AWAY
         headers = (
             {"WWW-Authenticate": "Bearer"}
             if status == 401

@@ -84,7 +84,10 @@ class TokenStore:
         """What ``token`` grants; AccessDenied when it is malformed, unknown or revoked. A granted
         token is remembered for CHECK_SECONDS (a revocation takes that long to reach a server
         that has just seen the token), so most requests touch no database."""
-        info = self.remembered(token) or self._lookup(token)
+        info = self.remembered(token)
+        if info is not None:
+            return info  # not remembered for longer: a revocation still reaches this server in time
+        info = self._lookup(token)
         if len(self._checked) > 10_000:
             self._checked.clear()
         self._checked[token] = (info, time.monotonic() + CHECK_SECONDS)

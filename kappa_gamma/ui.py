@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from kappa.errors import KappaError
 from kappa_gamma.access import COOKIE
-from kappa_gamma.api import PayloadTooLarge, read_body, registry, threaded
+from kappa_gamma.api import PayloadTooLarge, public_status, public_text, read_body, registry, threaded
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -132,7 +132,7 @@ async def services(request: Request) -> Response:
             lambda: reg.repository.list(name or None, selector or None)
         )
     except KappaError as exc:
-        return page("Services", form + _error(str(exc)), 400)
+        return page("Services", form + _error(public_text(exc)), public_status(exc, 400))
     grouped: dict[str, list[BundleRecord]] = {}
     for record in records:
         grouped.setdefault(record.name, []).append(record)
@@ -169,7 +169,7 @@ async def service(request: Request) -> Response:
     try:
         records: list[BundleRecord] = await threaded(lambda: reg.repository.list(name, selector or None))
     except KappaError as exc:
-        return page(name, _error(str(exc)), 400)
+        return page(name, _error(public_text(exc)), public_status(exc, 400))
     form = f"""<form class="filter" method="get" action="/ui/services/{quote(name)}" role="search">
 {_field("labels", "Label selector", selector)}
 <button type="submit">Filter</button> <a href="/ui/services/{quote(name)}">Clear</a></form>"""
@@ -237,7 +237,7 @@ async def bundle(request: Request) -> Response:
     try:
         record, manifest, runs = await threaded(find)
     except KappaError as exc:
-        return page(f"{name}:{version}", _error(str(exc)), 404)
+        return page(f"{name}:{version}", _error(public_text(exc)), public_status(exc, 404))
     env = manifest.get("env") or {}
     packages = "".join(f"<li><code>{escape(str(p))}</code></li>" for p in env.get("pip_packages") or [])
     conda = env.get("conda")
@@ -320,7 +320,7 @@ async def runs(request: Request) -> Response:
     try:
         records = await threaded(lambda: reg.repository.runs().list(name, None, 200, 0))
     except KappaError as exc:
-        return page("Scoring runs", _error(str(exc)), 400)
+        return page("Scoring runs", _error(public_text(exc)), public_status(exc, 400))
     form = f"""<form class="filter" method="get" action="/ui/runs" role="search">
 {_field("name", "Service name", name or "")}
 <button type="submit">Filter</button> <a href="/ui/runs">Clear</a></form>"""
@@ -334,7 +334,7 @@ async def run(request: Request) -> Response:
     try:
         record = await threaded(lambda: reg.repository.runs().get(run_id))
     except KappaError as exc:
-        return page(f"Run {run_id}", _error(str(exc)), 404)
+        return page(f"Run {run_id}", _error(public_text(exc)), public_status(exc, 404))
     report = record.report
     rows = [(escape(k), escape(json.dumps(v, default=str))) for k, v in sorted(report.items())]
     body = f"<p>Bundle {_link(_bundle_href(record.name, record.version), record.tag)}</p>" + _table(
@@ -379,7 +379,7 @@ async def login(request: Request) -> Response:
     try:
         info = await threaded(reg.gate.tokens.check, token)
     except KappaError as exc:
-        return login_page(request, f"{exc}; try again", 401)
+        return login_page(request, f"{public_text(exc)}; try again", public_status(exc, 401))
     if info.scope != "read":  # a browser cookie is easy to lose: it never holds more than reads
         return login_page(
             request,

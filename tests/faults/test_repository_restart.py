@@ -250,7 +250,7 @@ def test_the_registry_answers_503_while_its_database_is_away_and_recovers(tmp_pa
     import urllib.error
     import urllib.request
 
-    from kappa_gamma.server import DATABASE_AWAY
+    from kappa_gamma.api import DATABASE_AWAY
     from tests.servers import gamma_server
 
     def get(url: str, token: str | None = None) -> tuple[int, Any, Any]:
@@ -271,9 +271,18 @@ def test_the_registry_answers_503_while_its_database_is_away_and_recovers(tmp_pa
         with gamma_server(tmp_path, db, str(tmp_path / "bundles"), settings) as gamma:
             bundles = f"{gamma.url}/api/v1/bundles"
             assert get(bundles, gamma.tokens["read"])[:2] == (200, {"bundles": []})
+            page = urllib.request.Request(
+                f"{gamma.url}/ui", headers={"Authorization": f"Bearer {gamma.tokens['admin']}"}
+            )
+            urllib.request.urlopen(page, timeout=60).close()  # the token is remembered for 5 s now
             server.stop("fast")
+            with pytest.raises(urllib.error.HTTPError) as shown:  # the web UI's page says the same
+                urllib.request.urlopen(page, timeout=60)
+            html = shown.value.read().decode()
+            assert shown.value.code == 503 and "the registry&#x27;s database did not answer" in html, html
+            assert "127.0.0.1" not in html and "postgresql" not in html
             answers: list[Any] = []
-            for token in (gamma.tokens["write"], gamma.tokens["read"]):  # unchecked, then remembered
+            for token in (gamma.tokens["write"], gamma.tokens["read"]):
                 asking = threading.Thread(target=lambda t=token: answers.append(get(bundles, t)))
                 asking.start()
                 time.sleep(0.5)  # the request is waiting for the database now

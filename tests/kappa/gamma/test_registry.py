@@ -225,3 +225,24 @@ def test_bad_uploads_are_refused_and_store_nothing(gamma, iris_service, tmp_path
     status, body = _put(gamma, name, version, good, digest)
     assert status == 201, body
     assert _put(gamma, name, version, good, digest)[0] == 409  # versions are never reused
+
+
+def test_a_revoked_token_is_refused_within_the_check_window_however_often_it_is_used(tmp_path, monkeypatch):
+    """A token is remembered for CHECK_SECONDS after the database granted it; using it again
+    does not renew that, so a revocation reaches a busy server in time."""
+    import time
+
+    from kappa.errors import AccessDenied
+    from kappa_gamma import tokens as token_module
+
+    monkeypatch.setattr(token_module, "CHECK_SECONDS", 0.5)
+    store = token_module.TokenStore(f"sqlite:///{tmp_path / 'tokens.db'}")
+    token, info = store.create("read", "busy")
+    assert store.check(token).scope == "read"
+    granted = time.monotonic()
+    assert store.revoke(info.token_id)
+    with pytest.raises(AccessDenied, match="revoked"):
+        while time.monotonic() - granted < 5:
+            store.check(token)  # remembered for a while, then looked up again
+            time.sleep(0.02)
+    assert time.monotonic() - granted < 1
