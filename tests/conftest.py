@@ -108,8 +108,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if choice == "all":
         return
     clusters = {item.path for item in items if CLUSTER_MARKS & {mark.name for mark in item.iter_markers()}}
-    keep = [item for item in items if (item.path in clusters) == (choice == "only")]
-    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (keep if (item.path in clusters) == (choice == "only") else dropped).append(item)
+    config.hook.pytest_deselected(items=dropped)
     items[:] = keep
 
 

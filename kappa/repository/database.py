@@ -70,13 +70,12 @@ def shared_engine(url: str) -> sa.Engine:
 def open_tables(url: str, metadata: sa.MetaData, reconnect_seconds: float = 0.0) -> sa.Engine:
     """The shared engine of the database ``url``, with ``metadata``'s tables created; a bad URL,
     an unreachable server or a missing driver is a RepositoryError that says so (no password).
-    A server that does not answer (a restart) is tried again for up to ``reconnect_seconds``
-    (not SQLite's file)."""
+    A server that does not answer (a restart) is tried again for up to ``reconnect_seconds``."""
     try:
         register_secret(sa.engine.make_url(url).password)
     except sa.exc.ArgumentError:
         pass  # reported below
-    waiting = _Reconnect(0.0 if url.startswith("sqlite") else reconnect_seconds)
+    waiting = _Reconnect(reconnect_seconds)
     while True:
         try:
             engine = shared_engine(url)
@@ -108,7 +107,7 @@ class Database:
 
     def __init__(self, url: str, metadata: sa.MetaData, reconnect_seconds: float = 10.0) -> None:
         self.url = url
-        self.reconnect_seconds = 0.0 if url.startswith("sqlite") else reconnect_seconds
+        self.reconnect_seconds = 0.0 if url.startswith("sqlite") else reconnect_seconds  # a file: no restarts
         self.engine = open_tables(url, metadata, self.reconnect_seconds)
 
     def call(self, work: Callable[[sa.Connection], T], write: bool = False) -> T:
