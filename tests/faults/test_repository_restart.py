@@ -206,7 +206,8 @@ def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
 
     runs = open_repository().runs()
     tokens = TokenStore(db, reconnect_seconds=30)
-    token, info = tokens.create("read", "restart")
+    token, _ = tokens.create("read", "restart")
+    _, revoked = tokens.create("read", "to revoke")  # another one: the calls run at once
     version = sorted(first)[0]
     report = {
         "run_id": "restart-run-1", "bundle": f"Held:{version}", "api": "predict", "engine": "local",
@@ -215,7 +216,7 @@ def test_saves_ride_out_a_restart_and_fail_clearly_past_the_reconnect_window(
     }  # fmt: skip
     calls = {
         "check": lambda: tokens.check(token).scope,
-        "revoke": lambda: tokens.revoke(info.token_id),
+        "revoke": lambda: tokens.revoke(revoked.token_id),
         "record": lambda: runs.add(report).run_id,
     }
     done: dict[str, Any] = {}
