@@ -137,6 +137,9 @@ class ShardPool(Protocol):
 
     def submit(self, task: Task) -> Pending: ...
 
+    def warm(self) -> None:
+        """Every worker ready to score, its model loaded: raises what a worker's load raises."""
+
     def close(self) -> None: ...
 
 
@@ -157,6 +160,9 @@ class ForkedPool:
 
     def submit(self, task: Task) -> Future[tuple[int, int, int]]:
         return self._pool.submit(_work, task)
+
+    def warm(self) -> None:
+        """Nothing to do: forked workers inherit the model this process loaded."""
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -369,9 +375,12 @@ def _run(
         if pool is not None:
             report.engine, report.workers = pool.engine, pool.width
             report.threads_per_worker = pool.threads
-        start = time.monotonic()
-        progress = Progress(source.total_rows, job.progress)
+        progress: Progress | None = None
         try:
+            if pool is not None:  # the run's seconds count scoring, not the workers' model loads
+                pool.warm()
+            start = time.monotonic()
+            progress = Progress(source.total_rows, job.progress)
             _score_all(job, output, source, done, report, progress, pool)
             report.finish(time.monotonic() - start, limit)
             output.commit(report.shards, report.to_dict(), report.succeeded)
@@ -383,7 +392,8 @@ def _run(
                 raise
             raise stopped from None
         finally:
-            progress.close()
+            if progress is not None:
+                progress.close()
     finally:
         if pool is not None:
             pool.close()

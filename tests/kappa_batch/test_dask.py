@@ -386,6 +386,53 @@ def test_bad_scheduler_address_is_a_clear_error(bundle, iris_big, tmp_path):
     assert flags.returncode == 2 and "--scheduler needs --engine dask" in flags.stderr
 
 
+# Loads slowly on a Dask worker only, and answers whether that worker runs Dask's profiler.
+SLOW_LOAD = """
+import time
+
+import kappa
+from kappa.adapters import DataframeInput, DefaultOutput
+
+
+def dask_worker():
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
+
+
+if dask_worker() is not None:
+    time.sleep(4)
+
+
+class SlowLoad(kappa.BentoService):
+    @kappa.api(
+        input=DataframeInput(columns=["x"], dtype="float64"), output=DefaultOutput(dtype="int64"), batch=True
+    )
+    def profiled(self, df):
+        return [int("profile" in dask_worker().periodic_callbacks)] * len(df)
+"""
+
+
+def test_kappa_run_starts_its_own_cluster_and_loads_the_bundle_before_its_clock(make_module, tmp_path):
+    bundle = make_module(SLOW_LOAD).SlowLoad().save_to_dir(str(tmp_path / "bundle"))
+    source = tmp_path / "in.parquet"
+    pd.DataFrame({"x": [float(i) for i in range(4000)]}).to_parquet(source, row_group_size=1000)
+    report_file = tmp_path / "report.json"
+    result = _run(
+        bundle, "profiled", "--input-file", str(source), "--output-file", str(tmp_path / "out"),
+        "--batch-size", "1000", "--engine", "dask", "--workers", "2", "--report", str(report_file),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_file.read_text())
+    assert (report["engine"], report["workers"], report["rows_in"], report["shards"]) == ("dask", 2, 4000, 4)
+    assert report["seconds"] < 4, "the workers' 4 s loads were counted as scoring"
+    profiled = set(_read_output(tmp_path / "out")["prediction"])
+    assert profiled == {0}, "a worker of Kappa's own cluster ran Dask's profiler"
+
+
 def test_arrow_output_types_survive_a_failed_row():
     from kappa_batch.dask import _empty_frame
 
