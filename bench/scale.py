@@ -9,7 +9,9 @@ first file is the 1M input, the first ten the 10M input, all of them the 100M in
    peak RSS (the largest process of the run), and the output's row count against the input's.
 2. 1 -> 2 workers with RandomForest (20 trees, depth 8) on the same 10M rows:
    `kappa run --workers 1|2`; `--engine spark` on a standalone cluster of one 1-core worker vs
-   two; `--engine dask` on a LocalCluster of 1 vs 2 worker processes.
+   two; `--engine dask` on a LocalCluster of 1 vs 2 worker processes. "cores busy": the
+   machine's busy cores on average over the run's wall clock (from /proc/stat): a 1-worker run
+   that already keeps most of the cores busy cannot go twice as fast with a second worker.
 3. Ray Data (bench/ray_peer.py, in bench/.venv-peers) with `concurrency=2` beside
    `kappa run --workers 2`, on LR and RF, on the same 10M rows and the same fitted models.
 
@@ -105,15 +107,27 @@ def output_rows(folder: Path) -> int:
     return sum(pq.read_metadata(p).num_rows for p in folder.rglob("part-*.parquet"))
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """The machine's (all, idle) CPU time so far, from /proc/stat (Linux)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return sum(values), values[3] + values[4]  # idle + iowait
+
+
 def kappa_run(bundle: str, source: Path, target: Path, *options: str) -> dict[str, float]:
-    """One `kappa run`: its report's seconds, the wall clock, the peak RSS of its largest process."""
+    """One `kappa run`: its report's seconds, the wall clock, the peak RSS of its largest process,
+    and how many of the machine's cores were busy on average over the wall clock (every process
+    counts: the engine's daemons too, and anything else running)."""
+    import os
+
     report = target.with_name(target.name + ".json")
     command = [KAPPA, "run", bundle, "predict", "--input-file", str(source), "--output-file", str(target)]
     command += ["--overwrite", "--report", str(report), "--no-progress", *options]
-    start = time.perf_counter()
+    start, (all_before, idle_before) = time.perf_counter(), cpu_jiffies()
     with alive(f"kappa run {' '.join(options)} on {source.name}"):
         rss_mb = peak_rss_mb(command)  # a fresh process per run: RUSAGE_CHILDREN only grows
-    wall = time.perf_counter() - start
+    wall, (all_after, idle_after) = time.perf_counter() - start, cpu_jiffies()
+    elapsed = max(1, all_after - all_before)
     data = json.loads(report.read_text())
     return {
         "seconds": data["seconds"],
@@ -121,6 +135,7 @@ def kappa_run(bundle: str, source: Path, target: Path, *options: str) -> dict[st
         "rows_in": data["rows_in"],
         "rows_out": output_rows(target),
         "rss_mb": rss_mb,
+        "cores_busy": (elapsed - (idle_after - idle_before)) / elapsed * (os.cpu_count() or 1),
     }
 
 
@@ -196,6 +211,7 @@ def main() -> None:
             lines.append(f"2. 1 -> 2 workers, RF, {rows_small:,} rows")
             lines.append(
                 f"{'engine':<28} {'workers':>7} {'run rows/s':>12} {'wall rows/s':>12} {'x 1 worker':>10}"
+                f" {'cores busy':>10}"
             )
             runs: list[tuple[str, list[str], Any]] = [
                 ("kappa run (local)", ["--workers", "{n}"], None),
@@ -216,7 +232,10 @@ def main() -> None:
                     rate = rows_small / got["seconds"]
                     first = first or rate
                     wall = rows_small / got["wall"]
-                    lines.append(f"{name:<28} {n:>7} {rate:>12,.0f} {wall:>12,.0f} {rate / first:>10.2f}")
+                    lines.append(
+                        f"{name:<28} {n:>7} {rate:>12,.0f} {wall:>12,.0f} {rate / first:>10.2f}"
+                        f" {got['cores_busy']:>10.2f}"
+                    )
                     say(lines[-1])
 
         if "ray" not in args.skip:
