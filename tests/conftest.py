@@ -116,6 +116,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = keep
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM stops the run as Ctrl-C does, so fixtures stop the servers and clusters they started
+    (a JVM would outlive a killed pytest). ``make test`` sends it to its background pytest, which
+    ignores SIGINT, on Ctrl-C; a CI time-out sends it too. A second SIGTERM kills at once."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, stop)
+
+
 def pytest_unconfigure() -> None:
     """py4j closes Spark's gateway connections when Python exits and logs it at INFO, after
     pytest has closed the stream it logs to ("--- Logging error ---"): that line is noise."""
