@@ -13,8 +13,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pyarrow as pa
 
 from kappa.errors import InputError
 from kappa_batch import spark_files
@@ -146,12 +150,15 @@ def run(
     return report
 
 
-def with_row_ids(spark: Any, df: Any) -> tuple[Any, Positions | None]:
-    """Each row's place in the whole input (see :mod:`kappa_batch.rowids`), from one pass that
-    counts the rows of every file (Parquet) or of every split of a file (text formats).
+def with_row_ids(spark: Any, df: Any, count_with: str = "footers") -> tuple[Any, Positions | None]:
+    """Each row's place in the whole input (see :mod:`kappa_batch.rowids`), from the rows of every
+    file (Parquet) or of every split of a file (text formats).
 
-    Parquet: ``df`` gets the ``_row`` column itself, computed in Spark (a file's start, from a
-    broadcast table, plus the row's index in its file), so only that number reaches Python.
+    Parquet: the rows of each file come from its footer, read here (``count_with="footers"``,
+    files on ``file:`` only), else from a Spark pass over the input that counts them
+    (``count_with="spark"``, and any other file system). ``df`` gets the ``_row`` column itself,
+    computed in Spark (a file's start, from a broadcast table, plus the row's index in its file),
+    so only that number reaches Python.
     Text formats: ``df`` gets the file and split of each row, and the returned
     :class:`Positions` numbers the rows of each split in the task that reads it.
     """
@@ -159,17 +166,25 @@ def with_row_ids(spark: Any, df: Any) -> tuple[Any, Positions | None]:
 
     file_path = F.col("_metadata.file_path")
     if "row_index" in df.select("_metadata.*").columns:  # Parquet
-        counts = df.groupBy(file_path).count().collect()
-        positions = Positions.from_counts(((r[0], 0, int(r[1])) for r in counts), by_split=False)
+        counts = footer_counts(df.inputFiles()) if count_with == "footers" else None
+        if counts is None:
+            counts = [(r[0], int(r[1])) for r in df.groupBy(file_path).count().collect()]
+        positions = Positions.from_counts(((file, 0, rows) for file, rows in counts), by_split=False)
         starts = spark.createDataFrame(
             [(file, start) for (file, _), start in positions.starts.items()],
             f"{FILE_COLUMN} string, _kappa_start long",
         )
+        start = F.col("_kappa_start")
+        unseen = F.concat(
+            F.col(FILE_COLUMN), F.lit(" was not counted when the job started; run the job again")
+        )
         placed = (
             df.withColumn(FILE_COLUMN, file_path)
             .withColumn(INDEX_COLUMN, F.col("_metadata.row_index"))
-            .join(F.broadcast(starts), FILE_COLUMN)
-            .withColumn(ROW_ID, F.col("_kappa_start") + F.col(INDEX_COLUMN))
+            .join(F.broadcast(starts), FILE_COLUMN, "left")  # never drops a row: an unknown file fails
+            .withColumn(
+                ROW_ID, F.when(start.isNull(), F.raise_error(unseen)).otherwise(start + F.col(INDEX_COLUMN))
+            )
             .drop(FILE_COLUMN, INDEX_COLUMN, "_kappa_start")
         )
         return placed, None
@@ -181,6 +196,25 @@ def with_row_ids(spark: Any, df: Any) -> tuple[Any, Positions | None]:
     counts = df.groupBy(file_path, split).count().collect()
     positions = Positions.from_counts(((r[0], int(r[1]), int(r[2])) for r in counts), by_split=True)
     return df.withColumn(FILE_COLUMN, file_path).withColumn(SPLIT_COLUMN, split), positions
+
+
+def footer_counts(files: Sequence[str]) -> list[tuple[str, int]] | None:
+    """The rows of each Parquet file (URIs as ``DataFrame.inputFiles()`` gives them) from its footer,
+    keyed as Spark's ``_metadata.file_path`` names it; None unless every file is on ``file:`` and
+    its footer reads (then a Spark pass counts them). A footer is a few KiB; a counting pass reads
+    every row: on 4M rows it took 3.4 s of an 11 s job on a 1-core worker."""
+    import pyarrow.parquet as pq
+
+    paths = [urlsplit(file).path for file in files]
+    if not all(file.startswith("file:") for file in files):
+        return None
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            rows = list(pool.map(lambda path: pq.read_metadata(unquote(path)).num_rows, paths))
+    except (OSError, pa.ArrowException) as exc:
+        log.info("counting the input's rows with Spark: a footer did not read here (%s)", exc)
+        return None
+    return [(f"file:{path}", count) for path, count in zip(paths, rows, strict=True)]
 
 
 def _max_error_rate(given: float | None) -> float:

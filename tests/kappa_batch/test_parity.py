@@ -59,15 +59,16 @@ def frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def inputs(frame, tmp_path_factory):
-    """The same rows as three Parquet files (several row groups each) and as three CSV files."""
+    """The same rows as three Parquet files (several row groups each) and as three CSV files, in
+    folders whose names Spark's URIs escape (a space, a percent sign)."""
     root = tmp_path_factory.mktemp("parity_in")
     (root / "parquet").mkdir()
     (root / "csv").mkdir()
     for index in range(3):
         part = frame.iloc[index * 300 : (index + 1) * 300]
         table = pa.Table.from_pandas(part, preserve_index=False)
-        pq.write_table(table, root / "parquet" / f"part-{index}.parquet", row_group_size=70)
-        pacsv.write_csv(table, root / "csv" / f"part-{index}.csv")
+        pq.write_table(table, root / "parquet" / f"part {index}%20.parquet", row_group_size=70)
+        pacsv.write_csv(table, root / "csv" / f"part {index}%20.csv")
     return root
 
 
@@ -124,6 +125,39 @@ def test_kappa_run_and_a_spark_job_give_rows_the_same_ids_outputs_and_errors(
     errors = _errors(tmp_path / "spark" / "_errors.parquet")
     assert list(errors.columns) == ["_row", "_status", "_message"]
     pd.testing.assert_frame_equal(_sorted(errors, "_row"), _sorted(local_errors, "_row"), check_dtype=False)
+
+
+def test_parquet_row_ids_from_the_footers_equal_those_spark_counts(spark, inputs):
+    """The job reads each Parquet file's rows from its footer (no pass over the data); the ids are
+    those of Spark's own count, file names that its URIs escape included."""
+    from kappa_batch.engines import spark_job
+
+    df = spark.read.parquet(str(inputs / "parquet"))
+    counts = spark_job.footer_counts(df.inputFiles())
+    assert counts is not None and sorted(rows for _, rows in counts) == [300, 300, 300]
+    seen = {r[0]: r[1] for r in df.groupBy("_metadata.file_path").count().collect()}
+    assert dict(counts) == seen  # keyed as Spark names the files
+    ids = {}
+    for way in ("footers", "spark"):
+        placed, positions = spark_job.with_row_ids(spark, df, count_with=way)
+        assert positions is None
+        ids[way] = placed.select("_row", "id").toPandas().sort_values("_row").reset_index(drop=True)
+    pd.testing.assert_frame_equal(ids["footers"], ids["spark"])
+    assert list(ids["footers"]["_row"]) == list(range(900))
+    assert list(ids["footers"]["id"]) == [f"r{i:03d}" for i in range(900)]
+    assert spark_job.footer_counts(["hdfs://namenode/data/part-0.parquet"]) is None
+
+
+def test_a_file_the_count_missed_fails_the_job_instead_of_losing_its_rows(spark, inputs, monkeypatch):
+    from kappa_batch.engines import spark_job
+
+    df = spark.read.parquet(str(inputs / "parquet"))
+    counted = spark_job.footer_counts(df.inputFiles())
+    assert counted is not None
+    monkeypatch.setattr(spark_job, "footer_counts", lambda files: counted[1:])  # as if it changed since
+    placed, _ = spark_job.with_row_ids(spark, df)
+    with pytest.raises(Exception, match="was not counted when the job started; run the job again"):
+        placed.select("_row").collect()
 
 
 def test_spark_score_the_udf_dask_and_http_agree_with_kappa_run(spark, bundle, frame, inputs, tmp_path):
