@@ -27,7 +27,7 @@ from kappa_online.dispatcher import Dispatcher, Overloaded, Scored
 from kappa_online.limits import BodyTooLarge, declared_too_large, limited, too_large_message
 from kappa_online.metrics import Metrics
 from kappa_online.payload_log import Prediction
-from kappa_online.replies import Reply, internal_error, request_id
+from kappa_online.replies import Reply, answered, answering, internal_error, request_id
 
 HIDDEN = ("raised", "invalid_output")  # the server's fault: the message stays in the log
 
@@ -68,6 +68,7 @@ class Endpoint:
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         self.in_flight += 1
+        token = answering(scope)
         try:
             seen: list[Any] = []  # this request's decoded batch and answer rows, for the payload log
             try:
@@ -83,6 +84,7 @@ class Endpoint:
             await reply.send(send, (self._version_header, rid))
             self.log(rid, reply.status, seconds, seen)
         finally:
+            answered(token)
             self.in_flight -= 1
 
     def observe(self, status: int, seconds: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,9 @@ from starlette.types import Send
 from kappa.adapters._json import dumps
 
 log = logging.getLogger(__name__)
+
+# the id of the request this task answers (see answering): a 500 is logged and answered under it
+_ANSWERING: ContextVar[bytes | None] = ContextVar("kappa_answering", default=None)
 
 
 @dataclass(frozen=True)
@@ -62,16 +66,29 @@ def request_id(scope: Any, reply: Reply | None = None) -> tuple[bytes, bytes]:
     return b"x-request-id", os.urandom(8).hex().encode()
 
 
+def answering(scope: Any) -> Any:
+    """Mark the calling task as answering the request of ``scope``, so that a 500 made while it does
+    is logged and answered under the request's own id (when it sent a sane one): feedback sent
+    with that id joins the logged answer. Returns a token for :func:`answered`."""
+    return _ANSWERING.set(request_id(scope)[1])
+
+
+def answered(token: Any) -> None:
+    _ANSWERING.reset(token)
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Reply.json(data, status, headers).response()
 
 
 def internal_error(what: str, exc: BaseException | None = None, detail: str = "") -> Reply:
     """A 500 that says nothing of the exception: it is logged under a request id, which the
-    body and the ``X-Request-Id`` header return (so an operator can find it)."""
+    body and the ``X-Request-Id`` header return (so an operator can find it): the request's own
+    (see :func:`answering`), else a new one."""
     import uuid
 
-    request_id = uuid.uuid4().hex[:16]
+    own = _ANSWERING.get()
+    request_id = own.decode("latin-1") if own is not None else uuid.uuid4().hex[:16]
     log.error(
         "%s (request id %s): %s", what, request_id, detail or f"{type(exc).__name__}: {exc}", exc_info=exc
     )

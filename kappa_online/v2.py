@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from kappa.errors import InputError
 from kappa_online.endpoint import shed
-from kappa_online.replies import Reply, error, internal_error, json_response, request_id
+from kappa_online.replies import Reply, answered, answering, error, internal_error, json_response, request_id
 
 if TYPE_CHECKING:
     from kappa_online.endpoint import Endpoint
@@ -154,6 +154,7 @@ def routes(state: State) -> list[BaseRoute]:
         if endpoint is None:
             return error(404, f"version {request.path_params['version']!r} is not served here")
         endpoint.in_flight += 1  # a swapped-out version waits for it
+        token = answering(request.scope)
         try:
             seen: list[Any] = []
             refused = endpoint.dispatcher.refusal()  # before the tensors are converted: refusing costs little
@@ -169,6 +170,7 @@ def routes(state: State) -> list[BaseRoute]:
             response.headers.update(endpoint.headers(rid))
             return response
         finally:
+            answered(token)
             endpoint.in_flight -= 1
 
     return [

@@ -498,8 +498,12 @@ def test_a_500_never_shows_the_exception_only_a_request_id_the_log_has(bundle):
     own = Server(bundle)
     try:
         status, body, headers = own.request("/boom", b'{"x": 1}')
+        mine = own.request("/boom", b'{"x": 1}', headers={"X-Request-Id": "mine-123"})
     finally:
         log = own.stop()
+    # a request that sent its own id gets its 500 under it, in the answer and in the log
+    assert mine[0] == 500 and mine[2]["x-request-id"] == json.loads(mine[1])["request_id"] == "mine-123"
+    assert any("request id mine-123" in line and "RuntimeError" in line for line in log.splitlines())
     assert status == 500
     answer = json.loads(body)
     assert "not-for-clients" not in body.decode() and "RuntimeError" not in body.decode()
