@@ -44,9 +44,9 @@ bench: install $(PEERS)/.installed ## benchmarks side by side with peers; record
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(APT_INSTALL) wrk; }
 	$(BIN)/python bench/run.py
 
-$(PEERS)/.installed: ## BentoML and MLflow in a venv of their own, so their pins never touch ours
+$(PEERS)/.installed: Makefile ## BentoML, MLflow and Ray Data in a venv of their own, so their pins never touch ours
 	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
-	$(PEERS)/bin/python -m pip install -q "bentoml==1.4.39" "mlflow==3.17.*" scikit-learn "pyspark==4.3.0"
+	$(PEERS)/bin/python -m pip install -q "bentoml==1.4.39" "mlflow==3.17.*" scikit-learn "pyspark==4.3.0" "ray[data]==2.60.0"
 	@touch $@
 
 install: $(STAMP)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -267,53 +266,6 @@ def test_kappa_run_engine_dask_matches_the_local_engine(cluster, bundle, iris_bi
     assert csv.returncode == 0, csv.stderr
     got_csv = _read_output(tmp_path / "csv-out").sort_values("id").reset_index(drop=True)
     pd.testing.assert_frame_equal(got_csv, expected)
-
-
-def test_a_killed_worker_loses_and_duplicates_no_rows(cluster, client, bundle, iris_big, tmp_path):
-    frame = pd.concat([iris_big.iloc[10:]] * 2, ignore_index=True)
-    frame["id"] = [f"r{i}" for i in range(len(frame))]
-    source = _parquet(frame, tmp_path / "in", row_group_size=150)  # 40 shards of 0.25 s each
-    expected = _local_reference(bundle, source, tmp_path / "local", api="predict")
-    out = tmp_path / "out"
-    job = subprocess.Popen(
-        [
-            KAPPA,
-            "run",
-            bundle,
-            "slow",
-            "--input-file",
-            str(source),
-            "--output-file",
-            str(out),
-            "--id-column",
-            "id",
-            "--batch-size",
-            "150",
-            "--engine",
-            "dask",
-            "--scheduler",
-            cluster,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while len(list(out.glob("part-*.parquet"))) < 4:
-        assert job.poll() is None, job.communicate()
-        assert time.monotonic() < deadline, "no shard written in time"
-        time.sleep(0.1)
-    pids = client.run(os.getpid)
-    victim = sorted(pids.values())[0]
-    os.kill(victim, signal.SIGKILL)
-    stdout, stderr = job.communicate(timeout=180)
-    assert job.returncode == 0, stderr
-    assert len(list(out.glob("part-*.parquet"))) == -(-len(frame) // 150)
-    got = _read_output(out).sort_values("id").reset_index(drop=True)
-    assert got["id"].is_unique and len(got) == len(frame)
-    pd.testing.assert_frame_equal(got, expected)
-    client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
-    assert victim not in client.run(os.getpid).values()
 
 
 def test_dask_run_resumes_an_interrupted_output(cluster, bundle, iris_big, tmp_path):

@@ -1,0 +1,58 @@
+"""Faults on `kappa run --engine dask` (issue 21): one worker process of a real two-worker cluster
+killed with SIGKILL mid-job; Dask runs its lost tasks again on the other worker (or on the one its
+nanny restarts), and the job completes with every input row exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.faults.checks import doubler, exactly_once
+
+KAPPA = str(Path(sys.executable).parent / "kappa")
+pytestmark = pytest.mark.dask
+
+
+@pytest.mark.slow
+def test_a_killed_dask_worker_loses_and_duplicates_no_rows(make_module, tmp_path):
+    from distributed import Client
+
+    from tests.servers import dask_cluster
+
+    n, batch, bad = 12_000, 300, [7, 5_999, 11_999]
+    a = np.arange(n, dtype="float64")
+    a[bad] = -1.0
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(
+        tmp_path / "in.parquet", row_group_size=batch
+    )
+    bundle = make_module(doubler(0.25)).Doubler().save_to_dir(str(tmp_path / "bundle"))
+    target, report_file = tmp_path / "out", tmp_path / "r.json"
+    with dask_cluster(tmp_path / "dask") as address, Client(address, timeout="30s") as client:
+        client.wait_for_workers(2, timeout=60)
+        args = [KAPPA, "run", bundle, "score", "--input-file", str(tmp_path / "in.parquet")]
+        args += ["--output-file", str(target), "--batch-size", str(batch), "--id-column", "id"]
+        args += ["--engine", "dask", "--scheduler", address, "--report", str(report_file)]
+        run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(list(target.glob("part-*.parquet"))) < 4:
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "the job never wrote four shards"
+            time.sleep(0.05)
+        victim = sorted(client.run(os.getpid).values())[0]
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = run.communicate(timeout=180)
+        assert run.returncode == 0, stderr[-3000:]
+        assert not run.poll() and len(list(target.glob("part-*.parquet"))) == n // batch
+        scored, report = exactly_once(target, n, [f"r{i}" for i in bad], report_file)
+        assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
+        assert (report["engine"], report["rows_out"], report["rows_error"]) == ("dask", n - 3, 3)
+        client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
+        assert victim not in client.run(os.getpid).values()
