@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,11 @@ def test_admin_reload_needs_its_token(served, make_module):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
+    wrong = urllib.request.Request(served + "/admin/reload", b"", method="POST")
+    wrong.add_header("Authorization", "Bearer admin-secreT")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(wrong, timeout=10)
+    assert refused.value.code == 401
     _service(make_module, 500).save(version="v5")
     request.add_header("Authorization", "Bearer admin-secret")
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -174,7 +180,8 @@ def test_a_canary_takes_its_share_by_request_id(kappa_home, make_module):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_port(port, timeout=60, process=process)
-        answers = [_post(url, [[1.0]], {"X-Request-Id": f"user-{i}"}) for i in range(400)]
+        with ThreadPoolExecutor(16) as pool:  # at once: micro-batches form, and must keep to one version
+            answers = list(pool.map(lambda i: _post(url, [[1.0]], {"X-Request-Id": f"user-{i}"}), range(400)))
         versions = [headers["x-kappa-version"] for _, _, headers in answers]
         to_canary = versions.count("Swapped:v2") / len(versions)
         assert 0.12 < to_canary < 0.28  # 20% of the requests, by their ids' hash
@@ -195,6 +202,8 @@ def test_a_canary_takes_its_share_by_request_id(kappa_home, make_module):
         for tag in ("Swapped:v1", "Swapped:v2"):  # requests counted by the version that answered
             line = f'kappa_version_requests_total{{status="200",version="{tag}"}}'
             assert f"{line} {float((versions + again).count(tag))}" in metrics
+            latency = f'kappa_version_request_duration_seconds_count{{version="{tag}"}}'
+            assert f"{latency} {float((versions + again).count(tag))}" in metrics
     finally:
         process.terminate()
         process.communicate(timeout=60)
