@@ -189,13 +189,26 @@ def _print_file(job: ScoreJob) -> None:
 
 def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by: list[str]) -> None:
     from kappa.errors import InputError
-    from kappa_batch.engines import spark_job
+    from kappa_batch.engines import spark_job, spark_pool
     from kappa_batch.engines.local import max_error_rate
 
     if job.input_file is None or job.output_file is None:
         raise InputError("--engine spark needs --input-file and --output-file")
-    if job.resume or job.workers is not None:
-        raise InputError("--resume and --workers are for the local engine; Spark retries and scales itself")
+    if job.workers is not None:
+        raise InputError("--workers sizes the local engine and a local Dask cluster; Spark's cluster decides")
+    if spark_pool.scores_shards(job, partition_by):
+        if job.resume and job.overwrite:
+            raise InputError("--resume and --overwrite exclude each other")
+        report = spark_pool.run_on_spark(job, master)
+        _show(env, report)
+        if not report.succeeded:
+            raise _too_many_failed(job, report, f"no _SUCCESS was written; see {report.errors_file}")
+        return
+    if job.resume:
+        raise InputError(
+            "--resume needs Kappa's own shards: not with --partition-by, ORC output or a Hadoop file "
+            "system (hdfs://, s3a://, ...), where Spark's task retry and overwrite stand in for it"
+        )
     spark = spark_job.session(master)
     try:
         report = spark_job.run(

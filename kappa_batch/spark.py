@@ -229,7 +229,7 @@ def udf(
     return KappaUDF(spark, bundle, api, return_type, errors, env_check, threads_per_worker)
 
 
-# -- whole DataFrames (spark-submit jobs, `kappa run --engine spark`) ---------------------
+# -- whole DataFrames (spark-submit jobs; `kappa run --engine spark` with --partition-by or Hadoop URLs) --
 
 
 def score(

@@ -1,57 +1,19 @@
-"""``kappa run --engine dask``: the local engine's plan, shards, resume and report, scored on Dask.
-
-The driver plans the shards, skips the ones a resumed run already has, and commits
-the output exactly as ``kappa run`` does; each shard is a Dask task that reads its
-rows, scores them with the worker's cached runner and writes its part file in one
-atomic rename. A task lost with a worker is run again by Dask and rewrites the same
-part file, so rows are never lost or duplicated. The output (and a non-Parquet input
-that the driver streams) must be reachable by the workers: a shared folder or a URL.
-"""
+"""``kappa run --engine dask``: the local engine's plan, shards, resume and report, scored on Dask
+(see :mod:`kappa_batch.engines.remote`)."""
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, replace
 from typing import Any
 
 from kappa.errors import KappaError
 from kappa_batch.dask import _distributed, ship
-from kappa_batch.engines.local import Task, WorkerState, run, write_task
+from kappa_batch.engines.local import Task, WorkerState, run
+from kappa_batch.engines.remote import ShardPlan, remote_work, warm, with_absolute_paths
 from kappa_batch.job import Report, ScoreJob
-from kappa_batch.shards import OutputSpec, ShardedOutput
-from kappa_batch.shipping import BundleHandle
-from kappa_batch.workers import Share, dask_share, worker_runner
+from kappa_batch.workers import dask_share
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    """What a Dask worker needs to score and write shards (small: no model, no data)."""
-
-    handle: BundleHandle
-    api: str
-    env_check: str
-    spec: OutputSpec
-    id_column: str | None
-    fs: Any
-    batch_size: int
-    threads: Share  # BLAS/OpenMP threads of every worker, or per worker address
-
-
-def _remote_work(plan: ShardPlan, task: Task) -> tuple[int, int, int]:
-    """Runs on a Dask worker: score one shard (the runner comes from the process's cache) and write it."""
-    runner = worker_runner(plan.handle, plan.api, plan.env_check, plan.threads)
-    state = WorkerState(
-        runner, ShardedOutput(plan.spec), plan.id_column, plan.fs, plan.batch_size, in_worker_pool=True
-    )
-    return write_task(state, task)
-
-
-def _warm(plan: ShardPlan) -> None:
-    """Runs on a Dask worker before its first shard: loads the bundle into the process's cache."""
-    worker_runner(plan.handle, plan.api, plan.env_check, plan.threads)
 
 
 class DaskPool:
@@ -103,7 +65,7 @@ class DaskPool:
         )
 
     def submit(self, task: Task) -> Any:
-        return self.client.submit(_remote_work, self.plan, task, pure=False)
+        return self.client.submit(remote_work, self.plan, task, pure=False)
 
     def warm(self) -> None:
         """Load the bundle on every worker at once, as a task (so in the thread, with the share of
@@ -111,7 +73,7 @@ class DaskPool:
         A worker that leaves meanwhile is not waited for (its task may run on another)."""
         self.client.gather(
             [
-                self.client.submit(_warm, self.plan, workers=[address], allow_other_workers=True, pure=False)
+                self.client.submit(warm, self.plan, workers=[address], allow_other_workers=True, pure=False)
                 for address in self.client.nthreads()
             ]
         )
@@ -139,20 +101,6 @@ def _local_cluster(distributed: Any, workers: int | None) -> Any:
         )
 
 
-def _absolute(url: str | None) -> str | None:
-    """Local paths made absolute: Dask workers need not share the driver's working directory."""
-    if url is None or "://" in url:
-        return url
-    absolute = os.path.abspath(url)
-    return absolute + "/" if url.endswith("/") else absolute
-
-
 def run_on_dask(job: ScoreJob, scheduler: str | None = None, env_check: str = "fail") -> Report:
     """``kappa run --engine dask [--scheduler tcp://HOST:PORT]``: ``job.workers`` sizes a local cluster."""
-    job = replace(
-        job,
-        input_file=_absolute(job.input_file),
-        output_file=_absolute(job.output_file),
-        errors_file=_absolute(job.errors_file),
-    )
-    return run(job, lambda state, job_: DaskPool(state, job_, scheduler, env_check))
+    return run(with_absolute_paths(job), lambda state, job_: DaskPool(state, job_, scheduler, env_check))

@@ -270,6 +270,72 @@ def test_kappa_run_engine_spark_matches_the_local_engine(bundle, iris_frame, tmp
     assert (report["engine"], report["rows_in"], report["rows_error"]) == ("spark", 3000, 20)
 
 
+def test_kappa_run_engine_spark_resumes_what_a_killed_run_left(make_module, tmp_path):
+    """`kappa run --engine spark` writes Kappa's own shards (each one a Spark task whose Python worker
+    reads, scores and writes it), so a run killed mid-way resumes as the local engine's does."""
+    import signal
+    import time
+
+    from tests.faults.checks import doubler, exactly_once
+
+    n, batch, bad = 6_000, 300, [3, 4_444]
+    a = np.arange(n, dtype="float64")
+    a[bad] = -1.0
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(
+        tmp_path / "in.parquet", row_group_size=batch
+    )
+    service = make_module(doubler(0.3)).Doubler()
+    bundle = service.save_to_dir(str(tmp_path / "bundle"))
+    target, report_file = tmp_path / "out", tmp_path / "r.json"
+    args = [KAPPA, "run", bundle, "score", "--input-file", str(tmp_path / "in.parquet")]
+    args += ["--output-file", str(target), "--batch-size", str(batch), "--id-column", "id"]
+    args += ["--engine", "spark", "--master", "local[2]"]
+    first = subprocess.Popen(args, env=SPARK_ENV, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(target.glob("part-*.parquet"))) < 4:
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the run never wrote four shards"
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)  # the driver and its JVM, as a lost machine would
+    first.wait(timeout=30)
+    kept = len(list(target.glob("part-*.parquet")))
+    assert 4 <= kept < n // batch and not (target / "_SUCCESS").exists()
+    again = subprocess.run(
+        [*args, "--resume", "--report", str(report_file)], env=SPARK_ENV, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    scored, report = exactly_once(target, n, [f"r{i}" for i in bad], report_file)
+    assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
+    assert report["engine"] == "spark" and report["shards_resumed"] >= kept - 2  # less those in flight
+    assert report["shards"] == n // batch
+
+
+def test_kappa_run_engine_spark_keeps_spark_own_path_where_it_is_needed(bundle, iris_frame, tmp_path):
+    """--partition-by (and Hadoop file systems, ORC output) keep Spark's readers and writers, where
+    Kappa's shards and --resume do not apply: --resume there is refused in one line."""
+    source = _write_input(iris_frame, tmp_path / "in", partitioned=True)
+    args = [
+        KAPPA,
+        "run",
+        bundle,
+        "predict",
+        "--input-file",
+        str(source),
+        "--output-file",
+        str(tmp_path / "o"),
+    ]
+    args += ["--id-column", "id", "--engine", "spark", "--partition-by", "part", "--resume"]
+    refused = subprocess.run(args, env=SPARK_ENV, capture_output=True, text=True)
+    assert refused.returncode != 0 and "--resume needs Kappa's own shards" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    from click.testing import CliRunner
+
+    from kappa.cli.main import cli
+
+    workers = CliRunner().invoke(cli, [*args[1:-1], "--workers", "2"])
+    assert workers.exit_code != 0 and "Spark's cluster decides" in workers.output
+
+
 @pytest.mark.slow
 def test_spark_submit_on_a_standalone_cluster(bundle, iris_frame, tmp_path, spark_cluster):
     from tests.servers import spark_home
