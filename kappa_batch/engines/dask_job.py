@@ -46,16 +46,7 @@ class DaskPool:
         self.threads = shares if isinstance(shares, int) else min((shares or {}).values(), default=1)
         digest = state.runner.manifest.digest if state.runner.manifest else None
         handle = ship(job.bundle, self.client, digest)  # the version the run resolved at its start
-        self.plan = ShardPlan(
-            handle,
-            job.api,
-            env_check,
-            state.output.spec,
-            state.id_column,
-            state.fs,
-            state.batch_size,
-            shares,
-        )
+        self.plan = ShardPlan.of(state, job, handle, env_check, shares)
         log.info(
             "scoring on Dask %s: %d workers, %d threads, BLAS/OpenMP threads per worker %s",
             self.client.scheduler.address,

@@ -35,6 +35,22 @@ class ShardPlan:
     batch_size: int
     threads: Share  # BLAS/OpenMP threads of each worker, per Dask worker address, or None: spark.task.cpus
 
+    @classmethod
+    def of(
+        cls, state: WorkerState, job: ScoreJob, handle: BundleHandle, env_check: str, threads: Share
+    ) -> ShardPlan:
+        """The plan of a run whose driver holds ``state``, the bundle shipped as ``handle``."""
+        return cls(
+            handle,
+            job.api,
+            env_check,
+            state.output.spec,
+            state.id_column,
+            state.fs,
+            state.batch_size,
+            threads,
+        )
+
 
 def remote_work(plan: ShardPlan, task: Task) -> tuple[int, int, int]:
     """Runs on a worker: score one shard (the runner comes from the process's cache) and write it."""

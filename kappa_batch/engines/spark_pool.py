@@ -57,16 +57,8 @@ class SparkPool:
             self.threads = configured(job.threads_per_worker) or cpus
             digest = state.runner.manifest.digest if state.runner.manifest else None
             handle = ship(self.spark, job.bundle, digest)  # the version the run resolved at its start
-            self.plan = ShardPlan(
-                handle,
-                job.api,
-                env_check,
-                state.output.spec,
-                state.id_column,
-                state.fs,
-                state.batch_size,
-                configured(job.threads_per_worker),  # None: each task's spark.task.cpus
-            )
+            # threads None: each task's spark.task.cpus
+            self.plan = ShardPlan.of(state, job, handle, env_check, configured(job.threads_per_worker))
         except BaseException:
             self.spark.stop()
             raise

@@ -313,27 +313,18 @@ def test_kappa_run_engine_spark_resumes_what_a_killed_run_left(make_module, tmp_
 def test_kappa_run_engine_spark_keeps_spark_own_path_where_it_is_needed(bundle, iris_frame, tmp_path):
     """--partition-by (and Hadoop file systems, ORC output) keep Spark's readers and writers, where
     Kappa's shards and --resume do not apply: --resume there is refused in one line."""
-    source = _write_input(iris_frame, tmp_path / "in", partitioned=True)
-    args = [
-        KAPPA,
-        "run",
-        bundle,
-        "predict",
-        "--input-file",
-        str(source),
-        "--output-file",
-        str(tmp_path / "o"),
-    ]
-    args += ["--id-column", "id", "--engine", "spark", "--partition-by", "part", "--resume"]
-    refused = subprocess.run(args, env=SPARK_ENV, capture_output=True, text=True)
-    assert refused.returncode != 0 and "--resume needs Kappa's own shards" in refused.stderr
-    assert "Traceback" not in refused.stderr
     from click.testing import CliRunner
 
     from kappa.cli.main import cli
 
-    workers = CliRunner().invoke(cli, [*args[1:-1], "--workers", "2"])
-    assert workers.exit_code != 0 and "Spark's cluster decides" in workers.output
+    source = _write_input(iris_frame, tmp_path / "in", partitioned=True)
+    args = ["run", bundle, "predict", "--input-file", str(source), "--output-file", str(tmp_path / "o")]
+    args += ["--id-column", "id", "--engine", "spark", "--partition-by", "part"]
+    refused = CliRunner().invoke(cli, [*args, "--resume"])
+    assert refused.exit_code == 1 and "--resume needs Kappa's own shards" in refused.output
+    assert "Traceback" not in refused.output
+    workers = CliRunner().invoke(cli, [*args, "--workers", "2"])
+    assert workers.exit_code == 1 and "Spark's cluster decides" in workers.output
 
 
 @pytest.mark.slow
