@@ -196,21 +196,27 @@ def _run_spark(env: Environment, job: ScoreJob, master: str | None, partition_by
         raise InputError("--engine spark needs --input-file and --output-file")
     if job.workers is not None:
         raise InputError("--workers sizes the local engine and a local Dask cluster; Spark's cluster decides")
-    if spark_pool.scores_shards(job, partition_by):
-        if job.resume and job.overwrite:
-            raise InputError("--resume and --overwrite exclude each other")
-        report = spark_pool.run_on_spark(job, master)
-        _show(env, report)
-        if not report.succeeded:
-            raise _too_many_failed(job, report, f"no _SUCCESS was written; see {report.errors_file}")
-        return
-    if job.resume:
+    if job.resume and job.overwrite:
+        raise InputError("--resume and --overwrite exclude each other")
+    if job.resume and not spark_pool.scores_shards(job, partition_by):  # before a session starts
         raise InputError(
-            "--resume needs Kappa's own shards: not with --partition-by, ORC output or a Hadoop file "
-            "system (hdfs://, s3a://, ...), where Spark's task retry and overwrite stand in for it"
+            "--resume needs Kappa's own shards: Parquet input, no --partition-by and no Hadoop file "
+            "system (hdfs://, s3a://, ...); there Spark's task retry and overwrite stand in for it"
         )
     spark = spark_job.session(master)
     try:
+        plain_paths = spark_pool.default_fs(spark)
+        if spark_pool.scores_shards(job, partition_by, plain_paths):
+            report = spark_pool.run_on_spark(spark, job)
+            _show(env, report)
+            if not report.succeeded:
+                raise _too_many_failed(job, report, f"no _SUCCESS was written; see {report.errors_file}")
+            return
+        if job.resume:
+            raise InputError(
+                f"--resume needs Kappa's own shards, and plain paths here are on {plain_paths} "
+                "(Hadoop's fs.defaultFS): pass file:// paths or URLs"
+            )
         report = spark_job.run(
             spark,
             job.bundle,

@@ -106,6 +106,13 @@ def _kind_of_name(path: str) -> str | None:
     return next((name for suffix, name in FORMATS.items() if lower.endswith(suffix)), None)
 
 
+def input_kind(spec: str, fmt: str | None = None) -> str:
+    """The format ``kappa run`` reads ``spec`` as (``parquet``, ``csv``, ...); raises InputError as the
+    run itself would (no such input, mixed formats)."""
+    _, files = list_files(spec)
+    return _pick_files(spec, files, fmt)[0]
+
+
 def _pick_files(spec: str, files: list[str], fmt: str | None) -> tuple[str, list[str]]:
     """The format to read and the files of that format; a folder of several formats needs ``fmt``."""
     if fmt:

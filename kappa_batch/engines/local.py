@@ -373,12 +373,12 @@ def _run(
         report = new_report(job, runner, source)
         report.output, report.errors_file = spec.url, spec.errors_url
         if pool is not None:
-            report.engine, report.workers = pool.engine, pool.width
-            report.threads_per_worker = pool.threads
+            report.engine = pool.engine
         progress: Progress | None = None
         try:
             if pool is not None:  # the run's seconds count scoring, not the workers' model loads
-                pool.warm()
+                pool.warm()  # a cluster's workers have joined by then: its width is known
+                report.workers, report.threads_per_worker = pool.width, pool.threads
             start = time.monotonic()
             progress = Progress(source.total_rows, job.progress)
             _score_all(job, output, source, done, report, progress, pool)

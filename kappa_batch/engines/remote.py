@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from kappa_batch.engines.local import Task, WorkerState, write_task
 from kappa_batch.job import ScoreJob
@@ -62,12 +63,27 @@ def remote_work(plan: ShardPlan, task: Task) -> tuple[int, int, int]:
 
 
 def warm(plan: ShardPlan) -> None:
-    """Runs on a worker before its first shard: loads the bundle into the process's cache."""
+    """Runs on a worker before its first shard: loads the bundle into the process's cache, and
+    checks that the output the driver started (its run record) is there for this worker too."""
+    import socket
+
+    from kappa.errors import KappaError
+    from kappa_batch.shards import RUN_FILE
+
+    output = ShardedOutput(plan.spec)
+    if not output.fs.exists(f"{output.state}/{RUN_FILE}"):
+        raise KappaError(
+            f"the worker on {socket.gethostname()} does not see the output {plan.spec.url}: every worker "
+            "must see it (a folder shared by all of them, at the same path), or write to a URL (s3://...)"
+        )
     worker_runner(plan.handle, plan.api, plan.env_check, plan.threads)
 
 
 def _absolute(url: str | None) -> str | None:
-    """Local paths made absolute: workers need not share the driver's working directory."""
+    """Local paths (and ``file:`` URIs) made absolute paths: workers need not share the driver's
+    working directory."""
+    if url is not None and url.lower().startswith("file:"):
+        url = unquote(urlsplit(url).path) + ("/" if url.endswith("/") else "")
     if url is None or "://" in url:
         return url
     absolute = os.path.abspath(url)

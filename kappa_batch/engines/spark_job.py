@@ -170,22 +170,23 @@ def with_row_ids(spark: Any, df: Any, count_with: str = "footers") -> tuple[Any,
         if counts is None:
             counts = [(r[0], int(r[1])) for r in df.groupBy(file_path).count().collect()]
         positions = Positions.from_counts(((file, 0, rows) for file, rows in counts), by_split=False)
+        rows_of = dict(counts)
         starts = spark.createDataFrame(
-            [(file, start) for (file, _), start in positions.starts.items()],
-            f"{FILE_COLUMN} string, _kappa_start long",
+            [(file, start, rows_of[file]) for (file, _), start in positions.starts.items()],
+            f"{FILE_COLUMN} string, _kappa_start long, _kappa_rows long",
         )
-        start = F.col("_kappa_start")
-        unseen = F.concat(
-            F.col(FILE_COLUMN), F.lit(" was not counted when the job started; run the job again")
+        start, index = F.col("_kappa_start"), F.col(INDEX_COLUMN)
+        # never a row lost or given another file's ids: a file not counted, or grown since, fails the job
+        changed = start.isNull() | (index >= F.col("_kappa_rows"))
+        why = F.concat(
+            F.col(FILE_COLUMN), F.lit(" changed since the job counted its rows; run the job again")
         )
         placed = (
             df.withColumn(FILE_COLUMN, file_path)
             .withColumn(INDEX_COLUMN, F.col("_metadata.row_index"))
-            .join(F.broadcast(starts), FILE_COLUMN, "left")  # never drops a row: an unknown file fails
-            .withColumn(
-                ROW_ID, F.when(start.isNull(), F.raise_error(unseen)).otherwise(start + F.col(INDEX_COLUMN))
-            )
-            .drop(FILE_COLUMN, INDEX_COLUMN, "_kappa_start")
+            .join(F.broadcast(starts), FILE_COLUMN, "left")
+            .withColumn(ROW_ID, F.when(changed, F.raise_error(why)).otherwise(start + index))
+            .drop(FILE_COLUMN, INDEX_COLUMN, "_kappa_start", "_kappa_rows")
         )
         return placed, None
     # the counting pass and the scoring pass must cut the files into the same splits

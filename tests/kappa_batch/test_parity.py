@@ -148,16 +148,20 @@ def test_parquet_row_ids_from_the_footers_equal_those_spark_counts(spark, inputs
     assert spark_job.footer_counts(["hdfs://namenode/data/part-0.parquet"]) is None
 
 
-def test_a_file_the_count_missed_fails_the_job_instead_of_losing_its_rows(spark, inputs, monkeypatch):
+def test_a_file_the_count_missed_or_that_grew_fails_the_job_instead_of_losing_its_rows(
+    spark, inputs, monkeypatch
+):
     from kappa_batch.engines import spark_job
 
     df = spark.read.parquet(str(inputs / "parquet"))
     counted = spark_job.footer_counts(df.inputFiles())
     assert counted is not None
-    monkeypatch.setattr(spark_job, "footer_counts", lambda files: counted[1:])  # as if it changed since
-    placed, _ = spark_job.with_row_ids(spark, df)
-    with pytest.raises(Exception, match="was not counted when the job started; run the job again"):
-        placed.select("_row").collect()
+    first, rows = counted[0]
+    for changed in (counted[1:], [(first, rows - 1), *counted[1:]]):  # a file not counted; one grown since
+        monkeypatch.setattr(spark_job, "footer_counts", lambda files, counts=changed: counts)
+        placed, _ = spark_job.with_row_ids(spark, df)
+        with pytest.raises(Exception, match="changed since the job counted its rows; run the job again"):
+            placed.select("_row").collect()
 
 
 def test_spark_score_the_udf_dask_and_http_agree_with_kappa_run(spark, bundle, frame, inputs, tmp_path):

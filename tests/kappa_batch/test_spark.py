@@ -306,7 +306,7 @@ def test_kappa_run_engine_spark_resumes_what_a_killed_run_left(make_module, tmp_
     assert again.returncode == 0, again.stderr[-3000:]
     scored, report = exactly_once(target, n, [f"r{i}" for i in bad], report_file)
     assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
-    assert report["engine"] == "spark" and report["shards_resumed"] >= kept - 2  # less those in flight
+    assert report["engine"] == "spark" and report["shards_resumed"] == kept  # a part file is written last
     assert report["shards"] == n // batch
 
 
