@@ -46,8 +46,12 @@ def test_a_killed_dask_worker_loses_and_duplicates_no_rows(make_module, tmp_path
             assert run.poll() is None, run.communicate()
             assert time.monotonic() < deadline, "the job never wrote four shards"
             time.sleep(0.05)
-        busy = [address for address, keys in client.processing().items() if keys]
-        assert busy, "no worker was scoring"
+        busy: list[str] = []
+        while not busy:  # a worker that holds a shard now (between two shards, none may)
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "no worker was seen scoring"
+            busy = [address for address, keys in client.processing().items() if keys]
+            time.sleep(0.02)
         victim = client.run(os.getpid, workers=busy[:1])[busy[0]]  # one that holds a shard now
         os.kill(victim, signal.SIGKILL)
         _, stderr = run.communicate(timeout=180)
