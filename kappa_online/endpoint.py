@@ -27,7 +27,7 @@ from kappa_online.dispatcher import Dispatcher, Overloaded, Scored
 from kappa_online.limits import BodyTooLarge, declared_too_large, limited, too_large_message
 from kappa_online.metrics import Metrics
 from kappa_online.payload_log import Prediction
-from kappa_online.replies import Reply, answered, answering, internal_error, request_id
+from kappa_online.replies import Reply, answered, answering, internal_error, reply_id
 
 HIDDEN = ("raised", "invalid_output")  # the server's fault: the message stays in the log
 
@@ -68,7 +68,7 @@ class Endpoint:
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         self.in_flight += 1
-        token = answering(scope)
+        token, rid = answering(scope)
         try:
             seen: list[Any] = []  # this request's decoded batch and answer rows, for the payload log
             try:
@@ -80,7 +80,7 @@ class Endpoint:
             # counted before the answer leaves: a client that reads /metrics next sees its request
             seconds = time.perf_counter() - start
             self.observe(reply.status, seconds)
-            rid = request_id(scope, reply)
+            rid = reply_id(reply) or rid
             await reply.send(send, (self._version_header, rid))
             self.log(rid, reply.status, seconds, seen)
         finally:

@@ -52,12 +52,12 @@ class Reply:
 
 
 def request_id(scope: Any, reply: Reply | None = None) -> tuple[bytes, bytes]:
-    """The ``X-Request-Id`` header of an answer: the id the reply logged under (a 500), else the
+    """The ``X-Request-Id`` header of an answer: the reply's own (see :func:`reply_id`), else the
     request's own (when it is a sane token), else a new one."""
     if reply is not None:
-        for key, value in reply.headers:
-            if key.lower() == "x-request-id":
-                return b"x-request-id", value.encode("latin-1")
+        own = reply_id(reply)
+        if own is not None:
+            return own
     for key, value in scope["headers"]:
         if key == b"x-request-id":
             if 0 < len(value) <= 128 and all(33 <= c < 127 for c in value):
@@ -66,11 +66,20 @@ def request_id(scope: Any, reply: Reply | None = None) -> tuple[bytes, bytes]:
     return b"x-request-id", os.urandom(8).hex().encode()
 
 
-def answering(scope: Any) -> Any:
+def reply_id(reply: Reply) -> tuple[bytes, bytes] | None:
+    """The ``X-Request-Id`` header a reply carries itself (a 500 names the id it was logged under)."""
+    for key, value in reply.headers:
+        if key.lower() == "x-request-id":
+            return b"x-request-id", value.encode("latin-1")
+    return None
+
+
+def answering(scope: Any) -> tuple[Any, tuple[bytes, bytes]]:
     """Mark the calling task as answering the request of ``scope``, so that a 500 made while it does
-    is logged and answered under the request's own id (when it sent a sane one): feedback sent
-    with that id joins the logged answer. Returns a token for :func:`answered`."""
-    return _ANSWERING.set(request_id(scope)[1])
+    is logged and answered under the request's id (its own when it sent a sane one): feedback sent
+    with that id joins the logged answer. Returns a token for :func:`answered`, and the id's header."""
+    rid = request_id(scope)
+    return _ANSWERING.set(rid[1]), rid
 
 
 def answered(token: Any) -> None:

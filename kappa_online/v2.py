@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from kappa.errors import InputError
 from kappa_online.endpoint import shed
-from kappa_online.replies import Reply, answered, answering, error, internal_error, json_response, request_id
+from kappa_online.replies import Reply, answered, answering, error, internal_error, json_response, reply_id
 
 if TYPE_CHECKING:
     from kappa_online.endpoint import Endpoint
@@ -154,7 +154,7 @@ def routes(state: State) -> list[BaseRoute]:
         if endpoint is None:
             return error(404, f"version {request.path_params['version']!r} is not served here")
         endpoint.in_flight += 1  # a swapped-out version waits for it
-        token = answering(request.scope)
+        token, rid = answering(request.scope)
         try:
             seen: list[Any] = []
             refused = endpoint.dispatcher.refusal()  # before the tensors are converted: refusing costs little
@@ -164,7 +164,7 @@ def routes(state: State) -> list[BaseRoute]:
                 reply = internal_error(f"V2 infer on {endpoint.name}: unexpected error", exc)
             seconds = time.perf_counter() - start
             endpoint.observe(reply.status, seconds)
-            rid = request_id(request.scope, reply)  # a 500 keeps the id it was logged under
+            rid = reply_id(reply) or rid  # a 500 keeps the id it was logged under
             endpoint.log(rid, reply.status, seconds, seen)
             response = reply.response()
             response.headers.update(endpoint.headers(rid))

@@ -12,13 +12,15 @@ must be reachable by the workers: a shared folder or a URL.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from kappa.errors import KappaError
 from kappa_batch.engines.local import Task, WorkerState, write_task
 from kappa_batch.job import ScoreJob
-from kappa_batch.shards import OutputSpec, ShardedOutput
+from kappa_batch.shards import RUN_FILE, OutputSpec, ShardedOutput
 from kappa_batch.shipping import BundleHandle
 from kappa_batch.workers import Share, worker_runner
 
@@ -65,11 +67,6 @@ def remote_work(plan: ShardPlan, task: Task) -> tuple[int, int, int]:
 def warm(plan: ShardPlan) -> None:
     """Runs on a worker before its first shard: loads the bundle into the process's cache, and
     checks that the output the driver started (its run record) is there for this worker too."""
-    import socket
-
-    from kappa.errors import KappaError
-    from kappa_batch.shards import RUN_FILE
-
     output = ShardedOutput(plan.spec)
     if not output.fs.exists(f"{output.state}/{RUN_FILE}"):
         raise KappaError(
