@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
+    if not (Path(args.before) / "kappa_online" / "__init__.py").is_file():  # else "before" is this checkout
+        parser.error(f"{args.before} is not a checkout of Kappa: make one with `git worktree add DIR COMMIT`")
     folder = Path(tempfile.mkdtemp(prefix="kappa-before-after-"))
     (folder / "online_bench_service.py").write_text(SERVICE)
     sys.path.insert(0, str(folder))
