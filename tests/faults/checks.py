@@ -30,6 +30,18 @@ class Doubler(kappa.BentoService):
 """
 
 
+def doubler_input(path: Path, n: int, bad: list[int], row_group_size: int) -> list[str]:
+    """``n`` rows ``id`` (``r0`` ...) and ``a`` for :func:`doubler`'s service, as Parquet at ``path`` in
+    row groups of ``row_group_size``; the rows at ``bad`` get a negative ``a`` (they raise).
+    Returns the ids of those rows."""
+    import numpy as np
+
+    a = np.arange(n, dtype="float64")
+    a[bad] = -1.0
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(path, row_group_size=row_group_size)
+    return [f"r{i}" for i in bad]
+
+
 def exactly_once(
     target: Path | str, n: int, bad_ids: list[str], report_file: Path, storage: dict[str, Any] | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -11,11 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from tests.faults.checks import doubler, exactly_once
+from tests.faults.checks import doubler, doubler_input, exactly_once
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
 pytestmark = pytest.mark.dask
@@ -28,11 +26,7 @@ def test_a_killed_dask_worker_loses_and_duplicates_no_rows(make_module, tmp_path
     from tests.servers import dask_cluster
 
     n, batch, bad = 12_000, 300, [7, 5_999, 11_999]
-    a = np.arange(n, dtype="float64")
-    a[bad] = -1.0
-    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(
-        tmp_path / "in.parquet", row_group_size=batch
-    )
+    bad_ids = doubler_input(tmp_path / "in.parquet", n, bad, batch)
     bundle = make_module(doubler(0.25)).Doubler().save_to_dir(str(tmp_path / "bundle"))
     target, report_file = tmp_path / "out", tmp_path / "r.json"
     with dask_cluster(tmp_path / "dask") as address, Client(address, timeout="30s") as client:
@@ -57,7 +51,7 @@ def test_a_killed_dask_worker_loses_and_duplicates_no_rows(make_module, tmp_path
         _, stderr = run.communicate(timeout=180)
         assert run.returncode == 0, stderr[-3000:]
         assert not run.poll() and len(list(target.glob("part-*.parquet"))) == n // batch
-        scored, report = exactly_once(target, n, [f"r{i}" for i in bad], report_file)
+        scored, report = exactly_once(target, n, bad_ids, report_file)
         assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
         assert (report["engine"], report["rows_out"], report["rows_error"]) == ("dask", n - 3, 3)
         client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker

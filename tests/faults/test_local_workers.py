@@ -10,12 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import psutil
 import pytest
 
-from tests.faults.checks import doubler, exactly_once
+from tests.faults.checks import doubler, doubler_input, exactly_once
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
 
@@ -23,11 +21,7 @@ KAPPA = str(Path(sys.executable).parent / "kappa")
 @pytest.mark.slow
 def test_a_killed_pool_process_fails_the_run_clearly_and_resume_completes(make_module, tmp_path):
     n, batch, bad = 20_000, 500, [7, 9_999, 19_999]
-    a = np.arange(n, dtype="float64")
-    a[bad] = -1.0
-    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(
-        tmp_path / "in.parquet", row_group_size=batch
-    )
+    bad_ids = doubler_input(tmp_path / "in.parquet", n, bad, batch)
     bundle = make_module(doubler(0.05)).Doubler().save_to_dir(str(tmp_path / "bundle"))
     target = tmp_path / "out"
     args = [KAPPA, "run", bundle, "score", "--input-file", str(tmp_path / "in.parquet")]
@@ -52,6 +46,6 @@ def test_a_killed_pool_process_fails_the_run_clearly_and_resume_completes(make_m
         [*args, "--resume", "--report", str(tmp_path / "r.json")], capture_output=True, text=True
     )
     assert finish.returncode == 0, finish.stderr
-    scored, report = exactly_once(target, n, [f"r{i}" for i in bad], tmp_path / "r.json")
+    scored, report = exactly_once(target, n, bad_ids, tmp_path / "r.json")
     assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
     assert report["shards_resumed"] >= done_before - 2  # what the dead run wrote (less the in-flight)

@@ -13,11 +13,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from tests.faults.checks import doubler, exactly_once
+from tests.faults.checks import doubler, doubler_input, exactly_once
 from tests.servers import S3_ENV, RestartableS3, s3_server_process
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
@@ -48,11 +46,7 @@ def test_a_stopped_store_is_one_line_naming_the_url_and_resume_completes(make_mo
     import fsspec
 
     n, batch, bad = 20_000, 500, [11, 12_345]
-    a = np.arange(n, dtype="float64")
-    a[bad] = -1.0
-    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(
-        tmp_path / "in.parquet", row_group_size=batch
-    )
+    bad_ids = doubler_input(tmp_path / "in.parquet", n, bad, batch)
     bundle = make_module(doubler(0.05)).Doubler().save_to_dir(str(tmp_path / "bundle"))
     prefix = f"kappa-faults/scores-{os.getpid()}-{time.monotonic_ns()}"
     url = f"s3://{prefix}"
@@ -87,7 +81,7 @@ def test_a_stopped_store_is_one_line_naming_the_url_and_resume_completes(make_mo
         [*args, "--resume", "--report", str(tmp_path / "r.json")], env=env, capture_output=True, text=True
     )
     assert finish.returncode == 0, finish.stderr
-    scored, report = exactly_once(url, n, [f"r{i}" for i in bad], tmp_path / "r.json", storage)
+    scored, report = exactly_once(url, n, bad_ids, tmp_path / "r.json", storage)
     assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
     assert report["shards_resumed"] >= written - 2  # a shard in flight may be written again
 

@@ -276,14 +276,10 @@ def test_kappa_run_engine_spark_resumes_what_a_killed_run_left(make_module, tmp_
     import signal
     import time
 
-    from tests.faults.checks import doubler, exactly_once
+    from tests.faults.checks import doubler, doubler_input, exactly_once
 
     n, batch, bad = 6_000, 300, [3, 4_444]
-    a = np.arange(n, dtype="float64")
-    a[bad] = -1.0
-    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a}).to_parquet(
-        tmp_path / "in.parquet", row_group_size=batch
-    )
+    bad_ids = doubler_input(tmp_path / "in.parquet", n, bad, batch)
     service = make_module(doubler(0.3)).Doubler()
     bundle = service.save_to_dir(str(tmp_path / "bundle"))
     target, report_file = tmp_path / "out", tmp_path / "r.json"
@@ -304,7 +300,7 @@ def test_kappa_run_engine_spark_resumes_what_a_killed_run_left(make_module, tmp_
         [*args, "--resume", "--report", str(report_file)], env=SPARK_ENV, capture_output=True, text=True
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    scored, report = exactly_once(target, n, [f"r{i}" for i in bad], report_file)
+    scored, report = exactly_once(target, n, bad_ids, report_file)
     assert (scored["prediction"] == scored["id"].str[1:].astype(float) * 2).all()
     assert report["engine"] == "spark" and report["shards_resumed"] == kept  # a part file is written last
     assert report["shards"] == n // batch
